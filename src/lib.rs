@@ -1,0 +1,16 @@
+//! rtmpd: a live-streaming server. An encoder publishes over RTMP; players pull the
+//! same stream back over RTMP with a fast start from a cached GOP.
+//!
+//! The protocol core (`rtmp`) works on byte buffers only: handshake, chunk codec, AMF,
+//! message parsing and the per-connection session state machine take bytes in and hand
+//! back bytes to send plus events. `media` knows what a frame is (keyframe, sequence
+//! header) and keeps the fast-start cache. `registry` maps app/stream keys to live
+//! streams and fans frames out to players through bounded queues. `server` owns the
+//! sockets: a blocking listener, one reader thread per client that drives the session,
+//! and one writer thread per client that owns the socket's write half.
+
+pub mod cli;
+pub mod media;
+pub mod registry;
+pub mod rtmp;
+pub mod server;

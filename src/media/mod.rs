@@ -1,0 +1,7 @@
+//! Media knowledge independent of the transport: what a frame is, the fast-start
+//! cache, per-player timestamp mapping and the FLV container.
+
+pub mod flv;
+pub mod frame;
+pub mod gop;
+pub mod timestamp;
