@@ -1,1 +1,41 @@
-fn main() {}
+//! The `rtmpd` binary: command line → config → logging → server.
+
+use std::process::ExitCode;
+
+use log::error;
+use rtmpd::cli::{self, Command};
+use rtmpd::server::Server;
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help(usage)) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("rtmpd {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("rtmpd: {e}\n\n{}", cli::usage());
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let listen = config.listen;
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            error!("cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("server stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The reader thread of one client: handshake, then the session over the socket's
+//! read half. It turns session events into registry calls (publish, play, frames)
+//! and hands everything to send to the connection's writer thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use log::{debug, info, warn};
+
+use super::writer::{self, WriterCommand};
+use super::{Context, THREAD_STACK};
+use crate::registry::{Publisher, StreamKey, Subscription};
+use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
+use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
+
+/// Handshake, connect and publish/play must all happen within this long.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A publisher silent this long is gone; its key is released for a reconnect.
+const PUBLISH_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A player whose socket takes no bytes this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_BUFFER: usize = 16 * 1024;
+
+#[derive(Debug)]
+enum CloseReason {
+    PeerClosed,
+    Io(io::Error),
+    Handshake(HandshakeError),
+    Session(SessionError),
+    SetupTimeout,
+    PublisherIdle,
+    Refused(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed the connection"),
+            CloseReason::Io(e) => write!(f, "socket error: {e}"),
+            CloseReason::Handshake(e) => write!(f, "handshake failed: {e}"),
+            CloseReason::Session(e) => write!(f, "protocol error: {e}"),
+            CloseReason::SetupTimeout => write!(
+                f,
+                "no publish or play within {} s of connecting",
+                SETUP_TIMEOUT.as_secs()
+            ),
+            CloseReason::PublisherIdle => write!(
+                f,
+                "publisher sent nothing for {} s",
+                PUBLISH_IDLE_TIMEOUT.as_secs()
+            ),
+            CloseReason::Refused(why) => write!(f, "refused: {why}"),
+        }
+    }
+}
+
+impl CloseReason {
+    /// Misbehaviour is worth a warning; ordinary endings are not.
+    fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Handshake(_)
+                | CloseReason::Session(_)
+                | CloseReason::SetupTimeout
+                | CloseReason::PublisherIdle
+                | CloseReason::Refused(_)
+        )
+    }
+}
+
+/// Runs one client to the end and logs why it ended.
+pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    debug!("{peer}: accepted");
+    let started = Instant::now();
+    let mut conn = Connection {
+        peer,
+        ctx,
+        started,
+        app: None,
+        session: None,
+        writer: None,
+        publisher: None,
+        players: HashMap::new(),
+        bytes_out: Arc::new(AtomicU64::new(0)),
+    };
+    let reason = conn.run(&socket);
+    let bytes_in = conn.session.as_ref().map_or(0, |s| s.bytes_received());
+    // Dropping the publisher and subscriptions releases their keys at once.
+    conn.publisher = None;
+    conn.players.clear();
+    let writer = conn.writer.take();
+    if let Some((tx, handle)) = writer {
+        drop(tx);
+        let _ = socket.shutdown(Shutdown::Both);
+        let _ = handle.join();
+    }
+    let summary = format!(
+        "{peer}: closed after {:.1} s, {bytes_in} bytes in, {} bytes out: {reason}",
+        started.elapsed().as_secs_f64(),
+        conn.bytes_out.load(Ordering::Relaxed)
+    );
+    if reason.is_client_fault() {
+        warn!("{summary}");
+    } else {
+        info!("{summary}");
+    }
+}
+
+struct Connection {
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    started: Instant,
+    app: Option<String>,
+    session: Option<ServerSession>,
+    writer: Option<(Sender<WriterCommand>, thread::JoinHandle<()>)>,
+    publisher: Option<(u32, Publisher)>,
+    players: HashMap<u32, Subscription>,
+    bytes_out: Arc<AtomicU64>,
+}
+
+impl Connection {
+    fn run(&mut self, socket: &TcpStream) -> CloseReason {
+        match self.try_run(socket) {
+            Ok(()) => CloseReason::PeerClosed,
+            Err(reason) => reason,
+        }
+    }
+
+    fn try_run(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
+        // Small writes (status replies) must not wait for Nagle.
+        let _ = socket.set_nodelay(true);
+        socket
+            .set_write_timeout(Some(WRITE_TIMEOUT))
+            .map_err(CloseReason::Io)?;
+        let mut buf = vec![0u8; READ_BUFFER];
+        let rest = self.handshake(socket, &mut buf)?;
+        self.start_writer(socket)?;
+        self.session = Some(ServerSession::new(SessionConfig {
+            chunk_size: self.ctx.config.chunk_size,
+            ..SessionConfig::default()
+        }));
+        let mut events = Vec::new();
+        self.feed(&rest, &mut events)?;
+        loop {
+            let n = self.read(socket, &mut buf)?;
+            self.feed(&buf[..n], &mut events)?;
+        }
+    }
+
+    /// Runs bytes through the session and acts on what they meant.
+    fn feed(&mut self, input: &[u8], events: &mut Vec<SessionEvent>) -> Result<(), CloseReason> {
+        let result = self.session().handle_input(input, events);
+        // Replies and events from what did parse still count before an error closes us.
+        self.flush();
+        for event in events.drain(..) {
+            self.handle(event)?;
+        }
+        result.map_err(CloseReason::Session)
+    }
+
+    fn session(&mut self) -> &mut ServerSession {
+        self.session
+            .as_mut()
+            .expect("session exists after the handshake")
+    }
+
+    /// Reads with the timeout that fits what the client is doing now.
+    fn read(&mut self, socket: &TcpStream, buf: &mut [u8]) -> Result<usize, CloseReason> {
+        loop {
+            let timeout = if self.publisher.is_some() {
+                Some(PUBLISH_IDLE_TIMEOUT)
+            } else if self.players.is_empty() {
+                Some(
+                    SETUP_TIMEOUT
+                        .checked_sub(self.started.elapsed())
+                        .filter(|d| !d.is_zero())
+                        .ok_or(CloseReason::SetupTimeout)?,
+                )
+            } else {
+                // Players may stay silent for as long as they like.
+                None
+            };
+            socket.set_read_timeout(timeout).map_err(CloseReason::Io)?;
+            match (&*socket).read(buf) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if self.publisher.is_some() {
+                        return Err(CloseReason::PublisherIdle);
+                    }
+                    if self.players.is_empty() {
+                        return Err(CloseReason::SetupTimeout);
+                    }
+                }
+                Err(e) if is_disconnect(&e) => return Err(CloseReason::PeerClosed),
+                Err(e) => return Err(CloseReason::Io(e)),
+            }
+        }
+    }
+
+    /// Runs the handshake on this thread; returns the bytes that followed C2.
+    fn handshake(&mut self, socket: &TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, CloseReason> {
+        let uptime = self.ctx.started.elapsed().as_millis() as u32;
+        let mut handshake = ServerHandshake::new(uptime);
+        let mut out = Vec::new();
+        loop {
+            let n = self.read(socket, buf)?;
+            let progress = handshake
+                .process(&buf[..n], &mut out)
+                .map_err(CloseReason::Handshake)?;
+            if !out.is_empty() {
+                (&*socket).write_all(&out).map_err(CloseReason::Io)?;
+                out.clear();
+            }
+            if let Progress::Done { remaining } = progress {
+                debug!("{}: {:?} handshake done", self.peer, handshake.kind());
+                return Ok(remaining);
+            }
+        }
+    }
+
+    fn start_writer(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
+        let write_half = socket.try_clone().map_err(CloseReason::Io)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let peer = self.peer;
+        let bytes_out = self.bytes_out.clone();
+        let handle = thread::Builder::new()
+            .name(format!("rtmp {peer} writer"))
+            .stack_size(THREAD_STACK)
+            .spawn(move || writer::run(write_half, rx, peer, bytes_out))
+            .map_err(CloseReason::Io)?;
+        self.writer = Some((tx, handle));
+        Ok(())
+    }
+
+    fn send(&self, command: WriterCommand) {
+        if let WriterCommand::Messages(m) = &command {
+            if m.is_empty() {
+                return;
+            }
+        }
+        if let Some((tx, _)) = &self.writer {
+            // A dead writer has shut the socket down; the next read notices.
+            let _ = tx.send(command);
+        }
+    }
+
+    /// Sends whatever the session queued while handling an event.
+    fn flush(&mut self) {
+        let output = self.session().take_output();
+        self.send(WriterCommand::Messages(output));
+    }
+
+    fn key(&self, name: &str) -> Result<StreamKey, String> {
+        let app = self.app.as_deref().unwrap_or_default();
+        StreamKey::new(app, name).map_err(|e| e.to_string())
+    }
+
+    fn handle(&mut self, event: SessionEvent) -> Result<(), CloseReason> {
+        let peer = self.peer;
+        match event {
+            SessionEvent::Connected { app, tc_url, .. } => {
+                info!(
+                    "{peer}: connect app '{app}' ({})",
+                    tc_url.as_deref().unwrap_or("no tcUrl")
+                );
+                self.app = Some(app);
+            }
+            SessionEvent::PublishRequested {
+                stream_id,
+                name,
+                mode,
+                ..
+            } => self.publish(stream_id, &name, &mode)?,
+            SessionEvent::Frame { stream_id, frame } => match &self.publisher {
+                Some((id, publisher)) if *id == stream_id => publisher.push(frame),
+                _ => {}
+            },
+            SessionEvent::PublishStopped { stream_id } => {
+                if self.publisher.as_ref().map(|(id, _)| *id) == Some(stream_id) {
+                    if let Some((_, publisher)) = self.publisher.take() {
+                        info!("{peer}: unpublish {}", publisher.key());
+                    }
+                }
+            }
+            SessionEvent::PlayRequested {
+                stream_id,
+                name,
+                reset,
+                ..
+            } => self.play(stream_id, &name, reset)?,
+            SessionEvent::PlayStopped { stream_id } => {
+                if let Some(sub) = self.players.remove(&stream_id) {
+                    info!("{peer}: stop playing {}", sub.key());
+                    self.send(WriterCommand::Stop { stream_id });
+                }
+            }
+            SessionEvent::Paused { paused, .. } => self.send(WriterCommand::Pause(paused)),
+            SessionEvent::ReceiveAudio { enabled, .. } => {
+                self.send(WriterCommand::ReceiveAudio(enabled))
+            }
+            SessionEvent::ReceiveVideo { enabled, .. } => {
+                self.send(WriterCommand::ReceiveVideo(enabled))
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn publish(&mut self, stream_id: u32, name: &str, mode: &str) -> Result<(), CloseReason> {
+        let peer = self.peer;
+        let claimed = if self.publisher.is_some() {
+            Err("this connection is already publishing".to_owned())
+        } else {
+            self.key(name).and_then(|key| {
+                self.ctx
+                    .registry
+                    .publish(&key, peer)
+                    .map_err(|e| e.to_string())
+            })
+        };
+        match claimed {
+            Ok(publisher) => {
+                if mode != "live" {
+                    debug!("{peer}: publish mode '{mode}' served as live");
+                }
+                info!("{peer}: publish {}", publisher.key());
+                self.session().accept_publish(stream_id, name);
+                self.publisher = Some((stream_id, publisher));
+                Ok(())
+            }
+            Err(why) => {
+                self.session().reject_publish(stream_id, &why);
+                self.flush();
+                Err(CloseReason::Refused(format!("publish '{name}': {why}")))
+            }
+        }
+    }
+
+    fn play(&mut self, stream_id: u32, name: &str, reset: bool) -> Result<(), CloseReason> {
+        let key = match self.key(name) {
+            Ok(key) => key,
+            Err(why) => {
+                self.session()
+                    .reject_play(stream_id, "NetStream.Play.StreamNotFound", &why);
+                self.flush();
+                return Err(CloseReason::Refused(format!("play '{name}': {why}")));
+            }
+        };
+        let subscription = self.ctx.registry.play(&key, self.peer);
+        let live = self
+            .ctx
+            .registry
+            .stream_info(&key)
+            .is_some_and(|s| s.publisher.is_some());
+        info!(
+            "{}: play {key}{}",
+            self.peer,
+            if live {
+                ""
+            } else {
+                " (waiting for a publisher)"
+            }
+        );
+        // The status replies must precede the first frame of the queue.
+        self.session().accept_play(stream_id, name, reset);
+        self.flush();
+        self.send(WriterCommand::Play {
+            stream_id,
+            queue: subscription.receiver(),
+        });
+        self.players.insert(stream_id, subscription);
+        Ok(())
+    }
+}
+
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
+}

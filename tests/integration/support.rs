@@ -1,0 +1,724 @@
+//! Helpers shared by the integration tests: an in-process server on an ephemeral
+//! port, the FLV fixtures, external clients (ffmpeg publishing; rtmpdump or ffmpeg
+//! playing into a file), timeouts so that no test can hang, a self-removing temp
+//! dir, and comparison of what a player received with what was published.
+//!
+//! Not every test uses every helper.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rtmpd::cli::Config;
+use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
+use rtmpd::server::Server;
+
+// ---------------------------------------------------------------------------------
+// Server
+
+/// A server running on a background thread for the rest of the test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+}
+
+/// Starts a server with the default configuration on 127.0.0.1 and a free port.
+pub fn start_server() -> TestServer {
+    start_server_with(|_| {})
+}
+
+/// Starts a server on 127.0.0.1 and a free port after `configure` has adjusted the
+/// default configuration (it may also override `listen`).
+pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
+    // RUST_LOG=debug cargo test ... shows the server's log for failing tests.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .is_test(true)
+        .try_init();
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    };
+    configure(&mut config);
+    let server = Server::bind(config).expect("binding the test server");
+    let addr = server.local_addr();
+    thread::Builder::new()
+        .name(format!("rtmpd-{}", addr.port()))
+        .spawn(move || {
+            if let Err(e) = server.run() {
+                eprintln!("test server on {addr} stopped: {e}");
+            }
+        })
+        .expect("spawning the server thread");
+    TestServer { addr }
+}
+
+impl TestServer {
+    /// `rtmp://127.0.0.1:PORT/PATH`, e.g. `server.url("live/test")`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "rtmp://{}:{}/{}",
+            self.addr.ip(),
+            self.addr.port(),
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Fixtures and FLV files
+
+/// Path of `tests/fixtures/NAME` (see tests/fixtures/README.md).
+pub fn fixture(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    assert!(path.is_file(), "fixture {} does not exist", path.display());
+    path
+}
+
+/// All tags of a fixture, strictly parsed.
+pub fn fixture_tags(name: &str) -> Vec<FlvTag> {
+    let path = fixture(name);
+    let buf = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    match flv::parse(&buf) {
+        Ok((_, tags)) => tags,
+        Err(e) => panic!("fixture {}: {e}", path.display()),
+    }
+}
+
+/// The complete tags of an FLV file a player wrote; a tag cut off because the player
+/// was stopped mid-write is dropped. Panics if the file is missing or has no valid
+/// FLV header.
+pub fn read_flv(path: &Path) -> Vec<FlvTag> {
+    let buf = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    match flv::parse_lenient(&buf) {
+        (Some(_), tags) => tags,
+        (None, _) => panic!(
+            "{} ({} bytes) does not start with a valid FLV header: {:02x?}",
+            path.display(),
+            buf.len(),
+            &buf[..buf.len().min(16)]
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// External clients
+
+/// Publishes `input` to `url` with ffmpeg (stream copy). With `realtime` the file is
+/// read at its native rate (`-re`), i.e. a 4 s fixture takes about 4 s.
+pub fn publish_ffmpeg(url: &str, input: &Path, realtime: bool) -> Child {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error"]);
+    if realtime {
+        cmd.arg("-re");
+    }
+    cmd.arg("-i").arg(input);
+    cmd.args(["-c", "copy", "-f", "flv", url]);
+    spawn(cmd)
+}
+
+/// Plays `url` with rtmpdump, writing the received stream to `out` as FLV.
+pub fn play_rtmpdump(url: &str, out: &Path) -> Child {
+    let mut cmd = Command::new("rtmpdump");
+    cmd.args(["--live", "-q", "-r", url, "-o"]).arg(out);
+    spawn(cmd)
+}
+
+/// Plays `url` with ffmpeg (stream copy), writing the received stream to `out` as FLV.
+/// Note that ffmpeg re-muxes: it writes its own onMetaData and shifts timestamps to
+/// start near 0, but keeps the frame data.
+pub fn play_ffmpeg(url: &str, out: &Path) -> Child {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-i", url]);
+    cmd.args(["-c", "copy", "-f", "flv"]).arg(out);
+    spawn(cmd)
+}
+
+/// Spawns with stdin and stdout closed and stderr captured (for error messages).
+fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e} (run scripts/test.sh to install it)"))
+}
+
+/// Waits for `child` to exit. If it is still running after `timeout`, kills it and
+/// panics with its stderr, so that no test can hang on a client.
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> ExitStatus {
+    match wait_until(&mut child, Instant::now() + timeout) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "process {} did not finish within {timeout:?}; stderr:\n{}",
+                child.id(),
+                take_stderr(&mut child)
+            );
+        }
+    }
+}
+
+/// Like [`wait_with_timeout`], and also panics (with stderr) unless the exit status
+/// is success. `what` names the process in the message, e.g. "publisher".
+pub fn wait_success(mut child: Child, timeout: Duration, what: &str) -> ExitStatus {
+    let Some(status) = wait_until(&mut child, Instant::now() + timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{what} did not finish within {timeout:?}; stderr:\n{}",
+            take_stderr(&mut child)
+        );
+    };
+    assert!(
+        status.success(),
+        "{what} failed with {status}; stderr:\n{}",
+        take_stderr(&mut child)
+    );
+    status
+}
+
+/// Asks `child` to stop with SIGINT (ffmpeg then finishes its output file; rtmpdump
+/// flushes and closes it), waits up to `grace`, then kills it if it is still running.
+/// Returns its stderr. Use for players of a live stream, which do not end by
+/// themselves.
+pub fn stop(mut child: Child, grace: Duration) -> String {
+    if let Ok(None) = child.try_wait() {
+        // `sh` is always there; procps' `kill` is not on minimal images.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -INT {}", child.id()))
+            .status();
+        if wait_until(&mut child, Instant::now() + grace).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    take_stderr(&mut child)
+}
+
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() >= deadline => return None,
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for process {}: {e}", child.id()),
+        }
+    }
+}
+
+/// Everything the (exited) child wrote to stderr.
+fn take_stderr(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut text);
+    }
+    text
+}
+
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Temp dir
+
+/// A fresh directory under the system temp dir, removed on drop (kept, with its path
+/// printed, if the test is panicking so the files can be inspected).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("rtmpd-test-{label}-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return TempDir { path },
+                // Left over from an earlier process with the same pid.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("creating {}: {e}", path.display()),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `self.path().join(name)`.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("keeping {} for inspection", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Comparing streams
+
+/// A player must receive at least this much of the video track (of the audio track
+/// for audio-only streams), measured between its first and last timestamp.
+pub const MIN_RECEIVED_MS: u32 = 1000;
+
+/// AAC sequence header (AudioSpecificConfig) or AVC sequence header (decoder config).
+pub fn is_sequence_header(tag: &FlvTag) -> bool {
+    match tag.tag_type {
+        TAG_AUDIO => tag.data.len() >= 2 && tag.data[0] >> 4 == 10 && tag.data[1] == 0,
+        TAG_VIDEO => tag.data.len() >= 2 && tag.data[0] & 0x0f == 7 && tag.data[1] == 0,
+        _ => false,
+    }
+}
+
+/// AVC end-of-sequence marker (ffmpeg writes one when it finishes a stream). Whether
+/// a player gets it depends on when the server tears the stream down, so the
+/// comparison ignores it.
+pub fn is_end_of_sequence(tag: &FlvTag) -> bool {
+    tag.tag_type == TAG_VIDEO && tag.data.len() >= 2 && tag.data[0] & 0x0f == 7 && tag.data[1] == 2
+}
+
+/// A video tag whose frame type is "keyframe".
+pub fn is_keyframe(tag: &FlvTag) -> bool {
+    tag.tag_type == TAG_VIDEO && !tag.data.is_empty() && tag.data[0] >> 4 == 1
+}
+
+/// The (audio, video) media tags, without sequence headers, AVC end-of-sequence
+/// markers and script tags.
+pub fn media_tracks(tags: &[FlvTag]) -> (Vec<FlvTag>, Vec<FlvTag>) {
+    let media = |tag_type| {
+        tags.iter()
+            .filter(|t| t.tag_type == tag_type && !is_sequence_header(t) && !is_end_of_sequence(t))
+            .cloned()
+            .collect()
+    };
+    (media(TAG_AUDIO), media(TAG_VIDEO))
+}
+
+/// The (audio, video) sequence headers, in order.
+pub fn sequence_headers(tags: &[FlvTag]) -> (Vec<FlvTag>, Vec<FlvTag>) {
+    let headers = |tag_type| {
+        tags.iter()
+            .filter(|t| t.tag_type == tag_type && is_sequence_header(t))
+            .cloned()
+            .collect()
+    };
+    (headers(TAG_AUDIO), headers(TAG_VIDEO))
+}
+
+/// Checks that a player received the published stream intact:
+/// - each published sequence header arrives byte-identical, before the first media
+///   tag of its track (and no track that was not published appears);
+/// - per track, the received media tags are a contiguous run of the published ones
+///   with identical data, and the same timestamp deltas;
+/// - both tracks are shifted by the same timestamp offset (A/V sync);
+/// - the first received video tag is a keyframe;
+/// - with `expect_from_start`, each run covers the whole published track; otherwise
+///   at least [`MIN_RECEIVED_MS`] of it.
+pub fn assert_received_matches(published: &[FlvTag], received: &[FlvTag], expect_from_start: bool) {
+    let (pub_audio, pub_video) = media_tracks(published);
+    let (recv_audio, recv_video) = media_tracks(received);
+    let (pub_audio_sh, pub_video_sh) = sequence_headers(published);
+    let (recv_audio_sh, recv_video_sh) = sequence_headers(received);
+
+    check_sequence_headers("audio", TAG_AUDIO, &pub_audio_sh, &recv_audio_sh, received);
+    check_sequence_headers("video", TAG_VIDEO, &pub_video_sh, &recv_video_sh, received);
+
+    let audio = check_track("audio", &pub_audio, &recv_audio, expect_from_start);
+    let video = check_track("video", &pub_video, &recv_video, expect_from_start);
+
+    if let Some(first) = recv_video.first() {
+        assert!(
+            is_keyframe(first),
+            "video: the first received tag is not a keyframe: {}",
+            describe(first)
+        );
+    }
+    if let (Some(a), Some(v)) = (audio, video) {
+        assert_eq!(
+            a, v,
+            "A/V sync: received audio is shifted by {a} ms from the published timestamps \
+             but video by {v} ms"
+        );
+    }
+    let (name, track) = if pub_video.is_empty() {
+        ("audio", &recv_audio)
+    } else {
+        ("video", &recv_video)
+    };
+    let span = match (track.first(), track.last()) {
+        (Some(first), Some(last)) => last.timestamp.wrapping_sub(first.timestamp),
+        _ => 0,
+    };
+    assert!(
+        span >= MIN_RECEIVED_MS,
+        "{name}: received only {} tags spanning {span} ms, expected at least {MIN_RECEIVED_MS} ms",
+        track.len()
+    );
+}
+
+fn check_sequence_headers(
+    track: &str,
+    tag_type: u8,
+    published: &[FlvTag],
+    received: &[FlvTag],
+    all_received: &[FlvTag],
+) {
+    if published.is_empty() {
+        assert!(
+            received.is_empty(),
+            "{track}: received a sequence header but none was published: {}",
+            describe(&received[0])
+        );
+        return;
+    }
+    assert!(
+        !received.is_empty(),
+        "{track}: the sequence header was not received (published: {})",
+        describe(&published[0])
+    );
+    for (i, got) in received.iter().enumerate() {
+        if !published.iter().any(|p| p.data == got.data) {
+            let want = published.last().unwrap();
+            panic!(
+                "{track}: received sequence header {i} differs from the published one: {}",
+                data_difference(&want.data, &got.data)
+            );
+        }
+    }
+    let first_sh = all_received
+        .iter()
+        .position(|t| t.tag_type == tag_type && is_sequence_header(t));
+    let first_media = all_received
+        .iter()
+        .position(|t| t.tag_type == tag_type && !is_sequence_header(t));
+    if let (Some(sh), Some(media)) = (first_sh, first_media) {
+        assert!(
+            sh < media,
+            "{track}: the first media tag (received tag {media}) came before the sequence \
+             header (received tag {sh})"
+        );
+    }
+}
+
+/// Compares one track; returns the timestamp offset received − published, if any
+/// tag was received.
+fn check_track(
+    track: &str,
+    published: &[FlvTag],
+    received: &[FlvTag],
+    expect_from_start: bool,
+) -> Option<u32> {
+    if published.is_empty() {
+        assert!(
+            received.is_empty(),
+            "{track}: received {} tags but none were published; first: {}",
+            received.len(),
+            describe(&received[0])
+        );
+        return None;
+    }
+    let Some(first) = received.first() else {
+        panic!(
+            "{track}: received no tags; {} were published",
+            published.len()
+        );
+    };
+
+    // Where the received run starts in the published track: among the tags with the
+    // same data as the first received one, the start that matches the longest.
+    let start = (0..published.len())
+        .filter(|&p| published[p].data == first.data)
+        .max_by_key(|&p| {
+            let matching = published[p..]
+                .iter()
+                .zip(received)
+                .take_while(|(a, b)| a.data == b.data)
+                .count();
+            (matching, std::cmp::Reverse(p))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{track}: the first received tag does not occur in the published track \
+                 ({} tags): {}",
+                published.len(),
+                describe(first)
+            )
+        });
+
+    if expect_from_start {
+        assert!(
+            start == 0,
+            "{track}: expected the stream from the start, but the first received tag is \
+             published tag {start} of {}",
+            published.len()
+        );
+    }
+    for (i, got) in received.iter().enumerate() {
+        let p = start + i;
+        let Some(want) = published.get(p) else {
+            panic!(
+                "{track}: received {} tags from published tag {start} on, but only {} were \
+                 published; extra received tag {i}: {}",
+                received.len(),
+                published.len(),
+                describe(got)
+            );
+        };
+        assert!(
+            want.data == got.data,
+            "{track}: received tag {i} differs from published tag {p}: {}\n  published: {}\n  received:  {}",
+            data_difference(&want.data, &got.data),
+            describe(want),
+            describe(got)
+        );
+        if i > 0 {
+            let want_delta = i64::from(want.timestamp) - i64::from(published[p - 1].timestamp);
+            let got_delta = i64::from(got.timestamp) - i64::from(received[i - 1].timestamp);
+            assert!(
+                want_delta == got_delta,
+                "{track}: timestamp delta before received tag {i} (published tag {p}) is \
+                 {got_delta} ms, published {want_delta} ms (received {} → {}, published {} → {})",
+                received[i - 1].timestamp,
+                got.timestamp,
+                published[p - 1].timestamp,
+                want.timestamp
+            );
+        }
+    }
+    if expect_from_start {
+        assert!(
+            received.len() == published.len(),
+            "{track}: received {} of {} published tags; the first missing is published tag {}: {}",
+            received.len(),
+            published.len(),
+            received.len(),
+            describe(&published[received.len()])
+        );
+    }
+    Some(first.timestamp.wrapping_sub(published[start].timestamp))
+}
+
+/// "ts=40 len=1234 data=27 01 00 00 00 65 88 84…" (type included for clarity).
+fn describe(tag: &FlvTag) -> String {
+    let kind = match tag.tag_type {
+        TAG_AUDIO => "audio".to_string(),
+        TAG_VIDEO => "video".to_string(),
+        other => format!("type {other}"),
+    };
+    let mut s = format!("{kind} ts={} len={} data=", tag.timestamp, tag.data.len());
+    for b in tag.data.iter().take(12) {
+        let _ = write!(s, "{b:02x} ");
+    }
+    if tag.data.len() > 12 {
+        s.push('…');
+    }
+    s.trim_end().to_string()
+}
+
+/// Where two byte strings first differ, as a sentence fragment.
+fn data_difference(want: &[u8], got: &[u8]) -> String {
+    match want.iter().zip(got).position(|(a, b)| a != b) {
+        Some(k) => format!(
+            "lengths {} (published) vs {} (received), first differing byte at {k}: \
+             published {:#04x}, received {:#04x}",
+            want.len(),
+            got.len(),
+            want[k],
+            got[k]
+        ),
+        None => format!(
+            "lengths {} (published) vs {} (received), identical up to the shorter length",
+            want.len(),
+            got.len()
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Checks of the helpers themselves
+
+mod self_tests {
+    use super::*;
+    use rtmpd::media::flv::TAG_SCRIPT;
+
+    fn tag(tag_type: u8, timestamp: u32, data: Vec<u8>) -> FlvTag {
+        FlvTag {
+            tag_type,
+            timestamp,
+            data,
+        }
+    }
+
+    /// onMetaData, both sequence headers, then 2 s of 25 fps video (keyframe every 10
+    /// frames) interleaved with audio every 23 ms.
+    fn published() -> Vec<FlvTag> {
+        let mut tags = vec![
+            tag(TAG_SCRIPT, 0, b"\x02\x00\x0aonMetaData".to_vec()),
+            tag(TAG_VIDEO, 0, vec![0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1e]),
+            tag(TAG_AUDIO, 0, vec![0xaf, 0, 0x12, 0x10]),
+        ];
+        let mut audio = (0u32..).map(|n| n * 23);
+        let mut next_audio = audio.next().unwrap();
+        for n in 0u32..50 {
+            let ts = n * 40;
+            while next_audio <= ts {
+                let id = next_audio.to_be_bytes();
+                tags.push(tag(
+                    TAG_AUDIO,
+                    next_audio,
+                    vec![0xaf, 1, id[2], id[3], 0x21],
+                ));
+                next_audio = audio.next().unwrap();
+            }
+            let frame_type = if n % 10 == 0 { 0x17 } else { 0x27 };
+            tags.push(tag(
+                TAG_VIDEO,
+                ts,
+                vec![frame_type, 1, 0, 0, 0, n as u8, 0x65],
+            ));
+        }
+        tags
+    }
+
+    /// What a player joining at the keyframe of frame 10 (400 ms) would get, with
+    /// timestamps rebased to 0.
+    fn late_join(published: &[FlvTag]) -> Vec<FlvTag> {
+        let mut tags: Vec<FlvTag> = published[..3].to_vec();
+        tags.extend(
+            published[3..]
+                .iter()
+                .filter(|t| t.timestamp >= 400)
+                .map(|t| tag(t.tag_type, t.timestamp - 400, t.data.clone())),
+        );
+        tags
+    }
+
+    fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+        let err = std::panic::catch_unwind(f).expect_err("the comparison should have failed");
+        err.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    }
+
+    fn assert_fails(received: Vec<FlvTag>, from_start: bool, expected_message: &str) {
+        let published = published();
+        let msg = panic_message(move || assert_received_matches(&published, &received, from_start));
+        assert!(
+            msg.contains(expected_message),
+            "expected a message containing {expected_message:?}, got {msg:?}"
+        );
+    }
+
+    #[test]
+    fn comparison_accepts_intact_streams() {
+        let published = published();
+        assert_received_matches(&published, &published, true);
+        assert_received_matches(&published, &late_join(&published), false);
+        // An AVC end-of-sequence marker the player did not get.
+        let mut with_eos = published.clone();
+        with_eos.push(tag(TAG_VIDEO, 2000, vec![0x17, 2, 0, 0, 0]));
+        assert_received_matches(&with_eos, &published, true);
+        // Audio-only.
+        let audio: Vec<FlvTag> = published
+            .iter()
+            .filter(|t| t.tag_type == TAG_AUDIO)
+            .cloned()
+            .collect();
+        assert_received_matches(&audio, &audio, true);
+    }
+
+    #[test]
+    fn comparison_rejects_damaged_streams() {
+        let p = published();
+
+        let mut r = p.clone();
+        r[20].data[4] ^= 0xff;
+        assert_fails(r, true, "first differing byte at 4");
+
+        let mut r = p.clone();
+        r.remove(30);
+        assert_fails(r, true, "differs from published tag");
+
+        assert_fails(late_join(&p), true, "expected the stream from the start");
+
+        let mut r = p.clone();
+        r.truncate(r.len() - 3);
+        assert_fails(r, true, "the first missing is published tag");
+
+        let mut r = late_join(&p);
+        r.retain(|t| t.timestamp >= 40 || t.tag_type != TAG_VIDEO || is_sequence_header(t));
+        assert_fails(r, false, "video: the first received tag is not a keyframe");
+
+        let mut r = p.clone();
+        r.remove(2);
+        assert_fails(r, true, "audio: the sequence header was not received");
+
+        let mut r = p.clone();
+        r[1].data[8] = 0x1f;
+        assert_fails(r, true, "video: received sequence header 0 differs");
+
+        let mut r = p.clone();
+        r.swap(1, 3);
+        assert_fails(r, true, "came before the sequence header");
+
+        let mut r = p.clone();
+        let last = r.len() - 1;
+        r[last].timestamp += 1;
+        assert_fails(r, true, "timestamp delta before received tag 49");
+
+        let mut r = p.clone();
+        for t in r.iter_mut().filter(|t| t.tag_type == TAG_AUDIO) {
+            t.timestamp += 100;
+        }
+        assert_fails(r, true, "A/V sync");
+
+        let r: Vec<FlvTag> = late_join(&p)
+            .into_iter()
+            .filter(|t| t.timestamp < 500)
+            .collect();
+        assert_fails(r, false, "expected at least 1000 ms");
+    }
+
+    #[test]
+    fn wait_with_timeout_kills_hung_processes() {
+        let child = Command::new("sleep")
+            .arg("30")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let msg = panic_message(move || {
+            wait_with_timeout(child, Duration::from_millis(200));
+        });
+        assert!(msg.contains("did not finish within 200ms"), "{msg}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
