@@ -10,6 +10,7 @@
 //! and one writer thread per client that owns the socket's write half.
 
 pub mod cli;
+pub mod client;
 pub mod media;
 pub mod registry;
 pub mod rtmp;

@@ -174,9 +174,9 @@ impl Registry {
         })
     }
 
-    fn stream(&self, key: &StreamKey) -> Arc<Stream> {
-        self.streams
-            .lock()
+    /// The entry for `key`, created empty if needed. Called with the map locked.
+    fn entry(&self, streams: &mut HashMap<StreamKey, Arc<Stream>>, key: &StreamKey) -> Arc<Stream> {
+        streams
             .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(Stream {
@@ -199,19 +199,7 @@ impl Registry {
     ) -> Result<Publisher, PublishError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut streams = self.streams.lock();
-        let stream = streams
-            .entry(key.clone())
-            .or_insert_with(|| {
-                Arc::new(Stream {
-                    key: key.clone(),
-                    state: Mutex::new(StreamState {
-                        publisher: None,
-                        cache: GopCache::new(self.config.gop),
-                        players: Vec::new(),
-                    }),
-                })
-            })
-            .clone();
+        let stream = self.entry(&mut streams, key);
         let mut state = stream.state.lock();
         if let Some((_, by)) = state.publisher {
             return Err(PublishError::AlreadyPublishing {
@@ -239,7 +227,7 @@ impl Registry {
     pub fn play(self: &Arc<Self>, key: &StreamKey, peer: SocketAddr) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = unbounded();
-        let stream = self.stream(key);
+        let stream = self.entry(&mut self.streams.lock(), key);
         let mut state = stream.state.lock();
         if state.publisher.is_some() {
             for frame in state.cache.burst() {
@@ -278,22 +266,24 @@ impl Registry {
 
     pub fn streams(&self) -> Vec<StreamInfo> {
         let streams: Vec<_> = self.streams.lock().values().cloned().collect();
-        streams
-            .iter()
-            .map(|s| {
-                let st = s.state.lock();
-                StreamInfo {
-                    key: s.key.clone(),
-                    publisher: st.publisher.map(|(_, peer)| peer),
-                    players: st.players.len(),
-                    cached_frames: st.cache.cached_frames(),
-                }
-            })
-            .collect()
+        streams.iter().map(|s| s.info()).collect()
     }
 
     pub fn stream_info(&self, key: &StreamKey) -> Option<StreamInfo> {
-        self.streams().into_iter().find(|s| &s.key == key)
+        let stream = self.streams.lock().get(key).cloned()?;
+        Some(stream.info())
+    }
+}
+
+impl Stream {
+    fn info(&self) -> StreamInfo {
+        let st = self.state.lock();
+        StreamInfo {
+            key: self.key.clone(),
+            publisher: st.publisher.map(|(_, peer)| peer),
+            players: st.players.len(),
+            cached_frames: st.cache.cached_frames(),
+        }
     }
 }
 
@@ -377,6 +367,11 @@ impl Subscription {
     /// stays with the connection.
     pub fn receiver(&self) -> Receiver<PlayerItem> {
         self.rx.clone()
+    }
+
+    /// Whether a publisher is on the key right now.
+    pub fn is_live(&self) -> bool {
+        self.stream.state.lock().publisher.is_some()
     }
 
     /// Frames skipped so far because this player fell behind.

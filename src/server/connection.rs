@@ -361,11 +361,7 @@ impl Connection {
             }
         };
         let subscription = self.ctx.registry.play(&key, self.peer);
-        let live = self
-            .ctx
-            .registry
-            .stream_info(&key)
-            .is_some_and(|s| s.publisher.is_some());
+        let live = subscription.is_live();
         info!(
             "{}: play {key}{}",
             self.peer,
