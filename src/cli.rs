@@ -6,7 +6,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use getopts::Options;
 
-use crate::rtmp::chunk::MAX_CHUNK_SIZE;
+use std::time::Duration;
+
+use crate::rtmp::amf0::AmfLimits;
+use crate::rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
 /// Everything the server needs to run, already validated.
 #[derive(Debug, Clone)]
@@ -21,6 +24,19 @@ pub struct Config {
     pub gop_max_bytes: usize,
     /// Frames a player may have queued before it starts skipping to the next keyframe.
     pub player_queue_frames: usize,
+    /// Connections beyond this are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Handshake, connect and publish/play must be done within this long.
+    pub handshake_timeout: Duration,
+    /// A publisher that sends nothing for this long is dropped and its key freed.
+    pub publish_timeout: Duration,
+    /// A player whose socket accepts no bytes for this long is dropped.
+    pub play_timeout: Duration,
+    /// Per-connection limits on what a peer may make us buffer.
+    pub chunk_limits: ChunkLimits,
+    pub amf_limits: AmfLimits,
+    /// Longest app or stream name, in bytes.
+    pub max_name_len: usize,
 }
 
 impl Default for Config {
@@ -32,6 +48,13 @@ impl Default for Config {
             gop_max_frames: 2048,
             gop_max_bytes: 32 * 1024 * 1024,
             player_queue_frames: 1024,
+            max_connections: 2000,
+            handshake_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(10),
+            play_timeout: Duration::from_secs(30),
+            chunk_limits: ChunkLimits::default(),
+            amf_limits: AmfLimits::default(),
+            max_name_len: 256,
         }
     }
 }
@@ -66,16 +89,13 @@ fn options() -> Options {
     );
     opts.optopt(
         "",
-        "chunk-size",
-        "outgoing RTMP chunk size, 128..=2147483647 (default 4096)",
-        "N",
-    );
-    opts.optopt(
-        "",
         "gop-cache",
         "cache the current GOP for fast start (default on)",
         "on|off",
     );
+    for (name, hint, help) in NUMERIC_FLAGS {
+        opts.optopt("", name, help, hint);
+    }
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
     opts
@@ -108,21 +128,165 @@ where
     if let Some(addr) = matches.opt_str("listen") {
         config.listen = parse_addr(&addr)?;
     }
-    if let Some(n) = matches.opt_str("chunk-size") {
-        config.chunk_size = n
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (128..=MAX_CHUNK_SIZE).contains(n))
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "--chunk-size {n}: must be a whole number from 128 to {MAX_CHUNK_SIZE}"
-                ))
-            })?;
-    }
     if let Some(v) = matches.opt_str("gop-cache") {
         config.gop_cache = parse_on_off("--gop-cache", &v)?;
     }
+    let c = &mut config;
+    set(
+        &matches,
+        "chunk-size",
+        128,
+        u64::from(MAX_CHUNK_SIZE),
+        &mut c.chunk_size,
+    )?;
+    set(
+        &matches,
+        "player-queue",
+        16,
+        1 << 20,
+        &mut c.player_queue_frames,
+    )?;
+    set(
+        &matches,
+        "max-connections",
+        1,
+        1 << 20,
+        &mut c.max_connections,
+    )?;
+    set(
+        &matches,
+        "max-message-size",
+        1024,
+        u64::from(MAX_MESSAGE_LEN),
+        &mut c.chunk_limits.max_message_len,
+    )?;
+    set(
+        &matches,
+        "max-chunk-streams",
+        2,
+        65600,
+        &mut c.chunk_limits.max_chunk_streams,
+    )?;
+    set(
+        &matches,
+        "amf-max-depth",
+        1,
+        1024,
+        &mut c.amf_limits.max_depth,
+    )?;
+    set(
+        &matches,
+        "amf-max-values",
+        16,
+        1 << 24,
+        &mut c.amf_limits.max_elements,
+    )?;
+    set(&matches, "max-name-length", 1, 4096, &mut c.max_name_len)?;
+    seconds(&matches, "handshake-timeout", &mut c.handshake_timeout)?;
+    seconds(&matches, "publish-timeout", &mut c.publish_timeout)?;
+    seconds(&matches, "play-timeout", &mut c.play_timeout)?;
     Ok(Command::Run(config))
+}
+
+/// Flags that take a number: (name, value hint, help). Defaults come from `Config`.
+const NUMERIC_FLAGS: [(&str, &str, &str); 11] = [
+    (
+        "chunk-size",
+        "N",
+        "outgoing RTMP chunk size, 128..=2147483647 (default 4096)",
+    ),
+    (
+        "player-queue",
+        "FRAMES",
+        "frames a player may fall behind before skipping to the next keyframe (default 1024)",
+    ),
+    (
+        "max-connections",
+        "N",
+        "connections served at once; more are refused at accept (default 2000)",
+    ),
+    (
+        "max-message-size",
+        "BYTES",
+        "longest RTMP message a client may send (default 8388608)",
+    ),
+    (
+        "max-chunk-streams",
+        "N",
+        "chunk streams one client may open (default 64)",
+    ),
+    (
+        "amf-max-depth",
+        "N",
+        "deepest AMF nesting accepted (default 32)",
+    ),
+    (
+        "amf-max-values",
+        "N",
+        "most AMF values in one message (default 65536)",
+    ),
+    (
+        "max-name-length",
+        "BYTES",
+        "longest app or stream name (default 256)",
+    ),
+    (
+        "handshake-timeout",
+        "SECS",
+        "time allowed from accept to publish/play (default 10)",
+    ),
+    (
+        "publish-timeout",
+        "SECS",
+        "silence after which a publisher is dropped (default 10)",
+    ),
+    (
+        "play-timeout",
+        "SECS",
+        "time a player's socket may accept nothing before it is dropped (default 30)",
+    ),
+];
+
+/// Reads a whole-number flag into `slot` if given, within `min..=max`.
+fn set<T>(
+    matches: &getopts::Matches,
+    flag: &str,
+    min: u64,
+    max: u64,
+    slot: &mut T,
+) -> Result<(), UsageError>
+where
+    T: TryFrom<u64>,
+{
+    let Some(text) = matches.opt_str(flag) else {
+        return Ok(());
+    };
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .and_then(|n| T::try_from(n).ok())
+        .map(|v| *slot = v)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--{flag} {text}: must be a whole number from {min} to {max}"
+            ))
+        })
+}
+
+/// Reads a duration in (possibly fractional) seconds, 0.1 s to one day.
+fn seconds(matches: &getopts::Matches, flag: &str, slot: &mut Duration) -> Result<(), UsageError> {
+    let Some(text) = matches.opt_str(flag) else {
+        return Ok(());
+    };
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.1..=86_400.0).contains(s))
+        .map(|s| *slot = Duration::from_secs_f64(s))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--{flag} {text}: must be a number of seconds from 0.1 to 86400"
+            ))
+        })
 }
 
 fn parse_addr(addr: &str) -> Result<SocketAddr, UsageError> {
@@ -180,6 +344,55 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:1999".parse().unwrap());
         assert_eq!(c.chunk_size, 60000);
         assert!(!c.gop_cache);
+    }
+
+    #[test]
+    fn limits_and_timeouts_are_flags() {
+        let c = run(&[
+            "--max-connections",
+            "10",
+            "--max-message-size",
+            "65536",
+            "--max-chunk-streams",
+            "8",
+            "--amf-max-depth",
+            "4",
+            "--amf-max-values",
+            "100",
+            "--max-name-length",
+            "32",
+            "--player-queue",
+            "64",
+            "--handshake-timeout",
+            "2.5",
+            "--publish-timeout",
+            "3",
+            "--play-timeout",
+            "60",
+        ]);
+        assert_eq!(c.max_connections, 10);
+        assert_eq!(c.chunk_limits.max_message_len, 65536);
+        assert_eq!(c.chunk_limits.max_chunk_streams, 8);
+        assert_eq!(
+            (c.amf_limits.max_depth, c.amf_limits.max_elements),
+            (4, 100)
+        );
+        assert_eq!(c.max_name_len, 32);
+        assert_eq!(c.player_queue_frames, 64);
+        assert_eq!(c.handshake_timeout, Duration::from_millis(2500));
+        assert_eq!(c.publish_timeout, Duration::from_secs(3));
+        assert_eq!(c.play_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn out_of_range_limits_name_the_flag() {
+        let err = parse(["--max-message-size", "20000000"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--max-message-size 20000000: must be a whole number from 1024 to 16777215"
+        );
+        let err = parse(["--publish-timeout", "0"]).unwrap_err();
+        assert!(err.to_string().starts_with("--publish-timeout 0:"), "{err}");
     }
 
     #[test]

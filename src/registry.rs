@@ -20,7 +20,8 @@ use parking_lot::Mutex;
 use crate::media::frame::{Frame, FrameKind};
 use crate::media::gop::{GopCache, GopLimits};
 
-/// Longest app or stream name accepted; names become file names once recording exists.
+/// Longest app or stream name accepted by default; names become file names once
+/// recording exists.
 pub const MAX_NAME_LEN: usize = 256;
 
 /// app + stream name, without the query string.
@@ -59,7 +60,7 @@ pub fn split_query(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn check_name(name: &str) -> Result<(), BadName> {
+fn check_name(name: &str, max_len: usize) -> Result<(), BadName> {
     let refuse = |reason| {
         Err(BadName {
             name: name.to_owned(),
@@ -69,8 +70,8 @@ fn check_name(name: &str) -> Result<(), BadName> {
     if name.is_empty() {
         return refuse("empty");
     }
-    if name.len() > MAX_NAME_LEN {
-        return refuse("longer than 256 bytes");
+    if name.len() > max_len {
+        return refuse("too long");
     }
     if name.contains('/') || name.contains('\\') {
         return refuse("contains a slash");
@@ -87,8 +88,12 @@ fn check_name(name: &str) -> Result<(), BadName> {
 impl StreamKey {
     /// Validates both parts; query strings must already be stripped.
     pub fn new(app: &str, name: &str) -> Result<StreamKey, BadName> {
-        check_name(app)?;
-        check_name(name)?;
+        StreamKey::with_max_len(app, name, MAX_NAME_LEN)
+    }
+
+    pub fn with_max_len(app: &str, name: &str, max_len: usize) -> Result<StreamKey, BadName> {
+        check_name(app, max_len)?;
+        check_name(name, max_len)?;
         Ok(StreamKey {
             app: app.to_owned(),
             name: name.to_owned(),

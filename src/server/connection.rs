@@ -20,12 +20,6 @@ use crate::registry::{Publisher, StreamKey, Subscription};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
 
-/// Handshake, connect and publish/play must all happen within this long.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// A publisher silent this long is gone; its key is released for a reconnect.
-const PUBLISH_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A player whose socket takes no bytes this long is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_BUFFER: usize = 16 * 1024;
 
 #[derive(Debug)]
@@ -34,8 +28,8 @@ enum CloseReason {
     Io(io::Error),
     Handshake(HandshakeError),
     Session(SessionError),
-    SetupTimeout,
-    PublisherIdle,
+    SetupTimeout(Duration),
+    PublisherIdle(Duration),
     Refused(String),
 }
 
@@ -46,16 +40,16 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(e) => write!(f, "socket error: {e}"),
             CloseReason::Handshake(e) => write!(f, "handshake failed: {e}"),
             CloseReason::Session(e) => write!(f, "protocol error: {e}"),
-            CloseReason::SetupTimeout => write!(
-                f,
-                "no publish or play within {} s of connecting",
-                SETUP_TIMEOUT.as_secs()
-            ),
-            CloseReason::PublisherIdle => write!(
-                f,
-                "publisher sent nothing for {} s",
-                PUBLISH_IDLE_TIMEOUT.as_secs()
-            ),
+            CloseReason::SetupTimeout(t) => {
+                write!(
+                    f,
+                    "no publish or play within {:.1} s of connecting",
+                    t.as_secs_f64()
+                )
+            }
+            CloseReason::PublisherIdle(t) => {
+                write!(f, "publisher sent nothing for {:.1} s", t.as_secs_f64())
+            }
             CloseReason::Refused(why) => write!(f, "refused: {why}"),
         }
     }
@@ -68,8 +62,8 @@ impl CloseReason {
             self,
             CloseReason::Handshake(_)
                 | CloseReason::Session(_)
-                | CloseReason::SetupTimeout
-                | CloseReason::PublisherIdle
+                | CloseReason::SetupTimeout(_)
+                | CloseReason::PublisherIdle(_)
                 | CloseReason::Refused(_)
         )
     }
@@ -137,13 +131,16 @@ impl Connection {
         // Small writes (status replies) must not wait for Nagle.
         let _ = socket.set_nodelay(true);
         socket
-            .set_write_timeout(Some(WRITE_TIMEOUT))
+            .set_write_timeout(Some(self.ctx.config.play_timeout))
             .map_err(CloseReason::Io)?;
         let mut buf = vec![0u8; READ_BUFFER];
         let rest = self.handshake(socket, &mut buf)?;
         self.start_writer(socket)?;
+        let config = &self.ctx.config;
         self.session = Some(ServerSession::new(SessionConfig {
-            chunk_size: self.ctx.config.chunk_size,
+            chunk_size: config.chunk_size,
+            chunk_limits: config.chunk_limits,
+            amf_limits: config.amf_limits,
             ..SessionConfig::default()
         }));
         let mut events = Vec::new();
@@ -173,16 +170,17 @@ impl Connection {
 
     /// Reads with the timeout that fits what the client is doing now.
     fn read(&mut self, socket: &TcpStream, buf: &mut [u8]) -> Result<usize, CloseReason> {
+        let config = &self.ctx.config;
+        let setup_timeout = CloseReason::SetupTimeout(config.handshake_timeout);
         loop {
             let timeout = if self.publisher.is_some() {
-                Some(PUBLISH_IDLE_TIMEOUT)
+                Some(config.publish_timeout)
             } else if self.players.is_empty() {
-                Some(
-                    SETUP_TIMEOUT
-                        .checked_sub(self.started.elapsed())
-                        .filter(|d| !d.is_zero())
-                        .ok_or(CloseReason::SetupTimeout)?,
-                )
+                let left = config.handshake_timeout.checked_sub(self.started.elapsed());
+                match left.filter(|d| !d.is_zero()) {
+                    Some(left) => Some(left),
+                    None => return Err(setup_timeout),
+                }
             } else {
                 // Players may stay silent for as long as they like.
                 None
@@ -199,10 +197,10 @@ impl Connection {
                     ) =>
                 {
                     if self.publisher.is_some() {
-                        return Err(CloseReason::PublisherIdle);
+                        return Err(CloseReason::PublisherIdle(config.publish_timeout));
                     }
                     if self.players.is_empty() {
-                        return Err(CloseReason::SetupTimeout);
+                        return Err(setup_timeout);
                     }
                 }
                 Err(e) if is_disconnect(&e) => return Err(CloseReason::PeerClosed),
@@ -266,7 +264,7 @@ impl Connection {
 
     fn key(&self, name: &str) -> Result<StreamKey, String> {
         let app = self.app.as_deref().unwrap_or_default();
-        StreamKey::new(app, name).map_err(|e| e.to_string())
+        StreamKey::with_max_len(app, name, self.ctx.config.max_name_len).map_err(|e| e.to_string())
     }
 
     fn handle(&mut self, event: SessionEvent) -> Result<(), CloseReason> {

@@ -8,6 +8,7 @@ mod writer;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +32,28 @@ pub(crate) struct Context {
     pub config: Config,
     pub registry: Arc<Registry>,
     pub started: Instant,
+    /// Connections being served now, for `--max-connections`.
+    pub connections: AtomicUsize,
+}
+
+/// Counts a connection for as long as its thread runs, panics included.
+struct ConnectionSlot(Arc<Context>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Live numbers of a running server.
+#[derive(Clone)]
+pub struct ServerStats(Arc<Context>);
+
+impl ServerStats {
+    /// Connections being served right now.
+    pub fn connections(&self) -> usize {
+        self.0.connections.load(Ordering::Relaxed)
+    }
 }
 
 pub struct Server {
@@ -56,6 +79,7 @@ impl Server {
                 config,
                 registry,
                 started: Instant::now(),
+                connections: AtomicUsize::new(0),
             }),
         })
     }
@@ -67,6 +91,11 @@ impl Server {
 
     pub fn registry(&self) -> Arc<Registry> {
         self.ctx.registry.clone()
+    }
+
+    /// A handle that reports live numbers while `run` owns the server.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats(self.ctx.clone())
     }
 
     /// Accepts clients forever.
@@ -82,11 +111,23 @@ impl Server {
                     continue;
                 }
             };
+            let open = self.ctx.connections.fetch_add(1, Ordering::Relaxed);
+            let slot = ConnectionSlot(self.ctx.clone());
+            if open >= self.ctx.config.max_connections {
+                warn!(
+                    "{peer}: refused: {open} connections open (--max-connections {})",
+                    self.ctx.config.max_connections
+                );
+                continue;
+            }
             let ctx = self.ctx.clone();
             let spawned = thread::Builder::new()
                 .name(format!("rtmp {peer}"))
                 .stack_size(THREAD_STACK)
-                .spawn(move || connection::serve(socket, peer, ctx));
+                .spawn(move || {
+                    let _slot = slot;
+                    connection::serve(socket, peer, ctx)
+                });
             if let Err(e) = spawned {
                 error!("{peer}: cannot start a thread for the connection: {e}");
             }
