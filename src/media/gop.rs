@@ -125,7 +125,13 @@ impl GopCache {
                 _ => header.clone(),
             });
         }
-        out.extend(self.frames.iter().cloned());
+        // Audio that arrived after the keyframe but is stamped before it would make
+        // the player's timeline step back across tracks; it is not needed to start.
+        let behind = |f: &Arc<Frame>| match start {
+            Some(ts) => (f.timestamp.wrapping_sub(ts) as i32) < 0,
+            None => false,
+        };
+        out.extend(self.frames.iter().filter(|f| !behind(f)).cloned());
         out
     }
 
@@ -204,6 +210,15 @@ mod tests {
         assert_eq!(timestamps(&burst), [80, 80, 80, 80, 90, 120]);
         assert_eq!(burst[1].kind, FrameKind::Video);
         assert_eq!(burst[2].kind, FrameKind::Audio);
+    }
+
+    #[test]
+    fn burst_never_steps_back_in_time() {
+        let mut cache = GopCache::new(LIMITS);
+        cache.push(&video(1000, true));
+        cache.push(&audio(990));
+        cache.push(&audio(1013));
+        assert_eq!(timestamps(&cache.burst()), [1000, 1013]);
     }
 
     #[test]

@@ -89,12 +89,14 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
     conn.players.clear();
-    let writer = conn.writer.take();
-    if let Some((tx, handle)) = writer {
+    if let Some((tx, handle)) = conn.writer.take() {
+        // Let the writer send what is queued (a refusal's status message, say) before
+        // the socket closes; it stops once the queue is empty, or at its write timeout.
         drop(tx);
-        let _ = socket.shutdown(Shutdown::Both);
+        let _ = socket.shutdown(Shutdown::Read);
         let _ = handle.join();
     }
+    let _ = socket.shutdown(Shutdown::Both);
     let summary = format!(
         "{peer}: closed after {:.1} s, {bytes_in} bytes in, {} bytes out: {reason}",
         started.elapsed().as_secs_f64(),
