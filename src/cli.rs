@@ -15,6 +15,10 @@ use crate::rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// HTTP-FLV, WebSocket-FLV, the JSON API and metrics; `None` serves no HTTP.
+    /// `Config::default()` leaves it off so embedders and tests opt in (and never
+    /// collide on a fixed port); the command line's default is [`DEFAULT_HTTP`].
+    pub http: Option<SocketAddr>,
     /// Chunk size we announce and send with; larger chunks mean fewer headers.
     pub chunk_size: u32,
     /// Keep the current GOP so players joining mid-stream start at once.
@@ -39,10 +43,15 @@ pub struct Config {
     pub max_name_len: usize,
 }
 
+/// Where `rtmpd` serves HTTP unless `--http` says otherwise.
+pub const DEFAULT_HTTP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            http: None,
             chunk_size: 4096,
             gop_cache: true,
             gop_max_frames: 2048,
@@ -89,6 +98,12 @@ fn options() -> Options {
     );
     opts.optopt(
         "",
+        "http",
+        "address for HTTP-FLV, WebSocket-FLV, /api and /metrics, or off (default 0.0.0.0:8080)",
+        "ADDR|off",
+    );
+    opts.optopt(
+        "",
         "gop-cache",
         "cache the current GOP for fast start (default on)",
         "on|off",
@@ -103,7 +118,7 @@ fn options() -> Options {
 
 /// The usage text shown by `--help` and after a bad command line.
 pub fn usage() -> String {
-    options().usage("Usage: rtmpd [options]\n\nA live-streaming server: publish with RTMP to rtmp://HOST:1935/APP/KEY, play the same URL.\nLogging is set with RUST_LOG (default info).")
+    options().usage("Usage: rtmpd [options]\n\nA live-streaming server: publish with RTMP to rtmp://HOST:1935/APP/KEY, play the same URL,\nor http://HOST:8080/APP/KEY.flv (HTTP-FLV and WebSocket-FLV); stats on /api/streams and /metrics.\nLogging is set with RUST_LOG (default info).")
 }
 
 /// Parses the arguments after the program name.
@@ -124,9 +139,18 @@ where
     if let Some(extra) = matches.free.first() {
         return Err(UsageError(format!("unexpected argument '{extra}'")));
     }
-    let mut config = Config::default();
+    let mut config = Config {
+        http: Some(DEFAULT_HTTP),
+        ..Config::default()
+    };
     if let Some(addr) = matches.opt_str("listen") {
-        config.listen = parse_addr(&addr)?;
+        config.listen = parse_addr("--listen", &addr)?;
+    }
+    if let Some(addr) = matches.opt_str("http") {
+        config.http = match addr.as_str() {
+            "off" => None,
+            _ => Some(parse_addr("--http", &addr)?),
+        };
     }
     if let Some(v) = matches.opt_str("gop-cache") {
         config.gop_cache = parse_on_off("--gop-cache", &v)?;
@@ -289,7 +313,7 @@ fn seconds(matches: &getopts::Matches, flag: &str, slot: &mut Duration) -> Resul
         })
 }
 
-fn parse_addr(addr: &str) -> Result<SocketAddr, UsageError> {
+fn parse_addr(flag: &str, addr: &str) -> Result<SocketAddr, UsageError> {
     // A bare port is the common shorthand ("-l 1936").
     let with_host;
     let addr = if addr.parse::<u16>().is_ok() {
@@ -301,7 +325,7 @@ fn parse_addr(addr: &str) -> Result<SocketAddr, UsageError> {
     addr.to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| UsageError(format!("--listen {addr}: not an address like 0.0.0.0:1935")))
+        .ok_or_else(|| UsageError(format!("{flag} {addr}: not an address like 0.0.0.0:1935")))
 }
 
 fn parse_on_off(flag: &str, v: &str) -> Result<bool, UsageError> {
@@ -329,6 +353,22 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:1935".parse().unwrap());
         assert_eq!(c.chunk_size, 4096);
         assert!(c.gop_cache);
+        assert_eq!(c.http, Some("0.0.0.0:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn http_address_or_off() {
+        assert_eq!(
+            run(&["--http", "127.0.0.1:8081"]).http,
+            Some("127.0.0.1:8081".parse().unwrap())
+        );
+        assert_eq!(
+            run(&["--http", "9000"]).http,
+            Some("0.0.0.0:9000".parse().unwrap())
+        );
+        assert_eq!(run(&["--http", "off"]).http, None);
+        let err = parse(["--http", "nowhere"]).unwrap_err();
+        assert!(err.to_string().starts_with("--http nowhere:"), "{err}");
     }
 
     #[test]

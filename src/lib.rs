@@ -7,10 +7,13 @@
 //! header) and keeps the fast-start cache. `registry` maps app/stream keys to live
 //! streams and fans frames out to players through bounded queues. `server` owns the
 //! sockets: a blocking listener, one reader thread per client that drives the session,
-//! and one writer thread per client that owns the socket's write half.
+//! and one writer thread per client that owns the socket's write half. `http` serves
+//! the same streams as HTTP-FLV and WebSocket-FLV, plus a JSON stats API and
+//! Prometheus metrics, on its own listener in the same thread-per-connection style.
 
 pub mod cli;
 pub mod client;
+pub mod http;
 pub mod media;
 pub mod registry;
 pub mod rtmp;

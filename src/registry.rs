@@ -6,17 +6,24 @@
 //!
 //! Lock order: the registry map, then a stream's state. Fan-out holds only the
 //! stream's lock, so streams never wait on each other.
+//!
+//! The registry also keeps what the stats API and the metrics report: per stream the
+//! publisher's address, start time, bytes and bitrate in and the codecs seen; per
+//! player its protocol, address, connect time, dropped frames and a bytes-out counter
+//! its writer thread updates; and server-wide totals of publishes, plays and drops.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use log::{info, warn};
 use parking_lot::Mutex;
 
+use crate::media::codec::{CodecTracker, Codecs};
 use crate::media::frame::{Frame, FrameKind};
 use crate::media::gop::{GopCache, GopLimits};
 
@@ -135,17 +142,97 @@ impl fmt::Display for PublishError {
 
 impl std::error::Error for PublishError {}
 
+/// How a player is served; reported by the stats API and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlayerProtocol {
+    Rtmp,
+    HttpFlv,
+    WsFlv,
+}
+
+impl PlayerProtocol {
+    pub const ALL: [PlayerProtocol; 3] = [
+        PlayerProtocol::Rtmp,
+        PlayerProtocol::HttpFlv,
+        PlayerProtocol::WsFlv,
+    ];
+
+    /// The name used in logs, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlayerProtocol::Rtmp => "rtmp",
+            PlayerProtocol::HttpFlv => "http-flv",
+            PlayerProtocol::WsFlv => "ws-flv",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for PlayerProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is subscribing, for the stats. `bytes_out` is the counter the player's writer
+/// thread adds to after every write; the registry only reads it.
+#[derive(Debug, Clone)]
+pub struct PlayerInfo {
+    pub peer: SocketAddr,
+    pub protocol: PlayerProtocol,
+    pub bytes_out: Arc<AtomicU64>,
+}
+
+impl PlayerInfo {
+    /// A player with a fresh bytes-out counter.
+    pub fn new(peer: SocketAddr, protocol: PlayerProtocol) -> PlayerInfo {
+        PlayerInfo {
+            peer,
+            protocol,
+            bytes_out: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
 struct PlayerSlot {
     id: u64,
-    peer: SocketAddr,
+    info: PlayerInfo,
+    connected: Instant,
     tx: Sender<PlayerItem>,
     /// Behind: frames are dropped until the next place a decoder can start.
     skipping: bool,
+    /// Joined a live stream whose burst had no keyframe (GOP cache off, or a GOP
+    /// too long to cache): waits for the next one. Not counted as dropped frames,
+    /// the player never had them.
+    joining: bool,
     dropped: u64,
+}
+
+/// What the current publisher has sent; reset when a publisher takes the key.
+struct Ingress {
+    since: Instant,
+    bytes: u64,
+    rate: RateMeter,
+    codecs: CodecTracker,
+}
+
+impl Ingress {
+    fn new(now: Instant) -> Ingress {
+        Ingress {
+            since: now,
+            bytes: 0,
+            rate: RateMeter::new(now),
+            codecs: CodecTracker::new(),
+        }
+    }
 }
 
 struct StreamState {
     publisher: Option<(u64, SocketAddr)>,
+    ingress: Option<Ingress>,
     cache: GopCache,
     players: Vec<PlayerSlot>,
 }
@@ -159,6 +246,67 @@ pub struct Registry {
     config: RegistryConfig,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     next_id: AtomicU64,
+    totals: Totals,
+}
+
+/// Server-wide event counters, only ever incremented.
+#[derive(Default)]
+struct Totals {
+    publishes: AtomicU64,
+    publishes_refused: AtomicU64,
+    plays: [AtomicU64; 3],
+    dropped_frames: AtomicU64,
+    bytes_in: AtomicU64,
+}
+
+/// A snapshot of the registry's server-wide counters (since start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryTotals {
+    /// Publishers accepted.
+    pub publishes: u64,
+    /// Publishers refused because the key was taken.
+    pub publishes_refused: u64,
+    /// Players subscribed, by protocol (index with [`RegistryTotals::plays`]).
+    plays: [u64; 3],
+    /// Frames players skipped because they fell behind.
+    pub dropped_frames: u64,
+    /// Payload bytes of every frame published.
+    pub bytes_in: u64,
+}
+
+impl RegistryTotals {
+    pub fn plays(&self, protocol: PlayerProtocol) -> u64 {
+        self.plays[protocol.index()]
+    }
+}
+
+/// One stream, as the stats API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStats {
+    pub key: StreamKey,
+    pub publisher: Option<PublisherStats>,
+    pub codecs: Codecs,
+    pub players: Vec<PlayerStats>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublisherStats {
+    pub peer: SocketAddr,
+    /// Since the publisher took the key.
+    pub uptime: Duration,
+    /// Payload bytes of the frames it sent (metadata, audio, video).
+    pub bytes_in: u64,
+    /// Over the last few seconds, in bits per second.
+    pub bitrate: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayerStats {
+    pub peer: SocketAddr,
+    pub protocol: PlayerProtocol,
+    pub connected: Duration,
+    pub dropped_frames: u64,
+    pub bytes_out: u64,
 }
 
 /// Per-stream numbers for logs and, later, the stats API.
@@ -176,6 +324,7 @@ impl Registry {
             config,
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            totals: Totals::default(),
         })
     }
 
@@ -188,6 +337,7 @@ impl Registry {
                     key: key.clone(),
                     state: Mutex::new(StreamState {
                         publisher: None,
+                        ingress: None,
                         cache: GopCache::new(self.config.gop),
                         players: Vec::new(),
                     }),
@@ -207,15 +357,21 @@ impl Registry {
         let stream = self.entry(&mut streams, key);
         let mut state = stream.state.lock();
         if let Some((_, by)) = state.publisher {
+            self.totals
+                .publishes_refused
+                .fetch_add(1, Ordering::Relaxed);
             return Err(PublishError::AlreadyPublishing {
                 key: key.clone(),
                 by,
             });
         }
+        self.totals.publishes.fetch_add(1, Ordering::Relaxed);
         state.publisher = Some((id, peer));
+        state.ingress = Some(Ingress::new(Instant::now()));
         state.cache.clear();
         state.players.retain_mut(|p| {
             p.skipping = false;
+            p.joining = false;
             p.tx.send(PlayerItem::PublishStart).is_ok()
         });
         drop(state);
@@ -227,26 +383,17 @@ impl Registry {
         })
     }
 
+    /// Subscribes an RTMP player with its own bytes-out counter; see [`Registry::play_as`].
+    pub fn play(self: &Arc<Self>, key: &StreamKey, peer: SocketAddr) -> Subscription {
+        self.play_as(key, PlayerInfo::new(peer, PlayerProtocol::Rtmp))
+    }
+
     /// Subscribes a player. If the stream is live, its queue starts with the
     /// fast-start burst; otherwise it waits for `PublishStart`.
-    pub fn play(self: &Arc<Self>, key: &StreamKey, peer: SocketAddr) -> Subscription {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = unbounded();
+    pub fn play_as(self: &Arc<Self>, key: &StreamKey, player: PlayerInfo) -> Subscription {
         let stream = self.entry(&mut self.streams.lock(), key);
         let mut state = stream.state.lock();
-        if state.publisher.is_some() {
-            for frame in state.cache.burst() {
-                // The receiver is in our hands: this cannot fail.
-                let _ = tx.send(PlayerItem::Frame(frame));
-            }
-        }
-        state.players.push(PlayerSlot {
-            id,
-            peer,
-            tx,
-            skipping: false,
-            dropped: 0,
-        });
+        let (id, rx) = self.subscribe(&mut state, player);
         drop(state);
         Subscription {
             registry: self.clone(),
@@ -254,6 +401,58 @@ impl Registry {
             id,
             rx,
         }
+    }
+
+    /// Subscribes only if a publisher is live on the key right now, checked under
+    /// the same lock so there is no window between the check and the burst. For
+    /// players (HTTP) that would rather be told "not found" than wait.
+    pub fn play_if_live(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        player: PlayerInfo,
+    ) -> Option<Subscription> {
+        let stream = self.streams.lock().get(key).cloned()?;
+        let mut state = stream.state.lock();
+        // Nobody publishing: no subscription (and no entry was created for it).
+        state.publisher?;
+        let (id, rx) = self.subscribe(&mut state, player);
+        drop(state);
+        Some(Subscription {
+            registry: self.clone(),
+            stream,
+            id,
+            rx,
+        })
+    }
+
+    /// Adds the player's slot (with the burst queued if live); the stream is locked.
+    fn subscribe(
+        &self,
+        state: &mut StreamState,
+        player: PlayerInfo,
+    ) -> (u64, Receiver<PlayerItem>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = unbounded();
+        let mut joining = false;
+        if state.publisher.is_some() {
+            let burst = state.cache.burst();
+            joining = state.cache.has_video() && !burst.iter().any(|f| f.is_keyframe());
+            for frame in burst {
+                // The receiver is in our hands: this cannot fail.
+                let _ = tx.send(PlayerItem::Frame(frame));
+            }
+        }
+        self.totals.plays[player.protocol.index()].fetch_add(1, Ordering::Relaxed);
+        state.players.push(PlayerSlot {
+            id,
+            info: player,
+            connected: Instant::now(),
+            tx,
+            skipping: false,
+            joining,
+            dropped: 0,
+        });
+        (id, rx)
     }
 
     /// Drops the map entry once nobody publishes or plays on it.
@@ -278,6 +477,32 @@ impl Registry {
         let stream = self.streams.lock().get(key).cloned()?;
         Some(stream.info())
     }
+
+    /// Every stream with a publisher or a waiting player, sorted by key.
+    pub fn stream_stats(&self) -> Vec<StreamStats> {
+        let streams: Vec<_> = self.streams.lock().values().cloned().collect();
+        let now = Instant::now();
+        let mut stats: Vec<_> = streams.iter().map(|s| s.stats(now)).collect();
+        stats.sort_by(|a, b| (&a.key.app, &a.key.name).cmp(&(&b.key.app, &b.key.name)));
+        stats
+    }
+
+    pub fn stream_stats_for(&self, key: &StreamKey) -> Option<StreamStats> {
+        let stream = self.streams.lock().get(key).cloned()?;
+        Some(stream.stats(Instant::now()))
+    }
+
+    pub fn totals(&self) -> RegistryTotals {
+        let t = &self.totals;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RegistryTotals {
+            publishes: load(&t.publishes),
+            publishes_refused: load(&t.publishes_refused),
+            plays: [load(&t.plays[0]), load(&t.plays[1]), load(&t.plays[2])],
+            dropped_frames: load(&t.dropped_frames),
+            bytes_in: load(&t.bytes_in),
+        }
+    }
 }
 
 impl Stream {
@@ -288,6 +513,39 @@ impl Stream {
             publisher: st.publisher.map(|(_, peer)| peer),
             players: st.players.len(),
             cached_frames: st.cache.cached_frames(),
+        }
+    }
+
+    fn stats(&self, now: Instant) -> StreamStats {
+        let st = self.state.lock();
+        let publisher = match (st.publisher, &st.ingress) {
+            (Some((_, peer)), Some(ingress)) => Some(PublisherStats {
+                peer,
+                uptime: now.saturating_duration_since(ingress.since),
+                bytes_in: ingress.bytes,
+                bitrate: ingress.rate.bits_per_second(now),
+            }),
+            _ => None,
+        };
+        StreamStats {
+            key: self.key.clone(),
+            publisher,
+            codecs: st
+                .ingress
+                .as_ref()
+                .map(|i| i.codecs.codecs())
+                .unwrap_or_default(),
+            players: st
+                .players
+                .iter()
+                .map(|p| PlayerStats {
+                    peer: p.info.peer,
+                    protocol: p.info.protocol,
+                    connected: now.saturating_duration_since(p.connected),
+                    dropped_frames: p.dropped,
+                    bytes_out: p.info.bytes_out.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 }
@@ -308,29 +566,45 @@ impl Publisher {
     pub fn push(&self, frame: Frame) {
         let frame = Arc::new(frame);
         let cap = self.registry.config.player_queue_frames;
+        let totals = &self.registry.totals;
+        let len = frame.payload.len() as u64;
+        totals.bytes_in.fetch_add(len, Ordering::Relaxed);
         let mut state = self.stream.state.lock();
+        if let Some(ingress) = &mut state.ingress {
+            ingress.bytes += len;
+            ingress.rate.record(Instant::now(), len);
+            ingress.codecs.observe(&frame);
+        }
         state.cache.push(&frame);
         let audio_only = !state.cache.has_video();
         let resume_here = frame.is_keyframe() || (audio_only && frame.kind == FrameKind::Audio);
         let key = &self.stream.key;
         state.players.retain_mut(|p| {
+            if p.joining && !frame.is_essential() && frame.kind != FrameKind::Data {
+                if !resume_here {
+                    return true;
+                }
+                p.joining = false;
+            }
             if !frame.is_essential() {
                 if p.skipping {
                     if !resume_here || p.tx.len() >= cap {
                         p.dropped += 1;
+                        totals.dropped_frames.fetch_add(1, Ordering::Relaxed);
                         return true;
                     }
                     p.skipping = false;
                     info!(
                         "{}: player caught up on {key} after {} dropped frames",
-                        p.peer, p.dropped
+                        p.info.peer, p.dropped
                     );
                 } else if p.tx.len() >= cap {
                     p.skipping = true;
                     p.dropped += 1;
+                    totals.dropped_frames.fetch_add(1, Ordering::Relaxed);
                     warn!(
-                        "{}: player fell {cap} frames behind on {key}; skipping to the next keyframe",
-                        p.peer
+                        "{}: {} player fell {cap} frames behind on {key}; skipping to the next keyframe",
+                        p.info.peer, p.info.protocol
                     );
                     return true;
                 }
@@ -345,6 +619,7 @@ impl Drop for Publisher {
         let mut state = self.stream.state.lock();
         if state.publisher.map(|(id, _)| id) == Some(self.id) {
             state.publisher = None;
+            state.ingress = None;
             state.cache.clear();
             state
                 .players
@@ -379,6 +654,16 @@ impl Subscription {
         self.stream.state.lock().publisher.is_some()
     }
 
+    /// What is known of the stream's codecs now (empty while nobody publishes).
+    pub fn codecs(&self) -> Codecs {
+        let state = self.stream.state.lock();
+        state
+            .ingress
+            .as_ref()
+            .map(|i| i.codecs.codecs())
+            .unwrap_or_default()
+    }
+
     /// Frames skipped so far because this player fell behind.
     pub fn dropped_frames(&self) -> u64 {
         let state = self.stream.state.lock();
@@ -397,10 +682,123 @@ impl Drop for Subscription {
     }
 }
 
+/// Ingress bitrate over the last few whole seconds, from per-second byte buckets:
+/// steady enough to read, recent enough to show an encoder dropping out.
+#[derive(Debug, Clone)]
+struct RateMeter {
+    start: Instant,
+    buckets: [u64; RATE_BUCKETS],
+    /// The second (since `start`) the newest bucket holds.
+    current: u64,
+}
+
+/// Completed seconds averaged over, plus the one filling up.
+const RATE_WINDOW_SECS: u64 = 4;
+const RATE_BUCKETS: usize = RATE_WINDOW_SECS as usize + 1;
+
+impl RateMeter {
+    fn new(now: Instant) -> RateMeter {
+        RateMeter {
+            start: now,
+            buckets: [0; RATE_BUCKETS],
+            current: 0,
+        }
+    }
+
+    fn second(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_secs()
+    }
+
+    fn record(&mut self, now: Instant, bytes: u64) {
+        let sec = self.second(now);
+        // Clear the buckets of the seconds that passed without data (at most all).
+        let passed = sec.saturating_sub(self.current).min(RATE_BUCKETS as u64);
+        for s in 1..=passed {
+            self.buckets[((self.current + s) % RATE_BUCKETS as u64) as usize] = 0;
+        }
+        self.current = self.current.max(sec);
+        self.buckets[(sec % RATE_BUCKETS as u64) as usize] += bytes;
+    }
+
+    fn bits_per_second(&self, now: Instant) -> u64 {
+        let sec = self.second(now);
+        if sec == 0 {
+            // Not a whole second yet: what arrived so far, per second.
+            let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+            return (self.buckets[0] as f64 * 8.0 / elapsed.max(1.0)) as u64;
+        }
+        let from = sec.saturating_sub(RATE_WINDOW_SECS);
+        let bytes: u64 = (from..sec)
+            // Seconds after the newest bucket had no data; older ones are overwritten.
+            .filter(|&s| s <= self.current && s + (RATE_BUCKETS as u64) > self.current)
+            .map(|s| self.buckets[(s % RATE_BUCKETS as u64) as usize])
+            .sum();
+        bytes * 8 / (sec - from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::frame::FrameRole;
+
+    #[test]
+    fn rate_meter_averages_recent_whole_seconds() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut m = RateMeter::new(t0);
+        m.record(at(100), 1000);
+        assert_eq!(m.bits_per_second(at(500)), 8000, "first partial second");
+        // 1000 bytes every 100 ms = 80 kbit/s.
+        for ms in (200..6000).step_by(100) {
+            m.record(at(ms), 1000);
+        }
+        assert_eq!(m.bits_per_second(at(6000)), 80_000);
+        // The encoder stops: the rate falls to zero within the window.
+        assert_eq!(m.bits_per_second(at(8000)), 40_000);
+        assert_eq!(m.bits_per_second(at(11_000)), 0);
+        // And recovers.
+        m.record(at(20_000), 4000);
+        assert_eq!(m.bits_per_second(at(21_000)), 8000);
+    }
+
+    #[test]
+    fn stats_report_publisher_players_and_codecs() {
+        let reg = registry(1);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let http = PlayerInfo::new(peer(2), PlayerProtocol::HttpFlv);
+        http.bytes_out.store(1234, Ordering::Relaxed);
+        let _sub = reg.play_if_live(&key("a"), http).expect("live");
+        assert!(reg
+            .play_if_live(&key("b"), PlayerInfo::new(peer(3), PlayerProtocol::WsFlv))
+            .is_none());
+        publisher.push(Frame::media(FrameKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]));
+        publisher.push(video(0, true));
+        publisher.push(video(40, false));
+        publisher.push(video(80, false));
+        let stats = reg.stream_stats();
+        assert_eq!(stats.len(), 1, "no entry for the refused key b");
+        let s = &stats[0];
+        let p = s.publisher.as_ref().unwrap();
+        assert_eq!((p.peer, p.bytes_in), (peer(1), 4 + 3 * 5));
+        assert_eq!(s.codecs.audio.as_ref().unwrap().sample_rate, Some(44100));
+        assert_eq!(s.players.len(), 1);
+        let pl = &s.players[0];
+        assert_eq!(
+            (pl.peer, pl.protocol, pl.bytes_out, pl.dropped_frames),
+            (peer(2), PlayerProtocol::HttpFlv, 1234, 3),
+            "the queue of 1 is full after the sequence header: all three frames dropped"
+        );
+        let totals = reg.totals();
+        assert_eq!(totals.publishes, 1);
+        assert_eq!(totals.plays(PlayerProtocol::HttpFlv), 1);
+        assert_eq!(totals.plays(PlayerProtocol::WsFlv), 0);
+        assert_eq!(totals.dropped_frames, 3);
+        assert_eq!(totals.bytes_in, 19);
+        drop(publisher);
+        let s = reg.stream_stats_for(&key("a")).unwrap();
+        assert_eq!((s.publisher, s.codecs), (None, Codecs::default()));
+    }
 
     fn registry(queue: usize) -> Arc<Registry> {
         Registry::new(RegistryConfig {
@@ -538,6 +936,32 @@ mod tests {
         assert!(drain(&slow).is_empty(), "still waiting for a keyframe");
         publisher.push(video(11, true));
         assert_eq!(frame_timestamps(&drain(&slow)), [11]);
+    }
+
+    #[test]
+    fn without_a_cached_gop_a_late_joiner_starts_at_the_next_keyframe() {
+        let reg = Registry::new(RegistryConfig {
+            gop: GopLimits {
+                enabled: false,
+                max_frames: 1000,
+                max_bytes: 1 << 20,
+            },
+            player_queue_frames: 100,
+        });
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        publisher.push(Frame::media(FrameKind::Video, 0, vec![0x17, 0, 1]));
+        publisher.push(video(0, true));
+        publisher.push(video(40, false));
+        let sub = reg.play(&key("a"), peer(2));
+        let burst = drain(&sub);
+        assert_eq!(frame_timestamps(&burst), [0], "only the sequence header");
+        publisher.push(Frame::media(FrameKind::Audio, 50, vec![0xaf, 1, 0x21]));
+        publisher.push(video(80, false));
+        assert!(drain(&sub).is_empty(), "nothing a decoder could start on");
+        publisher.push(video(120, true));
+        publisher.push(Frame::media(FrameKind::Audio, 130, vec![0xaf, 1, 0x21]));
+        assert_eq!(frame_timestamps(&drain(&sub)), [120, 130]);
+        assert_eq!(sub.dropped_frames(), 0, "waiting to join is not dropping");
     }
 
     #[test]

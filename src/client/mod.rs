@@ -1,1 +1,1223 @@
-//! placeholder, being written
+//! A blocking RTMP client: one `TcpStream`, driven from the caller's thread.
+//! It dials `rtmp://host[:port]/app/name`, shakes hands (simple or digest),
+//! connects to the application and then publishes or plays; everything the
+//! server sends afterwards comes out of [`Client::next_event`] in wire order.
+//! Protocol control is handled underneath (chunk size changes, aborts,
+//! acknowledgements per the server's window, ping replies), so callers see
+//! media, data, status and command messages, plus user control events for
+//! checking what the server did. Low-level senders ([`Client::send_raw`],
+//! [`Client::send_bytes`]) exist for protocol tests that must misbehave.
+//!
+//! The wire work is done by the I/O-free core (`rtmp::handshake`,
+//! `rtmp::chunk`, `rtmp::message`, AMF0); this module only owns the socket
+//! and the request/reply bookkeeping. Nothing the server sends can make it
+//! panic: malformed input ends in a [`ClientError`].
+//!
+//! ```no_run
+//! use rtmpd::client::{Client, ClientEvent, ClientOptions, RtmpUrl};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = RtmpUrl::parse("rtmp://127.0.0.1/live/key")?;
+//! let mut player = Client::connect(&url, &ClientOptions::default())?;
+//! player.play(&url.name)?;
+//! loop {
+//!     if let ClientEvent::Media { type_id, timestamp, payload, .. } = player.next_event()? {
+//!         println!("type {type_id} at {timestamp} ms: {} bytes", payload.len());
+//!     }
+//! }
+//! # }
+//! ```
+
+mod error;
+mod url;
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+pub use error::ClientError;
+pub use url::{RtmpUrl, UrlError, DEFAULT_PORT};
+
+use crate::rtmp::amf0::{Amf0Value, AmfLimits};
+use crate::rtmp::chunk::{
+    ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, RawMessage, DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE,
+};
+use crate::rtmp::handshake::{ClientHandshake, HandshakeKind, Progress};
+use crate::rtmp::message::{self as msg, Command, UserControl};
+
+/// Chunk stream ids this client writes on. Commands on stream 0 share one;
+/// commands on a media stream (publish, play, pause) use another, as ffmpeg
+/// does, so their headers compress independently.
+const CSID_STREAM_COMMAND: u32 = 8;
+const CSID_DATA: u32 = 4;
+const CSID_AUDIO: u32 = msg::CSID_AUDIO;
+const CSID_VIDEO: u32 = msg::CSID_VIDEO;
+
+/// What a player asks the server to buffer; informational for live streams.
+const PLAY_BUFFER_MS: u32 = 1000;
+/// `play` start argument: live if there is such a stream, else recorded.
+const PLAY_START_ANY: f64 = -2000.0;
+
+const READ_BUFFER: usize = 64 * 1024;
+
+/// How the client connects. `Default` gives a digest handshake, 4096-byte
+/// chunks, 5 s timeouts and an AMF0 connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Sign C1 like Flash Player 9 and ffmpeg do (and verify the server's
+    /// S1/S2); `false` sends the spec's simple handshake.
+    pub digest_handshake: bool,
+    /// Chunk size announced with Set Chunk Size before `connect` and used for
+    /// everything sent after it (128, the protocol default, sends nothing).
+    pub chunk_size: u32,
+    /// Connect, read and write timeout of the socket, and the limit on how
+    /// long a call waits for its answer.
+    pub timeout: Duration,
+    /// Send `connect` as an AMF3 command message (type 17) announcing
+    /// `objectEncoding` 3, like Flash Player with AMF3 encoding.
+    pub amf3_connect: bool,
+    /// The `flashVer` string of `connect`.
+    pub flash_ver: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            digest_handshake: true,
+            chunk_size: 4096,
+            timeout: Duration::from_secs(5),
+            amf3_connect: false,
+            flash_ver: "FMLE/3.0 (compatible; rtmpd-client)".into(),
+        }
+    }
+}
+
+/// An `onStatus` event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// The message stream it arrived on (0 for the connection).
+    pub stream_id: u32,
+    /// `status`, `warning` or `error`.
+    pub level: String,
+    pub code: String,
+    pub description: String,
+    /// The whole info object, for fields beyond the usual three.
+    pub info: Amf0Value,
+}
+
+/// What the server sent, as [`Client::next_event`] hands it out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// Audio (type 8) or video (type 9), payload untouched. Aggregate messages
+    /// arrive already split into their parts.
+    Media {
+        stream_id: u32,
+        type_id: u8,
+        timestamp: u32,
+        payload: Vec<u8>,
+    },
+    /// A data message (type 18, or 15 without its AMF3 marker byte): AMF0
+    /// values such as `onMetaData {...}` or `|RtmpSampleAccess`.
+    Data {
+        stream_id: u32,
+        timestamp: u32,
+        payload: Vec<u8>,
+    },
+    Status(Status),
+    /// Any other command: `onFCPublish`, `onBWDone`, replies to calls made
+    /// with [`Client::send_command`], ... Replies to calls the client made
+    /// itself are consumed by those calls.
+    Command {
+        stream_id: u32,
+        command: Command,
+    },
+    /// User control events. Ping requests have already been answered.
+    UserControl(UserControl),
+    /// The server acknowledged this many bytes (sequence number).
+    Acknowledgement(u32),
+    /// Message types the client does not interpret (shared objects, ...).
+    Other(RawMessage),
+}
+
+/// A connection to an RTMP server. See the module documentation.
+pub struct Client {
+    socket: TcpStream,
+    url: RtmpUrl,
+    opts: ClientOptions,
+    handshake: HandshakeKind,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    amf_limits: AmfLimits,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    /// Events read but not yet handed out, in wire order.
+    pending: VecDeque<ClientEvent>,
+    next_transaction: f64,
+    /// Transactions whose replies nobody waits for (releaseStream, FCPublish):
+    /// dropped when they arrive instead of cluttering the event stream.
+    unawaited: Vec<f64>,
+    /// The server's Window Acknowledgement Size (0: none announced yet).
+    ack_window: u32,
+    acked: u64,
+    /// The socket's current read timeout, to skip redundant system calls.
+    read_timeout: Duration,
+    connect_reply: Option<Command>,
+    publishing: Option<(u32, String)>,
+    playing: Option<u32>,
+}
+
+impl Client {
+    /// Dials the server, shakes hands and connects to the URL's application.
+    pub fn connect(url: &RtmpUrl, opts: &ClientOptions) -> Result<Client, ClientError> {
+        let mut client = Client::open(url, opts)?;
+        client.connect_app()?;
+        Ok(client)
+    }
+
+    /// Dials and shakes hands only; nothing above the chunk layer is sent
+    /// yet. Follow with [`connect_app`](Self::connect_app), or misbehave.
+    pub fn open(url: &RtmpUrl, opts: &ClientOptions) -> Result<Client, ClientError> {
+        if opts.timeout.is_zero() {
+            return Err(ClientError::InvalidOption("timeout must not be zero"));
+        }
+        if !(1..=MAX_CHUNK_SIZE).contains(&opts.chunk_size) {
+            return Err(ClientError::InvalidOption(
+                "chunk_size must be 1..=2147483647",
+            ));
+        }
+        let socket = dial(url, opts.timeout)?;
+        let mut client = Client {
+            socket,
+            url: url.clone(),
+            opts: opts.clone(),
+            handshake: HandshakeKind::Simple,
+            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            encoder: ChunkEncoder::new(),
+            amf_limits: AmfLimits::default(),
+            read_buf: vec![0; READ_BUFFER],
+            write_buf: Vec::with_capacity(16 * 1024),
+            pending: VecDeque::new(),
+            next_transaction: 1.0,
+            unawaited: Vec::new(),
+            ack_window: 0,
+            acked: 0,
+            read_timeout: opts.timeout,
+            connect_reply: None,
+            publishing: None,
+            playing: None,
+        };
+        client.shake_hands()?;
+        Ok(client)
+    }
+
+    fn shake_hands(&mut self) -> Result<(), ClientError> {
+        let mut handshake = ClientHandshake::new(self.opts.digest_handshake);
+        let mut out = Vec::new();
+        handshake.start(&mut out);
+        self.write(&out)?;
+        loop {
+            let n = self.read_some()?;
+            out.clear();
+            let progress = handshake.process(&self.read_buf[..n], &mut out)?;
+            if !out.is_empty() {
+                self.write(&out)?;
+            }
+            if let Progress::Done { remaining } = progress {
+                self.handshake = handshake.kind().unwrap_or(HandshakeKind::Simple);
+                // The server may already have sent its first chunks.
+                self.decoder.push(&remaining);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends Set Chunk Size (unless the option is the default 128) and
+    /// `connect`, then waits for the server's `_result`, which is returned.
+    pub fn connect_app(&mut self) -> Result<&Command, ClientError> {
+        if self.connect_reply.is_some() {
+            return Err(ClientError::InvalidState("already connected"));
+        }
+        if self.opts.chunk_size != DEFAULT_CHUNK_SIZE {
+            self.set_chunk_size(self.opts.chunk_size)?;
+        }
+        let encoding = if self.opts.amf3_connect { 3.0 } else { 0.0 };
+        let properties = Amf0Value::Object(vec![
+            ("app".into(), self.url.app.as_str().into()),
+            ("type".into(), "nonprivate".into()),
+            ("flashVer".into(), self.opts.flash_ver.as_str().into()),
+            ("tcUrl".into(), self.url.tc_url().into()),
+            ("fpad".into(), false.into()),
+            ("capabilities".into(), 15.0.into()),
+            ("audioCodecs".into(), 4071.0.into()),
+            ("videoCodecs".into(), 252.0.into()),
+            ("videoFunction".into(), 1.0.into()),
+            ("objectEncoding".into(), encoding.into()),
+        ]);
+        let transaction_id = self.new_transaction();
+        let body = Command {
+            name: "connect".into(),
+            transaction_id,
+            command_object: properties,
+            args: Vec::new(),
+        }
+        .encode();
+        if self.opts.amf3_connect {
+            // Type 17 carries a format byte (0: AMF0 follows) before the body.
+            let mut payload = Vec::with_capacity(body.len() + 1);
+            payload.push(0);
+            payload.extend_from_slice(&body);
+            self.send_message(msg::CSID_COMMAND, 0, msg::COMMAND_AMF3, 0, &payload)?;
+        } else {
+            self.send_message(msg::CSID_COMMAND, 0, msg::COMMAND_AMF0, 0, &body)?;
+        }
+        let reply = self.wait_reply("connect", transaction_id)?;
+        Ok(self.connect_reply.insert(reply))
+    }
+
+    /// The server's `_result` to `connect` (fmsVer, code, objectEncoding...).
+    pub fn connect_reply(&self) -> Option<&Command> {
+        self.connect_reply.as_ref()
+    }
+
+    /// Which handshake the server answered with.
+    pub fn handshake_kind(&self) -> HandshakeKind {
+        self.handshake
+    }
+
+    pub fn url(&self) -> &RtmpUrl {
+        &self.url
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Changes the socket timeouts and the wait limit of calls.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        if timeout.is_zero() {
+            return Err(ClientError::InvalidOption("timeout must not be zero"));
+        }
+        self.socket
+            .set_write_timeout(Some(timeout))
+            .map_err(ClientError::Io)?;
+        self.opts.timeout = timeout;
+        Ok(())
+    }
+
+    /// The stream id this client publishes on, once `publish` succeeded.
+    pub fn publish_stream(&self) -> Option<u32> {
+        self.publishing.as_ref().map(|(id, _)| *id)
+    }
+
+    /// The stream id this client plays on, once `play` succeeded.
+    pub fn play_stream(&self) -> Option<u32> {
+        self.playing
+    }
+
+    // -----------------------------------------------------------------------
+    // Calls and commands
+
+    /// Calls `name` on the connection (stream 0) and waits for the answer:
+    /// `_result` is returned, `_error` becomes [`ClientError::CallFailed`].
+    /// Other messages that arrive meanwhile stay queued for `next_event`.
+    pub fn call(
+        &mut self,
+        name: &str,
+        command_object: Amf0Value,
+        args: Vec<Amf0Value>,
+    ) -> Result<Command, ClientError> {
+        let transaction_id = self.new_transaction();
+        self.send_command(0, name, transaction_id, command_object, args)?;
+        self.wait_reply(name, transaction_id)
+    }
+
+    /// Sends a command without waiting for anything. A non-zero transaction
+    /// id means the server's reply arrives as a [`ClientEvent::Command`].
+    pub fn send_command(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        transaction_id: f64,
+        command_object: Amf0Value,
+        args: Vec<Amf0Value>,
+    ) -> Result<(), ClientError> {
+        let csid = if stream_id == 0 {
+            msg::CSID_COMMAND
+        } else {
+            CSID_STREAM_COMMAND
+        };
+        let m = msg::command(csid, stream_id, name, transaction_id, command_object, args);
+        self.send_raw(&m)
+    }
+
+    /// A fresh transaction id for [`send_command`](Self::send_command).
+    pub fn new_transaction(&mut self) -> f64 {
+        let id = self.next_transaction;
+        self.next_transaction += 1.0;
+        id
+    }
+
+    /// `createStream`; returns the new stream id.
+    pub fn create_stream(&mut self) -> Result<u32, ClientError> {
+        let reply = self.call("createStream", Amf0Value::Null, Vec::new())?;
+        match reply.arg(0).and_then(Amf0Value::as_f64) {
+            Some(id) if id.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&id) => {
+                Ok(id as u32)
+            }
+            _ => Err(ClientError::UnexpectedReply {
+                call: "createStream".into(),
+                reply: Box::new(reply),
+            }),
+        }
+    }
+
+    /// Publishes live under `name` (query string allowed) the way ffmpeg
+    /// does: releaseStream, FCPublish, createStream, publish. Returns the
+    /// stream id once `NetStream.Publish.Start` arrived; an error status
+    /// (`NetStream.Publish.BadName`, ...) becomes [`ClientError::Status`].
+    /// The statuses stay queued for `next_event`.
+    pub fn publish(&mut self, name: &str) -> Result<u32, ClientError> {
+        if self.publishing.is_some() {
+            return Err(ClientError::InvalidState("this client already publishes"));
+        }
+        for call in ["releaseStream", "FCPublish"] {
+            let transaction_id = self.new_transaction();
+            self.unawaited.push(transaction_id);
+            self.send_command(0, call, transaction_id, Amf0Value::Null, vec![name.into()])?;
+        }
+        let stream_id = self.create_stream()?;
+        self.send_command(
+            stream_id,
+            "publish",
+            0.0,
+            Amf0Value::Null,
+            vec![name.into(), "live".into()],
+        )?;
+        self.wait_status(stream_id, "NetStream.Publish.Start")?;
+        self.publishing = Some((stream_id, name.to_owned()));
+        Ok(stream_id)
+    }
+
+    /// Plays `name` (live, or recorded if the server has no live stream):
+    /// createStream, play, Set Buffer Length. Returns the stream id once
+    /// `NetStream.Play.Start` arrived; an error status becomes
+    /// [`ClientError::Status`]. Everything the server sent meanwhile,
+    /// `NetStream.Play.Start` included, stays queued for `next_event`, so
+    /// the whole sequence can be checked.
+    pub fn play(&mut self, name: &str) -> Result<u32, ClientError> {
+        if self.playing.is_some() {
+            return Err(ClientError::InvalidState("this client already plays"));
+        }
+        let stream_id = self.create_stream()?;
+        self.send_command(
+            stream_id,
+            "play",
+            0.0,
+            Amf0Value::Null,
+            vec![name.into(), PLAY_START_ANY.into()],
+        )?;
+        self.send_raw(&msg::user_control(UserControl::SetBufferLength {
+            stream_id,
+            millis: PLAY_BUFFER_MS,
+        }))?;
+        self.wait_status(stream_id, "NetStream.Play.Start")?;
+        self.playing = Some(stream_id);
+        Ok(stream_id)
+    }
+
+    /// Pauses or resumes the played stream; the server answers with
+    /// `NetStream.Pause.Notify` / `NetStream.Unpause.Notify` statuses.
+    pub fn pause(&mut self, paused: bool, position_ms: f64) -> Result<(), ClientError> {
+        let stream_id = self
+            .playing
+            .ok_or(ClientError::InvalidState("pause without play"))?;
+        self.send_command(
+            stream_id,
+            "pause",
+            0.0,
+            Amf0Value::Null,
+            vec![paused.into(), position_ms.into()],
+        )
+    }
+
+    // -----------------------------------------------------------------------
+    // Sending
+
+    /// Sends one message on the publishing stream: audio (type 8) on chunk
+    /// stream 6, video (9) on 7, anything else (data 18, aggregate 22, ...)
+    /// on 4. Timestamps may go up to 2^32-1 (extended timestamps are used
+    /// as needed).
+    pub fn send_media(
+        &mut self,
+        type_id: u8,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let stream_id = self.publish_stream().ok_or(ClientError::InvalidState(
+            "media before a successful publish",
+        ))?;
+        let csid = match type_id {
+            msg::AUDIO => CSID_AUDIO,
+            msg::VIDEO => CSID_VIDEO,
+            _ => CSID_DATA,
+        };
+        self.send_message(csid, timestamp, type_id, stream_id, payload)
+    }
+
+    /// Sends FLV script data (`onMetaData` and its values, as an FLV script
+    /// tag holds them) the way encoders do: as `@setDataFrame` + the data.
+    pub fn send_metadata(&mut self, timestamp: u32, script_data: &[u8]) -> Result<(), ClientError> {
+        let mut payload = crate::rtmp::amf0::encode_all_to_vec(&["@setDataFrame".into()]);
+        payload.extend_from_slice(script_data);
+        self.send_media(msg::DATA_AMF0, timestamp, &payload)
+    }
+
+    /// Announces a new chunk size and sends with it from now on.
+    pub fn set_chunk_size(&mut self, size: u32) -> Result<(), ClientError> {
+        if !(1..=MAX_CHUNK_SIZE).contains(&size) {
+            return Err(ClientError::Chunk(ChunkError::InvalidChunkSize(size)));
+        }
+        self.send_raw(&msg::set_chunk_size(size))?;
+        self.encoder.set_chunk_size(size)?;
+        Ok(())
+    }
+
+    /// Sends any message as it is, through the client's chunk encoder (so
+    /// header compression stays consistent). Nothing is interpreted: a Set
+    /// Chunk Size sent this way does not change the client's own chunk size
+    /// (use [`set_chunk_size`](Self::set_chunk_size) for that).
+    pub fn send_raw(&mut self, message: &RawMessage) -> Result<(), ClientError> {
+        self.send_message(
+            message.csid,
+            message.timestamp,
+            message.type_id,
+            message.stream_id,
+            &message.payload,
+        )
+    }
+
+    /// Writes bytes straight to the socket, for hand-made chunks. They must
+    /// not touch chunk streams the client's encoder uses (2-8), or its
+    /// header compression no longer matches what the server saw.
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.write(bytes)
+    }
+
+    fn send_message(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut buf = std::mem::take(&mut self.write_buf);
+        buf.clear();
+        let result = match self
+            .encoder
+            .encode(csid, timestamp, type_id, stream_id, payload, &mut buf)
+        {
+            Ok(()) => self.write(&buf),
+            Err(e) => Err(e.into()),
+        };
+        self.write_buf = buf;
+        result
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        (&self.socket)
+            .write_all(bytes)
+            .map_err(|e| io_error(e, self.opts.timeout))
+    }
+
+    // -----------------------------------------------------------------------
+    // Receiving
+
+    /// The next event from the server, blocking for at most the timeout per
+    /// read ([`ClientError::Timeout`] leaves the client usable).
+    pub fn next_event(&mut self) -> Result<ClientEvent, ClientError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            self.pump(None)?;
+        }
+    }
+
+    /// Reads and handles one message; events it produces join `pending`.
+    fn pump(&mut self, deadline: Option<Instant>) -> Result<(), ClientError> {
+        let message = self.read_message(deadline)?;
+        self.handle(message)
+    }
+
+    fn read_message(&mut self, deadline: Option<Instant>) -> Result<RawMessage, ClientError> {
+        loop {
+            if let Some(m) = self.decoder.next_message()? {
+                return Ok(m);
+            }
+            let timeout = match deadline {
+                None => self.opts.timeout,
+                Some(d) => d
+                    .checked_duration_since(Instant::now())
+                    .filter(|left| !left.is_zero())
+                    .ok_or(ClientError::Timeout(self.opts.timeout))?,
+            };
+            self.set_read_timeout(timeout)?;
+            let n = self.read_some()?;
+            self.decoder.push(&self.read_buf[..n]);
+            self.acknowledge()?;
+        }
+    }
+
+    fn set_read_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        if timeout != self.read_timeout {
+            self.socket
+                .set_read_timeout(Some(timeout))
+                .map_err(ClientError::Io)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    fn read_some(&mut self) -> Result<usize, ClientError> {
+        loop {
+            match (&self.socket).read(&mut self.read_buf) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(e, self.read_timeout)),
+            }
+        }
+    }
+
+    /// Acknowledges once a window's worth of bytes came in, as the server
+    /// asked with Window Acknowledgement Size.
+    fn acknowledge(&mut self) -> Result<(), ClientError> {
+        let received = self.decoder.bytes_received();
+        if self.ack_window > 0 && received - self.acked >= u64::from(self.ack_window) {
+            self.acked = received;
+            // The sequence number is the byte count modulo 2^32 by definition.
+            self.send_raw(&msg::acknowledgement(received as u32))?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, m: RawMessage) -> Result<(), ClientError> {
+        let type_id = m.type_id;
+        let bad = |source| ClientError::Message { type_id, source };
+        match type_id {
+            msg::SET_CHUNK_SIZE => {
+                let size = msg::read_u32("set chunk size", &m.payload).map_err(bad)?;
+                self.decoder.set_chunk_size(size)?;
+            }
+            msg::ABORT => {
+                let csid = msg::read_u32("abort", &m.payload).map_err(bad)?;
+                self.decoder.abort(csid);
+            }
+            msg::ACKNOWLEDGEMENT => {
+                let sequence = msg::read_u32("acknowledgement", &m.payload).map_err(bad)?;
+                self.pending
+                    .push_back(ClientEvent::Acknowledgement(sequence));
+            }
+            msg::WINDOW_ACK_SIZE => {
+                self.ack_window = msg::read_u32("window ack size", &m.payload).map_err(bad)?;
+            }
+            msg::SET_PEER_BANDWIDTH => {
+                // Our output is not throttled, so the limit needs no action.
+                msg::read_u32("set peer bandwidth", &m.payload).map_err(bad)?;
+            }
+            msg::USER_CONTROL => {
+                let event = UserControl::parse(&m.payload).map_err(bad)?;
+                if let UserControl::PingRequest(t) = event {
+                    self.send_raw(&msg::user_control(UserControl::PingResponse(t)))?;
+                }
+                self.pending.push_back(ClientEvent::UserControl(event));
+            }
+            msg::AUDIO | msg::VIDEO => self.pending.push_back(ClientEvent::Media {
+                stream_id: m.stream_id,
+                type_id,
+                timestamp: m.timestamp,
+                payload: m.payload,
+            }),
+            msg::DATA_AMF0 | msg::DATA_AMF3 => {
+                let mut payload = m.payload;
+                let marker = payload.len() - msg::strip_amf3_marker(type_id, &payload).len();
+                payload.drain(..marker);
+                self.pending.push_back(ClientEvent::Data {
+                    stream_id: m.stream_id,
+                    timestamp: m.timestamp,
+                    payload,
+                });
+            }
+            msg::COMMAND_AMF0 | msg::COMMAND_AMF3 => {
+                let body = msg::strip_amf3_marker(type_id, &m.payload);
+                let command = Command::parse(body, self.amf_limits).map_err(bad)?;
+                self.handle_command(m.stream_id, command);
+            }
+            msg::AGGREGATE => {
+                for part in msg::split_aggregate(m.timestamp, &m.payload).map_err(bad)? {
+                    // Only media and data nest; anything else (a nested
+                    // aggregate, a command) is not something a stream carries.
+                    if matches!(part.type_id, msg::AUDIO | msg::VIDEO | msg::DATA_AMF0) {
+                        self.handle(RawMessage {
+                            csid: m.csid,
+                            timestamp: part.timestamp,
+                            type_id: part.type_id,
+                            stream_id: m.stream_id,
+                            payload: part.payload,
+                        })?;
+                    }
+                }
+            }
+            _ => self.pending.push_back(ClientEvent::Other(m)),
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, stream_id: u32, command: Command) {
+        if is_reply(&command) {
+            if let Some(i) = self
+                .unawaited
+                .iter()
+                .position(|&t| t == command.transaction_id)
+            {
+                self.unawaited.swap_remove(i);
+                return;
+            }
+        }
+        if command.name == "onStatus" {
+            if let Some(status) = status_of(stream_id, &command) {
+                self.pending.push_back(ClientEvent::Status(status));
+                return;
+            }
+        }
+        self.pending
+            .push_back(ClientEvent::Command { stream_id, command });
+    }
+
+    /// Waits for the `_result`/`_error` of `transaction_id` and takes it out
+    /// of the queue; everything else stays queued.
+    fn wait_reply(&mut self, call: &str, transaction_id: f64) -> Result<Command, ClientError> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut scanned = 0;
+        loop {
+            let found = self.pending.iter().skip(scanned).position(|e| {
+                matches!(e, ClientEvent::Command { command, .. }
+                    if is_reply(command) && command.transaction_id == transaction_id)
+            });
+            if let Some(i) = found {
+                if let Some(ClientEvent::Command { command, .. }) = self.pending.remove(scanned + i)
+                {
+                    if command.name == "_error" {
+                        return Err(ClientError::CallFailed {
+                            call: call.to_owned(),
+                            reply: Box::new(command),
+                        });
+                    }
+                    return Ok(command);
+                }
+            }
+            scanned = self.pending.len();
+            self.pump(Some(deadline))?;
+        }
+    }
+
+    /// Waits for `success` on `stream_id`, or an error status there. The
+    /// status stays queued.
+    fn wait_status(&mut self, stream_id: u32, success: &str) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut scanned = 0;
+        loop {
+            for event in self.pending.iter().skip(scanned) {
+                if let ClientEvent::Status(s) = event {
+                    if s.stream_id != stream_id {
+                        continue;
+                    }
+                    if s.code == success {
+                        return Ok(());
+                    }
+                    if s.level == "error" {
+                        return Err(ClientError::Status(Box::new(s.clone())));
+                    }
+                }
+            }
+            scanned = self.pending.len();
+            self.pump(Some(deadline))?;
+        }
+    }
+
+    /// Ends the session politely: unpublishes (FCUnpublish, deleteStream),
+    /// stops playing, then half-closes and waits (up to the timeout) for the
+    /// server to close its side, so everything sent has been processed by
+    /// the time this returns. Errors are ignored: the connection may already
+    /// be gone, and there is nothing left to do about it.
+    pub fn close(mut self) {
+        if let Some((stream_id, name)) = self.publishing.take() {
+            let _ = self.send_command(0, "FCUnpublish", 0.0, Amf0Value::Null, vec![name.into()]);
+            let _ = self.delete_stream(stream_id);
+        }
+        if let Some(stream_id) = self.playing.take() {
+            let _ = self.delete_stream(stream_id);
+        }
+        if self.socket.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + self.opts.timeout;
+        // Draining also keeps unread input from turning our close into a reset.
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if left.is_zero() || self.set_read_timeout(left).is_err() {
+                break;
+            }
+            match self.read_some() {
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn delete_stream(&mut self, stream_id: u32) -> Result<(), ClientError> {
+        self.send_command(
+            0,
+            "deleteStream",
+            0.0,
+            Amf0Value::Null,
+            vec![f64::from(stream_id).into()],
+        )
+    }
+}
+
+fn is_reply(command: &Command) -> bool {
+    command.name == "_result" || command.name == "_error"
+}
+
+fn status_of(stream_id: u32, command: &Command) -> Option<Status> {
+    let info = command.arg(0)?;
+    let text = |key| {
+        info.get(key)
+            .and_then(Amf0Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let code = info.get("code")?.as_str()?.to_owned();
+    Some(Status {
+        stream_id,
+        level: text("level"),
+        code,
+        description: text("description"),
+        info: info.clone(),
+    })
+}
+
+fn io_error(e: io::Error, timeout: Duration) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
+        _ => ClientError::Io(e),
+    }
+}
+
+/// Resolves and connects, trying each address in turn, with timeouts set.
+fn dial(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream, ClientError> {
+    let addr_text = format!("{}:{}", url.host, url.port);
+    let failed = |source| ClientError::Connect {
+        addr: addr_text.clone(),
+        source,
+    };
+    let addrs = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(failed)?;
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address for the host");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(socket) => {
+                let setup = socket
+                    .set_read_timeout(Some(timeout))
+                    .and_then(|()| socket.set_write_timeout(Some(timeout)))
+                    // Commands are small and wait for replies: no Nagle delay.
+                    .and_then(|()| socket.set_nodelay(true));
+                return match setup {
+                    Ok(()) => Ok(socket),
+                    Err(e) => Err(failed(e)),
+                };
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    Err(failed(last_error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::amf0;
+    use crate::rtmp::handshake::ServerHandshake;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// The server end of a loopback connection, scripted by each test with
+    /// the same codec the client uses.
+    struct FakeServer {
+        socket: TcpStream,
+        decoder: ChunkDecoder,
+        encoder: ChunkEncoder,
+        /// Bytes written after the handshake, what the client acknowledges.
+        written: u64,
+    }
+
+    impl FakeServer {
+        /// Listens on a free port; the returned URL points at it.
+        fn start(
+            script: impl FnOnce(FakeServer) + Send + 'static,
+        ) -> (RtmpUrl, thread::JoinHandle<()>) {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let handle = thread::spawn(move || {
+                let (socket, _) = listener.accept().unwrap();
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut server = FakeServer {
+                    socket,
+                    decoder: ChunkDecoder::new(ChunkLimits::default()),
+                    encoder: ChunkEncoder::new(),
+                    written: 0,
+                };
+                server.shake_hands();
+                script(server);
+            });
+            (
+                RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/app/key")).unwrap(),
+                handle,
+            )
+        }
+
+        fn shake_hands(&mut self) {
+            let mut handshake = ServerHandshake::new(0);
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = self.socket.read(&mut buf).unwrap();
+                assert!(n > 0, "client hung up during the handshake");
+                let mut out = Vec::new();
+                let progress = handshake.process(&buf[..n], &mut out).unwrap();
+                self.socket.write_all(&out).unwrap();
+                if let Progress::Done { remaining } = progress {
+                    self.decoder.push(&remaining);
+                    return;
+                }
+            }
+        }
+
+        /// The next message from the client; its Set Chunk Size is applied.
+        fn read(&mut self) -> RawMessage {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(m) = self.decoder.next_message().unwrap() {
+                    if m.type_id == msg::SET_CHUNK_SIZE {
+                        let size = msg::read_u32("", &m.payload).unwrap();
+                        self.decoder.set_chunk_size(size).unwrap();
+                    }
+                    return m;
+                }
+                let n = self.socket.read(&mut buf).unwrap();
+                assert!(n > 0, "client hung up");
+                self.decoder.push(&buf[..n]);
+            }
+        }
+
+        /// Reads until a command named `name` arrives.
+        fn read_command(&mut self, name: &str) -> (RawMessage, Command) {
+            loop {
+                let m = self.read();
+                if matches!(m.type_id, msg::COMMAND_AMF0 | msg::COMMAND_AMF3) {
+                    let body = msg::strip_amf3_marker(m.type_id, &m.payload);
+                    let cmd = Command::parse(body, AmfLimits::default()).unwrap();
+                    if cmd.name == name {
+                        return (m, cmd);
+                    }
+                }
+            }
+        }
+
+        fn encode(&mut self, m: &RawMessage) -> Vec<u8> {
+            let mut out = Vec::new();
+            self.encoder
+                .encode(
+                    m.csid,
+                    m.timestamp,
+                    m.type_id,
+                    m.stream_id,
+                    &m.payload,
+                    &mut out,
+                )
+                .unwrap();
+            out
+        }
+
+        fn send_bytes(&mut self, bytes: &[u8]) {
+            self.socket.write_all(bytes).unwrap();
+            self.written += bytes.len() as u64;
+        }
+
+        fn send(&mut self, m: &RawMessage) {
+            let bytes = self.encode(m);
+            self.send_bytes(&bytes);
+            if m.type_id == msg::SET_CHUNK_SIZE {
+                let size = msg::read_u32("", &m.payload).unwrap();
+                self.encoder.set_chunk_size(size).unwrap();
+            }
+        }
+
+        /// Answers `connect` like a server with a 1000-byte ack window and
+        /// 100-byte chunks.
+        fn accept_connect(&mut self) {
+            let (_, connect) = self.read_command("connect");
+            assert_eq!(
+                connect
+                    .command_object
+                    .get("app")
+                    .and_then(Amf0Value::as_str),
+                Some("app")
+            );
+            self.send(&msg::window_ack_size(1000));
+            self.send(&msg::set_peer_bandwidth(1000, msg::LIMIT_DYNAMIC));
+            self.send(&msg::set_chunk_size(100));
+            self.send(&msg::command(
+                3,
+                0,
+                "_result",
+                connect.transaction_id,
+                Amf0Value::Null,
+                vec![msg::status_info(
+                    "status",
+                    "NetConnection.Connect.Success",
+                    "ok",
+                )],
+            ));
+        }
+    }
+
+    fn media(type_id: u8, timestamp: u32, payload: Vec<u8>) -> ClientEvent {
+        ClientEvent::Media {
+            stream_id: 1,
+            type_id,
+            timestamp,
+            payload,
+        }
+    }
+
+    fn aggregate_part(type_id: u8, ts: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::media::flv::write_tag(&mut out, type_id, ts, body);
+        out
+    }
+
+    #[test]
+    fn protocol_control_is_handled_underneath() {
+        let (url, server) = FakeServer::start(|mut s| {
+            s.accept_connect();
+
+            s.send(&msg::user_control(UserControl::PingRequest(42)));
+            loop {
+                let m = s.read();
+                if m.type_id == msg::USER_CONTROL {
+                    assert_eq!(
+                        UserControl::parse(&m.payload).unwrap(),
+                        UserControl::PingResponse(42)
+                    );
+                    break;
+                }
+            }
+
+            // More than the 1000-byte window: the client must acknowledge.
+            s.send(&msg::raw(7, 1, msg::VIDEO, vec![0x27; 3000]));
+            let sent = s.written;
+            loop {
+                let m = s.read();
+                if m.type_id == msg::ACKNOWLEDGEMENT {
+                    let seq = u64::from(msg::read_u32("", &m.payload).unwrap());
+                    assert!((1000..=sent).contains(&seq), "ack {seq} of {sent} bytes");
+                    break;
+                }
+            }
+
+            // A message cut off by Abort, then a whole one on the same csid.
+            let partial = s.encode(&msg::raw(6, 1, msg::AUDIO, vec![0xaa; 300]));
+            s.send_bytes(&partial[..12 + 100]);
+            s.send(&msg::raw(2, 0, msg::ABORT, 6u32.to_be_bytes().to_vec()));
+            s.send(&RawMessage {
+                timestamp: 5,
+                ..msg::raw(6, 1, msg::AUDIO, vec![0xbb; 50])
+            });
+
+            let mut agg = aggregate_part(msg::VIDEO, 100, &[0x17, 1, 2]);
+            agg.extend(aggregate_part(msg::AUDIO, 120, &[0xaf, 1]));
+            s.send(&RawMessage {
+                timestamp: 1000,
+                ..msg::raw(4, 1, msg::AGGREGATE, agg)
+            });
+
+            let mut amf3_data = vec![0];
+            amf0::encode_all(&["onCuePoint".into(), 1.0.into()], &mut amf3_data);
+            s.send(&msg::raw(5, 1, msg::DATA_AMF3, amf3_data));
+            s.send(&msg::on_status(1, "status", "NetStream.Play.Start", "go"));
+            s.send(&msg::command(
+                3,
+                0,
+                "onBWDone",
+                0.0,
+                Amf0Value::Null,
+                vec![],
+            ));
+            s.send(&msg::raw(3, 0, msg::SHARED_OBJECT_AMF0, vec![1, 2]));
+            s.send(&msg::acknowledgement(77));
+        });
+
+        let opts = ClientOptions {
+            digest_handshake: false,
+            ..ClientOptions::default()
+        };
+        let mut client = Client::connect(&url, &opts).unwrap();
+        assert_eq!(client.handshake_kind(), HandshakeKind::Simple);
+        let mut events = Vec::new();
+        let end = loop {
+            match client.next_event() {
+                Ok(e) => events.push(e),
+                Err(e) => break e,
+            }
+        };
+        server.join().unwrap();
+        assert!(end.is_disconnect(), "{end}");
+
+        let mut cue = Vec::new();
+        amf0::encode_all(&["onCuePoint".into(), 1.0.into()], &mut cue);
+        let expected = vec![
+            ClientEvent::UserControl(UserControl::PingRequest(42)),
+            media(msg::VIDEO, 0, vec![0x27; 3000]),
+            media(msg::AUDIO, 5, vec![0xbb; 50]),
+            media(msg::VIDEO, 1000, vec![0x17, 1, 2]),
+            media(msg::AUDIO, 1020, vec![0xaf, 1]),
+            ClientEvent::Data {
+                stream_id: 1,
+                timestamp: 0,
+                payload: cue,
+            },
+            ClientEvent::Status(Status {
+                stream_id: 1,
+                level: "status".into(),
+                code: "NetStream.Play.Start".into(),
+                description: "go".into(),
+                info: msg::status_info("status", "NetStream.Play.Start", "go"),
+            }),
+            ClientEvent::Command {
+                stream_id: 0,
+                command: Command {
+                    name: "onBWDone".into(),
+                    transaction_id: 0.0,
+                    command_object: Amf0Value::Null,
+                    args: vec![],
+                },
+            },
+            ClientEvent::Other(msg::raw(3, 0, msg::SHARED_OBJECT_AMF0, vec![1, 2])),
+            ClientEvent::Acknowledgement(77),
+        ];
+        assert_eq!(events, expected);
+    }
+
+    #[test]
+    fn refusals_and_garbage_become_errors() {
+        // connect answered with _error.
+        let (url, server) = FakeServer::start(|mut s| {
+            let (_, connect) = s.read_command("connect");
+            s.send(&msg::command(
+                3,
+                0,
+                "_error",
+                connect.transaction_id,
+                Amf0Value::Null,
+                vec![msg::status_info(
+                    "error",
+                    "NetConnection.Connect.Rejected",
+                    "no",
+                )],
+            ));
+        });
+        let err = Client::connect(&url, &ClientOptions::default())
+            .err()
+            .expect("connect must fail");
+        server.join().unwrap();
+        assert_eq!(err.status_code(), Some("NetConnection.Connect.Rejected"));
+        assert_eq!(
+            err.to_string(),
+            "the server refused 'connect': NetConnection.Connect.Rejected (no)"
+        );
+
+        // publish answered with an error status; then a truncated user control.
+        let (url, server) = FakeServer::start(|mut s| {
+            s.accept_connect();
+            let (_, create) = s.read_command("createStream");
+            s.send(&msg::command(
+                3,
+                0,
+                "_result",
+                create.transaction_id,
+                Amf0Value::Null,
+                vec![7.0.into()],
+            ));
+            let (m, publish) = s.read_command("publish");
+            assert_eq!(m.stream_id, 7);
+            assert_eq!(publish.arg(0).and_then(Amf0Value::as_str), Some("key"));
+            s.send(&msg::on_status(
+                7,
+                "error",
+                "NetStream.Publish.BadName",
+                "taken",
+            ));
+            s.send(&msg::raw(2, 0, msg::USER_CONTROL, vec![0, 6]));
+            // Hold the connection until the client has read everything.
+            let _ = s.socket.read(&mut [0u8; 1]);
+        });
+        let mut client = Client::connect(&url, &ClientOptions::default()).unwrap();
+        let err = client.publish("key").unwrap_err();
+        assert_eq!(err.status_code(), Some("NetStream.Publish.BadName"));
+        assert_eq!(
+            err.to_string(),
+            "the server answered NetStream.Publish.BadName (level error): taken"
+        );
+        assert_eq!(client.publish_stream(), None);
+        assert!(matches!(
+            client.send_media(msg::VIDEO, 0, &[0x17]),
+            Err(ClientError::InvalidState(_))
+        ));
+        // The refusal stays in the event stream, then the garbage is reported.
+        match client.next_event() {
+            Ok(ClientEvent::Status(s)) => assert_eq!(s.code, "NetStream.Publish.BadName"),
+            other => panic!("expected the BadName status, got {other:?}"),
+        }
+        match client.next_event() {
+            Err(ClientError::Message { type_id, .. }) => assert_eq!(type_id, msg::USER_CONTROL),
+            other => panic!("expected a malformed message error, got {other:?}"),
+        }
+        drop(client);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn bad_options_are_refused_before_dialling() {
+        let url = RtmpUrl::parse("rtmp://127.0.0.1:1/app").unwrap();
+        for opts in [
+            ClientOptions {
+                timeout: Duration::ZERO,
+                ..ClientOptions::default()
+            },
+            ClientOptions {
+                chunk_size: 0,
+                ..ClientOptions::default()
+            },
+        ] {
+            assert!(matches!(
+                Client::open(&url, &opts),
+                Err(ClientError::InvalidOption(_))
+            ));
+        }
+    }
+}

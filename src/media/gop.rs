@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use super::frame::{Frame, FrameKind, FrameRole};
 
+/// How much of an audio-only stream is kept for players joining it.
+const AUDIO_ONLY_WINDOW_MS: u32 = 1_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GopLimits {
     /// Keep frames at all; with `false` only metadata and sequence headers are kept.
@@ -88,11 +91,27 @@ impl GopCache {
                 self.clear_frames();
                 return;
             }
-            // Audio-only: a sliding window of the most recent frames.
-            match self.frames.pop_front() {
-                Some(old) => self.bytes -= old.payload.len(),
-                None => return,
+            self.pop_oldest();
+        }
+        if !self.has_video {
+            // Audio-only: a short sliding window, so a joining player starts with a
+            // little audio but never far behind live.
+            while self
+                .frames
+                .back()
+                .zip(self.frames.front())
+                .is_some_and(|(new, old)| {
+                    new.timestamp.wrapping_sub(old.timestamp) > AUDIO_ONLY_WINDOW_MS
+                })
+            {
+                self.pop_oldest();
             }
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(old) = self.frames.pop_front() {
+            self.bytes -= old.payload.len();
         }
     }
 
@@ -111,12 +130,15 @@ impl GopCache {
     }
 
     /// What a joining player is sent first: metadata, sequence headers, then the GOP.
-    /// The headers are restamped to the GOP's first timestamp so the player's
-    /// timeline does not start with a jump.
+    /// The sequence headers are restamped to the GOP's first timestamp so each track
+    /// starts without a jump. Metadata keeps its own: players read `onMetaData` as
+    /// stream metadata only at timestamp 0 (ffmpeg makes a data stream of it
+    /// elsewhere), which the player writers take care of.
     pub fn burst(&self) -> Vec<Arc<Frame>> {
         let start = self.frames.front().map(|f| f.timestamp);
         let mut out = Vec::with_capacity(3 + self.frames.len());
-        for header in [&self.metadata, &self.video_header, &self.audio_header]
+        out.extend(self.metadata.iter().cloned());
+        for header in [&self.video_header, &self.audio_header]
             .into_iter()
             .flatten()
         {
@@ -207,7 +229,11 @@ mod tests {
                 FrameRole::Frame
             ]
         );
-        assert_eq!(timestamps(&burst), [80, 80, 80, 80, 90, 120]);
+        assert_eq!(
+            timestamps(&burst),
+            [0, 80, 80, 80, 90, 120],
+            "metadata keeps its timestamp"
+        );
         assert_eq!(burst[1].kind, FrameKind::Video);
         assert_eq!(burst[2].kind, FrameKind::Audio);
     }
@@ -279,6 +305,18 @@ mod tests {
         }
         assert!(!cache.has_video());
         assert_eq!(timestamps(&cache.burst()), [138, 138, 161, 184, 207]);
+    }
+
+    #[test]
+    fn audio_only_window_is_bounded_in_time() {
+        let mut cache = GopCache::new(LIMITS);
+        for ts in 0..100 {
+            cache.push(&audio(ts * 23));
+        }
+        let burst = cache.burst();
+        let span = burst.last().unwrap().timestamp - burst[0].timestamp;
+        assert!(span <= AUDIO_ONLY_WINDOW_MS, "{span} ms cached");
+        assert!(span >= AUDIO_ONLY_WINDOW_MS - 23, "{span} ms cached");
     }
 
     #[test]

@@ -12,9 +12,11 @@ use crate::rtmp::amf0::AmfLimits;
 const MAX_INLINE: usize = 0x0FFF_FFFF;
 
 /// Back-references let a few bytes stand for a large value, so the bytes of
-/// strings and byte arrays produced by one decode are capped at the input
-/// size plus this much slack.
-const EXPANSION_SLACK: usize = 16 << 20;
+/// strings and byte arrays produced by one decode are capped at a small multiple
+/// of the input plus this much slack. Real encoders use references for repeated
+/// keys and class names: far below this.
+const EXPANSION_SLACK: usize = 64 << 10;
+const EXPANSION_FACTOR: usize = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Amf3Value {
@@ -207,7 +209,10 @@ impl<'a> Amf3Reader<'a> {
             base_elements: elements,
             elements,
             payload: 0,
-            payload_limit: buf.len().saturating_add(EXPANSION_SLACK),
+            payload_limit: buf
+                .len()
+                .saturating_mul(EXPANSION_FACTOR)
+                .saturating_add(EXPANSION_SLACK),
             strings: Vec::new(),
             objects: Vec::new(),
             traits: Vec::new(),

@@ -324,6 +324,14 @@ impl ServerSession {
             }
             msg::AGGREGATE => {
                 for part in msg::split_aggregate(m.timestamp, &m.payload).map_err(bad)? {
+                    if part.type_id == msg::AGGREGATE {
+                        // Nothing sends these; recursing on them would let a peer
+                        // choose our stack depth.
+                        return Err(bad(MessageError::Aggregate {
+                            offset: 0,
+                            problem: "aggregate nested inside an aggregate",
+                        }));
+                    }
                     self.handle_message(
                         RawMessage {
                             csid: m.csid,
@@ -468,8 +476,12 @@ impl ServerSession {
             }
             "play" => {
                 let full = str_arg(0);
+                // NaN or infinite arguments mean nothing; use the defaults.
                 let num = |n: usize, default: f64| {
-                    cmd.arg(n).and_then(Amf0Value::as_f64).unwrap_or(default)
+                    cmd.arg(n)
+                        .and_then(Amf0Value::as_f64)
+                        .filter(|v| v.is_finite())
+                        .unwrap_or(default)
                 };
                 let reset = match cmd.arg(3) {
                     Some(Amf0Value::Boolean(b)) => *b,

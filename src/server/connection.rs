@@ -15,12 +15,14 @@ use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
 use super::writer::{self, WriterCommand};
-use super::{Context, THREAD_STACK};
-use crate::registry::{Publisher, StreamKey, Subscription};
+use super::{ConnectionKind, Context, THREAD_STACK};
+use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey, Subscription};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
 
 const READ_BUFFER: usize = 16 * 1024;
+/// Commands the reader may queue ahead of its writer.
+const WRITER_QUEUE: usize = 64;
 
 #[derive(Debug)]
 enum CloseReason {
@@ -156,11 +158,14 @@ impl Connection {
     /// Runs bytes through the session and acts on what they meant.
     fn feed(&mut self, input: &[u8], events: &mut Vec<SessionEvent>) -> Result<(), CloseReason> {
         let result = self.session().handle_input(input, events);
-        // Replies and events from what did parse still count before an error closes us.
-        self.flush();
+        // Events first: a writer state change (pause) must be in effect before the
+        // status reply announcing it is written. Anything that must precede a writer
+        // command (play's status sequence) is flushed by its handler.
         for event in events.drain(..) {
             self.handle(event)?;
         }
+        // Replies to what did parse still go out before an error closes us.
+        self.flush();
         result.map_err(CloseReason::Session)
     }
 
@@ -190,7 +195,10 @@ impl Connection {
             socket.set_read_timeout(timeout).map_err(CloseReason::Io)?;
             match (&*socket).read(buf) {
                 Ok(0) => return Err(CloseReason::PeerClosed),
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, n);
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(
@@ -234,13 +242,16 @@ impl Connection {
 
     fn start_writer(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
         let write_half = socket.try_clone().map_err(CloseReason::Io)?;
-        let (tx, rx) = crossbeam_channel::unbounded();
+        // Bounded: a client that sends but never reads makes this reader wait (and
+        // so stop reading it) instead of queuing replies without end.
+        let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE);
         let peer = self.peer;
         let bytes_out = self.bytes_out.clone();
+        let ctx = self.ctx.clone();
         let handle = thread::Builder::new()
             .name(format!("rtmp {peer} writer"))
             .stack_size(THREAD_STACK)
-            .spawn(move || writer::run(write_half, rx, peer, bytes_out))
+            .spawn(move || writer::run(write_half, rx, peer, bytes_out, &ctx))
             .map_err(CloseReason::Io)?;
         self.writer = Some((tx, handle));
         Ok(())
@@ -308,12 +319,20 @@ impl Connection {
                     self.send(WriterCommand::Stop { stream_id });
                 }
             }
-            SessionEvent::Paused { paused, .. } => self.send(WriterCommand::Pause(paused)),
-            SessionEvent::ReceiveAudio { enabled, .. } => {
-                self.send(WriterCommand::ReceiveAudio(enabled))
+            SessionEvent::Paused { stream_id, paused } => {
+                self.send(WriterCommand::Pause { stream_id, paused })
             }
-            SessionEvent::ReceiveVideo { enabled, .. } => {
-                self.send(WriterCommand::ReceiveVideo(enabled))
+            SessionEvent::ReceiveAudio { stream_id, enabled } => {
+                self.send(WriterCommand::ReceiveAudio {
+                    stream_id,
+                    on: enabled,
+                })
+            }
+            SessionEvent::ReceiveVideo { stream_id, enabled } => {
+                self.send(WriterCommand::ReceiveVideo {
+                    stream_id,
+                    on: enabled,
+                })
             }
         }
         self.flush();
@@ -360,7 +379,13 @@ impl Connection {
                 return Err(CloseReason::Refused(format!("play '{name}': {why}")));
             }
         };
-        let subscription = self.ctx.registry.play(&key, self.peer);
+        // The connection's byte counter doubles as the player's in the stats.
+        let player = PlayerInfo {
+            peer: self.peer,
+            protocol: PlayerProtocol::Rtmp,
+            bytes_out: self.bytes_out.clone(),
+        };
+        let subscription = self.ctx.registry.play_as(&key, player);
         let live = subscription.is_live();
         info!(
             "{}: play {key}{}",

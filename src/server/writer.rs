@@ -8,11 +8,12 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{select, Receiver};
+use crossbeam_channel::{select, Receiver, Select, TryRecvError};
 use log::{debug, warn};
 
-use crate::media::frame::{Frame, FrameKind};
-use crate::media::timestamp::TimestampMapper;
+use super::{ConnectionKind, Context};
+use crate::media::frame::FrameKind;
+use crate::media::player::PlayerFilter;
 use crate::registry::PlayerItem;
 use crate::rtmp::chunk::{ChunkEncoder, RawMessage};
 use crate::rtmp::message::{self as msg, UserControl};
@@ -24,7 +25,7 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 pub(crate) enum WriterCommand {
     /// Session replies, sent in order.
     Messages(Vec<RawMessage>),
-    /// Start sending this stream's queue on `stream_id`.
+    /// Start sending this stream's queue on `stream_id`, replacing what played there.
     Play {
         stream_id: u32,
         queue: Receiver<PlayerItem>,
@@ -32,34 +33,39 @@ pub(crate) enum WriterCommand {
     Stop {
         stream_id: u32,
     },
-    Pause(bool),
-    ReceiveAudio(bool),
-    ReceiveVideo(bool),
+    Pause {
+        stream_id: u32,
+        paused: bool,
+    },
+    ReceiveAudio {
+        stream_id: u32,
+        on: bool,
+    },
+    ReceiveVideo {
+        stream_id: u32,
+        on: bool,
+    },
 }
 
 struct Playback {
     stream_id: u32,
     queue: Receiver<PlayerItem>,
-    timestamps: TimestampMapper,
-    paused: bool,
-    audio: bool,
-    video: bool,
-    /// After a pause or a gap, wait for a frame a decoder can start from.
-    need_key: bool,
-    seen_video: bool,
+    /// Pause, track switches, resync and timestamps: shared with the HTTP writers.
+    filter: PlayerFilter,
 }
 
 struct Writer {
     encoder: ChunkEncoder,
     buf: Vec<u8>,
-    playback: Option<Playback>,
+    /// One per stream id being played; almost always zero or one.
+    playbacks: Vec<Playback>,
 }
 
 enum Next {
     Command(WriterCommand),
-    Item(PlayerItem),
-    /// The registry dropped our queue (the subscription ended).
-    QueueClosed,
+    Item(u32, PlayerItem),
+    /// The registry dropped this stream's queue (the subscription ended).
+    QueueClosed(u32),
 }
 
 /// Runs until the reader side hangs up or a write fails. On failure the socket is
@@ -69,11 +75,12 @@ pub(crate) fn run(
     commands: Receiver<WriterCommand>,
     peer: SocketAddr,
     bytes_out: Arc<AtomicU64>,
+    ctx: &Context,
 ) {
     let mut writer = Writer {
         encoder: ChunkEncoder::new(),
         buf: Vec::with_capacity(16 * 1024),
-        playback: None,
+        playbacks: Vec::new(),
     };
     loop {
         let Some(next) = writer.wait(&commands) else {
@@ -97,6 +104,8 @@ pub(crate) fn run(
             break;
         }
         bytes_out.fetch_add(writer.buf.len() as u64, Ordering::Relaxed);
+        ctx.counters
+            .add_bytes_out(ConnectionKind::Rtmp, writer.buf.len());
         writer.buf.clear();
         if writer.buf.capacity() > WRITE_BATCH_BYTES * 2 {
             writer.buf.shrink_to(16 * 1024);
@@ -107,12 +116,27 @@ pub(crate) fn run(
 impl Writer {
     /// Blocks for the next command or queued item; None when the connection ended.
     fn wait(&self, commands: &Receiver<WriterCommand>) -> Option<Next> {
-        match &self.playback {
-            None => commands.recv().ok().map(Next::Command),
-            Some(p) => select! {
+        match self.playbacks.as_slice() {
+            [] => commands.recv().ok().map(Next::Command),
+            [p] => select! {
                 recv(commands) -> c => c.ok().map(Next::Command),
-                recv(p.queue) -> item => Some(item.map_or(Next::QueueClosed, Next::Item)),
+                recv(p.queue) -> item => Some(p.next(item.ok())),
             },
+            many => {
+                let mut select = Select::new();
+                select.recv(commands);
+                for p in many {
+                    select.recv(&p.queue);
+                }
+                let op = select.select();
+                match op.index() {
+                    0 => op.recv(commands).ok().map(Next::Command),
+                    i => {
+                        let p = &many[i - 1];
+                        Some(p.next(op.recv(&p.queue).ok()))
+                    }
+                }
+            }
         }
     }
 
@@ -121,24 +145,38 @@ impl Writer {
         while let Ok(c) = commands.try_recv() {
             self.handle(Next::Command(c));
         }
-        while self.buf.len() < WRITE_BATCH_BYTES {
-            let Some(p) = &self.playback else { return };
-            match p.queue.try_recv() {
-                Ok(item) => self.handle(Next::Item(item)),
-                Err(crossbeam_channel::TryRecvError::Empty) => return,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    self.handle(Next::QueueClosed)
+        let mut i = 0;
+        while self.buf.len() < WRITE_BATCH_BYTES && i < self.playbacks.len() {
+            let p = &self.playbacks[i];
+            let next = match p.queue.try_recv() {
+                Ok(item) => Next::Item(p.stream_id, item),
+                Err(TryRecvError::Empty) => {
+                    i += 1;
+                    continue;
                 }
-            }
+                Err(TryRecvError::Disconnected) => Next::QueueClosed(p.stream_id),
+            };
+            self.handle(next);
         }
     }
 
     fn handle(&mut self, next: Next) {
         match next {
             Next::Command(c) => self.command(c),
-            Next::Item(item) => self.item(item),
-            Next::QueueClosed => self.playback = None,
+            Next::Item(stream_id, item) => self.item(stream_id, item),
+            Next::QueueClosed(stream_id) => self.stop(stream_id),
         }
+    }
+
+    fn stop(&mut self, stream_id: u32) {
+        self.playbacks.retain(|p| p.stream_id != stream_id);
+    }
+
+    fn filter(&mut self, stream_id: u32) -> Option<&mut PlayerFilter> {
+        self.playbacks
+            .iter_mut()
+            .find(|p| p.stream_id == stream_id)
+            .map(|p| &mut p.filter)
     }
 
     fn command(&mut self, command: WriterCommand) {
@@ -149,37 +187,27 @@ impl Writer {
                 }
             }
             WriterCommand::Play { stream_id, queue } => {
-                self.playback = Some(Playback {
+                self.stop(stream_id);
+                self.playbacks.push(Playback {
                     stream_id,
                     queue,
-                    timestamps: TimestampMapper::new(),
-                    paused: false,
-                    audio: true,
-                    video: true,
-                    need_key: false,
-                    seen_video: false,
+                    filter: PlayerFilter::new(),
                 });
             }
-            WriterCommand::Stop { stream_id } => {
-                if self.playback.as_ref().map(|p| p.stream_id) == Some(stream_id) {
-                    self.playback = None;
+            WriterCommand::Stop { stream_id } => self.stop(stream_id),
+            WriterCommand::Pause { stream_id, paused } => {
+                if let Some(f) = self.filter(stream_id) {
+                    f.set_paused(paused);
                 }
             }
-            WriterCommand::Pause(paused) => {
-                if let Some(p) = &mut self.playback {
-                    p.paused = paused;
-                    p.need_key = true;
+            WriterCommand::ReceiveAudio { stream_id, on } => {
+                if let Some(f) = self.filter(stream_id) {
+                    f.set_audio(on);
                 }
             }
-            WriterCommand::ReceiveAudio(on) => {
-                if let Some(p) = &mut self.playback {
-                    p.audio = on;
-                }
-            }
-            WriterCommand::ReceiveVideo(on) => {
-                if let Some(p) = &mut self.playback {
-                    p.need_key |= on && !p.video;
-                    p.video = on;
+            WriterCommand::ReceiveVideo { stream_id, on } => {
+                if let Some(f) = self.filter(stream_id) {
+                    f.set_video(on);
                 }
             }
         }
@@ -207,12 +235,13 @@ impl Writer {
         }
     }
 
-    fn item(&mut self, item: PlayerItem) {
-        let Some(p) = &mut self.playback else { return };
-        let stream_id = p.stream_id;
+    fn item(&mut self, stream_id: u32, item: PlayerItem) {
+        let Some(filter) = self.filter(stream_id) else {
+            return;
+        };
         match item {
             PlayerItem::Frame(frame) => {
-                if let Some(ts) = p.admit(&frame) {
+                if let Some(ts) = filter.admit(&frame) {
                     let csid = match frame.kind {
                         FrameKind::Audio => msg::CSID_AUDIO,
                         FrameKind::Video => msg::CSID_VIDEO,
@@ -222,8 +251,7 @@ impl Writer {
                 }
             }
             PlayerItem::PublishStart => {
-                p.timestamps.new_epoch();
-                p.seen_video = false;
+                filter.new_epoch();
                 self.message(&msg::user_control(UserControl::StreamBegin(stream_id)));
                 self.message(&msg::on_status(
                     stream_id,
@@ -246,27 +274,10 @@ impl Writer {
 }
 
 impl Playback {
-    /// Whether this player gets the frame, and at which timestamp.
-    fn admit(&mut self, frame: &Frame) -> Option<u32> {
-        let wanted = match frame.kind {
-            FrameKind::Audio => self.audio,
-            FrameKind::Video => self.video,
-            FrameKind::Data => true,
-        };
-        if self.paused || !wanted {
-            return None;
+    fn next(&self, item: Option<PlayerItem>) -> Next {
+        match item {
+            Some(item) => Next::Item(self.stream_id, item),
+            None => Next::QueueClosed(self.stream_id),
         }
-        if frame.kind == FrameKind::Video {
-            self.seen_video = true;
-        }
-        if self.need_key && !frame.is_essential() && frame.kind != FrameKind::Data {
-            let start_here =
-                frame.is_keyframe() || (frame.kind == FrameKind::Audio && !self.seen_video);
-            if !start_here {
-                return None;
-            }
-            self.need_key = false;
-        }
-        Some(self.timestamps.map(frame.timestamp))
     }
 }

@@ -4,4 +4,17 @@
 //! All integration tests live in this one test binary (one link, one process, shared
 //! helpers): add each test module here as `mod NAME;` next to `support`.
 
+mod client_protocol;
+mod client_streaming;
+mod client_support;
+mod fanout;
+mod handshake;
+mod http_api;
+mod http_flv;
+mod http_support;
+mod http_websocket;
+mod late_join;
+mod mutation;
+mod playback;
+mod publishing;
 mod support;

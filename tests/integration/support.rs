@@ -6,17 +6,21 @@
 //! Not every test uses every helper.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rtmpd::cli::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
+use rtmpd::media::frame::{Frame, FrameKind};
+use rtmpd::registry::{PlayerItem, Registry, StreamInfo, StreamKey};
 use rtmpd::server::Server;
 
 // ---------------------------------------------------------------------------------
@@ -25,6 +29,12 @@ use rtmpd::server::Server;
 /// A server running on a background thread for the rest of the test process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's registry, to wait on stream state (publisher live, players
+    /// subscribed) instead of sleeping.
+    pub registry: Arc<Registry>,
+    /// The HTTP listener (HTTP-FLV, WebSocket-FLV, API, metrics), on 127.0.0.1 and
+    /// a free port unless the test turned HTTP off.
+    pub http: Option<SocketAddr>,
 }
 
 /// Starts a server with the default configuration on 127.0.0.1 and a free port.
@@ -41,11 +51,14 @@ pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
         .try_init();
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         ..Config::default()
     };
     configure(&mut config);
     let server = Server::bind(config).expect("binding the test server");
     let addr = server.local_addr();
+    let registry = server.registry();
+    let http = server.http_addr();
     thread::Builder::new()
         .name(format!("rtmpd-{}", addr.port()))
         .spawn(move || {
@@ -54,10 +67,28 @@ pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
             }
         })
         .expect("spawning the server thread");
-    TestServer { addr }
+    TestServer {
+        addr,
+        registry,
+        http,
+    }
 }
 
 impl TestServer {
+    /// The HTTP listener's address; panics if the test turned HTTP off.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("the test server has HTTP turned off")
+    }
+
+    /// `http://127.0.0.1:PORT/PATH`, e.g. `server.http_url("live/test.flv")`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!(
+            "http://{}/{}",
+            self.http_addr(),
+            path.trim_start_matches('/')
+        )
+    }
+
     /// `rtmp://127.0.0.1:PORT/PATH`, e.g. `server.url("live/test")`.
     pub fn url(&self, path: &str) -> String {
         format!(
@@ -67,6 +98,53 @@ impl TestServer {
             path.trim_start_matches('/')
         )
     }
+
+    /// The registry's view of `app/name`, e.g. `server.stream_info("live/test")`.
+    pub fn stream_info(&self, path: &str) -> Option<StreamInfo> {
+        self.registry.stream_info(&stream_key(path))
+    }
+
+    /// Players subscribed to `app/name` right now.
+    pub fn players(&self, path: &str) -> usize {
+        self.stream_info(path).map_or(0, |i| i.players)
+    }
+
+    /// Whether a publisher holds `app/name` right now.
+    pub fn is_live(&self, path: &str) -> bool {
+        self.stream_info(path)
+            .is_some_and(|i| i.publisher.is_some())
+    }
+
+    /// Waits until at least `n` players are subscribed to `app/name`.
+    pub fn wait_for_players(&self, path: &str, n: usize, timeout: Duration) {
+        wait_for(&format!("{n} players on {path}"), timeout, || {
+            self.players(path) >= n
+        });
+    }
+
+    /// Waits until a publisher holds `app/name`.
+    pub fn wait_for_publisher(&self, path: &str, timeout: Duration) {
+        wait_for(&format!("a publisher on {path}"), timeout, || {
+            self.is_live(path)
+        });
+    }
+
+    /// Waits until a publisher holds `app/name` and its first frames have arrived
+    /// (the fast-start cache is no longer empty).
+    pub fn wait_for_frames(&self, path: &str, timeout: Duration) {
+        wait_for(&format!("frames published on {path}"), timeout, || {
+            self.stream_info(path)
+                .is_some_and(|i| i.publisher.is_some() && i.cached_frames > 0)
+        });
+    }
+}
+
+/// `StreamKey` of "app/name".
+pub fn stream_key(path: &str) -> StreamKey {
+    let (app, name) = path
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{path:?} is not app/name"));
+    StreamKey::new(app, name).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------
@@ -140,8 +218,56 @@ pub fn play_ffmpeg(url: &str, out: &Path) -> Child {
     spawn(cmd)
 }
 
+/// The streams ffprobe finds in `target` (a file or a URL), one map per stream
+/// with the fields codec_type, codec_name, width, height, sample_rate and channels
+/// (those that apply to the stream). Panics if ffprobe fails or takes longer than
+/// `timeout`.
+pub fn ffprobe_streams(target: &str, timeout: Duration) -> Vec<BTreeMap<String, String>> {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error", "-show_entries"])
+        .arg("stream=index,codec_type,codec_name,width,height,sample_rate,channels")
+        .args(["-of", "compact=p=0", target])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    // The report is a few hundred bytes: it cannot fill the pipe before exit.
+    let Some(status) = wait_until(&mut child, Instant::now() + timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "ffprobe {target} did not finish within {timeout:?}; stderr:\n{}",
+            take_stderr(&mut child)
+        );
+    };
+    let mut report = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut report);
+    }
+    assert!(
+        status.success(),
+        "ffprobe {target} failed with {status}; stderr:\n{}",
+        take_stderr(&mut child)
+    );
+    report
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.split('|')
+                .filter_map(|field| field.split_once('='))
+                .filter(|(_, value)| *value != "N/A")
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
 /// Spawns with stdin and stdout closed and stderr captured (for error messages).
-fn spawn(mut cmd: Command) -> Child {
+/// Keep the client's stderr small (a quiet log level): it is only read once the
+/// process has exited, and a full pipe would block it.
+pub fn spawn(mut cmd: Command) -> Child {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -183,6 +309,20 @@ pub fn wait_success(mut child: Child, timeout: Duration, what: &str) -> ExitStat
         take_stderr(&mut child)
     );
     status
+}
+
+/// Like [`wait_with_timeout`], and also returns what the child wrote to stderr.
+pub fn wait_with_stderr(mut child: Child, timeout: Duration) -> (ExitStatus, String) {
+    let Some(status) = wait_until(&mut child, Instant::now() + timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "process {} did not finish within {timeout:?}; stderr:\n{}",
+            child.id(),
+            take_stderr(&mut child)
+        );
+    };
+    (status, take_stderr(&mut child))
 }
 
 /// Asks `child` to stop with SIGINT (ffmpeg then finishes its output file; rtmpdump
@@ -233,6 +373,102 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
             "timed out after {timeout:?} waiting for {what}"
         );
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Publish timeline
+
+/// A frame the publisher fanned out, as the spy saw it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub at: Instant,
+    /// Players subscribed to the key (the spy included) just after this frame was
+    /// handed out. Fewer than N: the N-th player was not subscribed yet when the
+    /// frame was published, so it can only have had it from the fast-start cache.
+    pub players_after: usize,
+    pub frame: Arc<Frame>,
+}
+
+/// A spy player subscribed through the registry API (no socket) that records every
+/// frame the publisher fans out, with when it went out and how many players were
+/// subscribed by then. Tells which frames a late joiner can only have received from
+/// the fast-start cache. It counts as one player of its key.
+pub struct PublishTimeline {
+    frames: Arc<Mutex<Vec<Published>>>,
+    done: Option<thread::JoinHandle<()>>,
+}
+
+impl PublishTimeline {
+    /// Subscribes to `app/name` (before the publisher starts, to see every frame) and
+    /// records until the publisher stops, or 20 s pass.
+    pub fn record(server: &TestServer, path: &str) -> PublishTimeline {
+        let key = stream_key(path);
+        let registry = server.registry.clone();
+        let subscription = registry.play(&key, SocketAddr::from(([127, 0, 0, 1], 9)));
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let sink = frames.clone();
+        let done = thread::spawn(move || {
+            let queue = subscription.receiver();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut started = false;
+            while let Ok(item) = queue.recv_deadline(deadline) {
+                match item {
+                    PlayerItem::Frame(frame) => {
+                        // Counted after the push that queued this frame: a player
+                        // not counted yet subscribed after the frame went out.
+                        let players_after = registry.stream_info(&key).map_or(0, |i| i.players);
+                        sink.lock().unwrap().push(Published {
+                            at: Instant::now(),
+                            players_after,
+                            frame,
+                        });
+                    }
+                    PlayerItem::PublishStart => started = true,
+                    PlayerItem::PublishStop if started => break,
+                    PlayerItem::PublishStop => {}
+                }
+            }
+            drop(subscription);
+        });
+        PublishTimeline {
+            frames,
+            done: Some(done),
+        }
+    }
+
+    /// Waits until the first frame has been published; returns when the spy saw it.
+    pub fn wait_for_first_frame(&self, timeout: Duration) -> Instant {
+        wait_for("the first published frame", timeout, || {
+            !self.frames.lock().unwrap().is_empty()
+        });
+        self.frames.lock().unwrap()[0].at
+    }
+
+    /// The latest media timestamp published while fewer than `players` players were
+    /// subscribed: the stream's clock just before the `players`-th one joined.
+    pub fn stream_time_before(&self, players: usize) -> Option<u32> {
+        let frames = self.frames.lock().unwrap();
+        frames
+            .iter()
+            .filter(|p| p.players_after < players && p.frame.kind != FrameKind::Data)
+            .map(|p| p.frame.timestamp)
+            .max()
+    }
+
+    /// The first published frame that `matches`.
+    pub fn find(&self, matches: impl Fn(&Frame) -> bool) -> Option<Published> {
+        let frames = self.frames.lock().unwrap();
+        frames.iter().find(|p| matches(&p.frame)).cloned()
+    }
+
+    /// Waits (up to `timeout`) for the publisher to stop and the spy to unsubscribe.
+    pub fn finish(&mut self, timeout: Duration) {
+        let Some(done) = self.done.take() else { return };
+        wait_for("the publish timeline to end", timeout, || {
+            done.is_finished()
+        });
+        done.join().expect("the timeline thread panicked");
     }
 }
 

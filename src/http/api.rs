@@ -1,0 +1,197 @@
+//! The JSON stats API: `/api/streams`, `/api/streams/{app}/{key}` and `/api/server`.
+//! Documents are built with `serde_json::json!` from registry and server snapshots;
+//! durations are seconds (fractional), sizes bytes, rates bits per second, and an
+//! unknown value is `null` rather than a guess. The shape is documented in README.md.
+
+use serde_json::{json, Value};
+
+use super::metrics::process_info;
+use crate::media::codec::{AudioInfo, VideoInfo};
+use crate::registry::{PlayerProtocol, StreamKey, StreamStats};
+use crate::server::{ConnectionKind, Context};
+
+/// `{"streams": [...]}`, every stream with a publisher or a waiting player.
+pub(super) fn streams(ctx: &Context) -> Value {
+    let streams: Vec<Value> = ctx
+        .registry
+        .stream_stats()
+        .iter()
+        .map(stream_json)
+        .collect();
+    json!({ "streams": streams })
+}
+
+/// One stream, or a 400/404 with `{"error": ...}`.
+pub(super) fn stream(ctx: &Context, app: &str, key: &str) -> (u16, Value) {
+    let key = match StreamKey::with_max_len(app, key, ctx.config.max_name_len) {
+        Ok(key) => key,
+        Err(e) => return (400, json!({ "error": format!("bad stream name: {e}") })),
+    };
+    match ctx.registry.stream_stats_for(&key) {
+        Some(stats) => (200, stream_json(&stats)),
+        None => (404, json!({ "error": format!("no stream {key}") })),
+    }
+}
+
+/// `/api/server`: version, uptime, connections, threads and totals.
+pub(super) fn server(ctx: &Context) -> Value {
+    let counts = |kind| ctx.counters.snapshot(kind);
+    let (rtmp, http) = (counts(ConnectionKind::Rtmp), counts(ConnectionKind::Http));
+    let totals = ctx.registry.totals();
+    let streams = ctx.registry.stream_stats();
+    let live = streams.iter().filter(|s| s.publisher.is_some()).count();
+    let players: usize = streams.iter().map(|s| s.players.len()).sum();
+    let process = process_info();
+    let connection = |c: crate::server::ConnectionCounts| {
+        json!({
+            "open": c.open,
+            "accepted": c.accepted,
+            "refused": c.refused,
+            "bytes_in": c.bytes_in,
+            "bytes_out": c.bytes_out,
+        })
+    };
+    let plays: serde_json::Map<String, Value> = PlayerProtocol::ALL
+        .iter()
+        .map(|p| (p.as_str().to_owned(), json!(totals.plays(*p))))
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": seconds(ctx.started.elapsed()),
+        "listen": {
+            "rtmp": ctx.config.listen.to_string(),
+            "http": ctx.config.http.map(|a| a.to_string()),
+        },
+        "connections": {
+            "open": rtmp.open + http.open,
+            "max": ctx.config.max_connections,
+            "rtmp": connection(rtmp),
+            "http": connection(http),
+        },
+        "threads": process.threads,
+        "streams": { "total": streams.len(), "live": live },
+        "players": players,
+        "totals": {
+            "connections_accepted": rtmp.accepted + http.accepted,
+            "connections_refused": rtmp.refused + http.refused,
+            "bytes_in": rtmp.bytes_in + http.bytes_in,
+            "bytes_out": rtmp.bytes_out + http.bytes_out,
+            "media_bytes_in": totals.bytes_in,
+            "publishes": totals.publishes,
+            "publishes_refused": totals.publishes_refused,
+            "plays": plays,
+            "dropped_frames": totals.dropped_frames,
+        },
+    })
+}
+
+fn stream_json(s: &StreamStats) -> Value {
+    let players: Vec<Value> = s
+        .players
+        .iter()
+        .map(|p| {
+            json!({
+                "address": p.peer.to_string(),
+                "protocol": p.protocol.as_str(),
+                "connected_seconds": seconds(p.connected),
+                "bytes_out": p.bytes_out,
+                "dropped_frames": p.dropped_frames,
+            })
+        })
+        .collect();
+    let publisher = s.publisher.as_ref();
+    json!({
+        "app": s.key.app,
+        "key": s.key.name,
+        "live": publisher.is_some(),
+        "publisher": publisher.map(|p| json!({
+            "address": p.peer.to_string(),
+            "protocol": "rtmp",
+        })),
+        "uptime_seconds": publisher.map(|p| seconds(p.uptime)),
+        "video": s.codecs.video.as_ref().map(video_json),
+        "audio": s.codecs.audio.as_ref().map(audio_json),
+        "ingress_bitrate_bps": publisher.map_or(0, |p| p.bitrate),
+        "bytes_in": publisher.map_or(0, |p| p.bytes_in),
+        "bytes_out": s.players.iter().map(|p| p.bytes_out).sum::<u64>(),
+        "dropped_frames": s.players.iter().map(|p| p.dropped_frames).sum::<u64>(),
+        "player_count": s.players.len(),
+        "players": players,
+    })
+}
+
+fn video_json(v: &VideoInfo) -> Value {
+    json!({
+        "codec": v.codec,
+        "profile": v.profile,
+        "level": v.level,
+        "width": v.width,
+        "height": v.height,
+        "fps": v.fps,
+    })
+}
+
+fn audio_json(a: &AudioInfo) -> Value {
+    json!({
+        "codec": a.codec,
+        "profile": a.profile,
+        "sample_rate": a.sample_rate,
+        "channels": a.channels,
+    })
+}
+
+/// Seconds with millisecond precision: enough for humans and dashboards.
+fn seconds(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::codec::Codecs;
+    use crate::registry::{PlayerStats, PublisherStats};
+    use std::time::Duration;
+
+    #[test]
+    fn stream_document_shape() {
+        let stats = StreamStats {
+            key: StreamKey::new("live", "cam").unwrap(),
+            publisher: Some(PublisherStats {
+                peer: "10.0.0.1:5000".parse().unwrap(),
+                uptime: Duration::from_millis(12_345),
+                bytes_in: 1000,
+                bitrate: 800_000,
+            }),
+            codecs: Codecs {
+                video: Some(VideoInfo {
+                    codec: Some("h264".into()),
+                    width: Some(320),
+                    height: Some(240),
+                    ..VideoInfo::default()
+                }),
+                audio: None,
+            },
+            players: vec![PlayerStats {
+                peer: "10.0.0.2:6000".parse().unwrap(),
+                protocol: PlayerProtocol::WsFlv,
+                connected: Duration::from_secs(3),
+                dropped_frames: 4,
+                bytes_out: 500,
+            }],
+        };
+        let doc = stream_json(&stats);
+        assert_eq!(doc["app"], "live");
+        assert_eq!(doc["key"], "cam");
+        assert_eq!(doc["live"], true);
+        assert_eq!(doc["publisher"]["address"], "10.0.0.1:5000");
+        assert_eq!(doc["uptime_seconds"], 12.345);
+        assert_eq!(doc["video"]["width"], 320);
+        assert_eq!(doc["video"]["fps"], Value::Null);
+        assert_eq!(doc["audio"], Value::Null);
+        assert_eq!(doc["ingress_bitrate_bps"], 800_000);
+        assert_eq!(doc["bytes_out"], 500);
+        assert_eq!(doc["player_count"], 1);
+        assert_eq!(doc["players"][0]["protocol"], "ws-flv");
+        assert_eq!(doc["players"][0]["dropped_frames"], 4);
+    }
+}

@@ -1,0 +1,409 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4). Names follow
+//! Prometheus conventions: an `rtmpd_` prefix, base units in the name (`_bytes`,
+//! `_seconds`), `_total` on counters; the process metrics use the standard
+//! `process_` names every Prometheus client library exports, so stock dashboards
+//! work. Per-stream series carry `app` and `key` labels and vanish with the stream.
+//!
+//! Process numbers come from Linux's /proc; elsewhere those series are left out.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::registry::PlayerProtocol;
+use crate::server::{ConnectionKind, Context};
+
+pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The whole exposition for one scrape.
+pub(super) fn render(ctx: &Context) -> String {
+    let mut m = Exposition::default();
+    let uptime = ctx.started.elapsed().as_secs_f64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+
+    m.family(
+        "rtmpd_build_info",
+        "gauge",
+        "Always 1; the version is a label.",
+    );
+    m.sample(
+        "rtmpd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    m.family(
+        "rtmpd_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+    );
+    m.sample("rtmpd_uptime_seconds", &[], uptime);
+
+    let kinds = ConnectionKind::ALL.map(|k| (k, ctx.counters.snapshot(k)));
+    type Field = fn(&crate::server::ConnectionCounts) -> u64;
+    let per_kind: [(&str, &str, &str, Field); 5] = [
+        (
+            "rtmpd_connections",
+            "gauge",
+            "Connections open now, by kind (rtmp, http).",
+            |c| c.open,
+        ),
+        (
+            "rtmpd_connections_accepted_total",
+            "counter",
+            "Connections accepted, by kind.",
+            |c| c.accepted,
+        ),
+        (
+            "rtmpd_connections_refused_total",
+            "counter",
+            "Connections closed at accept because of --max-connections, by kind.",
+            |c| c.refused,
+        ),
+        (
+            "rtmpd_received_bytes_total",
+            "counter",
+            "Bytes read from client sockets, by kind.",
+            |c| c.bytes_in,
+        ),
+        (
+            "rtmpd_sent_bytes_total",
+            "counter",
+            "Bytes written to client sockets, by kind.",
+            |c| c.bytes_out,
+        ),
+    ];
+    for (name, kind, help, field) in per_kind {
+        m.family(name, kind, help);
+        for (k, counts) in &kinds {
+            m.sample(name, &[("kind", k.as_str())], field(counts) as f64);
+        }
+    }
+
+    let streams = ctx.registry.stream_stats();
+    let totals = ctx.registry.totals();
+    m.family(
+        "rtmpd_streams",
+        "gauge",
+        "Streams with a publisher (live) or only waiting players (waiting).",
+    );
+    let live = streams.iter().filter(|s| s.publisher.is_some()).count();
+    m.sample("rtmpd_streams", &[("state", "live")], live as f64);
+    m.sample(
+        "rtmpd_streams",
+        &[("state", "waiting")],
+        (streams.len() - live) as f64,
+    );
+    m.family(
+        "rtmpd_players",
+        "gauge",
+        "Players connected now, by protocol.",
+    );
+    for p in PlayerProtocol::ALL {
+        let n = streams
+            .iter()
+            .flat_map(|s| &s.players)
+            .filter(|pl| pl.protocol == p)
+            .count();
+        m.sample("rtmpd_players", &[("protocol", p.as_str())], n as f64);
+    }
+    m.family(
+        "rtmpd_publishes_total",
+        "counter",
+        "Publishers accepted on a stream key.",
+    );
+    m.sample("rtmpd_publishes_total", &[], totals.publishes as f64);
+    m.family(
+        "rtmpd_publishes_refused_total",
+        "counter",
+        "Publishers refused because the key was being published.",
+    );
+    m.sample(
+        "rtmpd_publishes_refused_total",
+        &[],
+        totals.publishes_refused as f64,
+    );
+    m.family(
+        "rtmpd_plays_total",
+        "counter",
+        "Players started, by protocol.",
+    );
+    for p in PlayerProtocol::ALL {
+        m.sample(
+            "rtmpd_plays_total",
+            &[("protocol", p.as_str())],
+            totals.plays(p) as f64,
+        );
+    }
+    m.family(
+        "rtmpd_dropped_frames_total",
+        "counter",
+        "Frames not sent to players that had fallen behind (skipped to the next keyframe).",
+    );
+    m.sample(
+        "rtmpd_dropped_frames_total",
+        &[],
+        totals.dropped_frames as f64,
+    );
+    m.family(
+        "rtmpd_media_received_bytes_total",
+        "counter",
+        "Payload bytes of the audio, video and data messages publishers sent.",
+    );
+    m.sample(
+        "rtmpd_media_received_bytes_total",
+        &[],
+        totals.bytes_in as f64,
+    );
+
+    m.family(
+        "rtmpd_stream_players",
+        "gauge",
+        "Players on the stream now.",
+    );
+    for s in &streams {
+        let labels = [("app", s.key.app.as_str()), ("key", s.key.name.as_str())];
+        m.sample("rtmpd_stream_players", &labels, s.players.len() as f64);
+    }
+    let published: Vec<_> = streams
+        .iter()
+        .filter_map(|s| {
+            Some((
+                [("app", s.key.app.as_str()), ("key", s.key.name.as_str())],
+                s.publisher.as_ref()?,
+            ))
+        })
+        .collect();
+    m.family(
+        "rtmpd_stream_received_bytes_total",
+        "counter",
+        "Payload bytes the stream's current publisher sent.",
+    );
+    for (labels, p) in &published {
+        m.sample(
+            "rtmpd_stream_received_bytes_total",
+            labels,
+            p.bytes_in as f64,
+        );
+    }
+    m.family(
+        "rtmpd_stream_uptime_seconds",
+        "gauge",
+        "Seconds since the stream's current publisher started.",
+    );
+    for (labels, p) in &published {
+        m.sample(
+            "rtmpd_stream_uptime_seconds",
+            labels,
+            p.uptime.as_secs_f64(),
+        );
+    }
+
+    let process = process_info();
+    m.family(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+    );
+    m.sample("process_start_time_seconds", &[], (now - uptime).floor());
+    let optional = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            process.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            process.resident_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            process.virtual_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            process.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Operating system threads in the process.",
+            process.threads.map(|n| n as f64),
+        ),
+    ];
+    for (name, kind, help, value) in optional {
+        if let Some(v) = value {
+            m.family(name, kind, help);
+            m.sample(name, &[], v);
+        }
+    }
+    m.out
+}
+
+/// Builds the text format: `# HELP`/`# TYPE` lines, then samples.
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", format_value(value));
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// What the operating system says about this process; `None` where unknown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct ProcessInfo {
+    pub cpu_seconds: Option<f64>,
+    pub resident_bytes: Option<u64>,
+    pub virtual_bytes: Option<u64>,
+    pub threads: Option<u64>,
+    pub open_fds: Option<u64>,
+}
+
+pub(super) fn process_info() -> ProcessInfo {
+    let mut info = ProcessInfo::default();
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let s = parse_status(&status);
+        info.resident_bytes = s.resident_bytes;
+        info.virtual_bytes = s.virtual_bytes;
+        info.threads = s.threads;
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        info.cpu_seconds = parse_stat_cpu_seconds(&stat);
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        // The directory handle being read counts itself; leave it out.
+        info.open_fds = Some(dir.count().saturating_sub(1) as u64);
+    }
+    info
+}
+
+/// VmRSS, VmSize (kB) and Threads from /proc/self/status.
+fn parse_status(text: &str) -> ProcessInfo {
+    let mut info = ProcessInfo::default();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let number = value
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok());
+        match name {
+            "VmRSS" => info.resident_bytes = number.map(|kb| kb * 1024),
+            "VmSize" => info.virtual_bytes = number.map(|kb| kb * 1024),
+            "Threads" => info.threads = number,
+            _ => {}
+        }
+    }
+    info
+}
+
+/// utime + stime from /proc/self/stat. They are in clock ticks of USER_HZ, which
+/// the kernel fixes at 100 for user space on every architecture Linux supports.
+fn parse_stat_cpu_seconds(text: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may contain anything.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_and_escaping() {
+        let mut m = Exposition::default();
+        m.family("rtmpd_x_total", "counter", "Things.");
+        m.sample("rtmpd_x_total", &[], 3.0);
+        m.sample("rtmpd_x_total", &[("app", "a\"b\\c\nd"), ("key", "k")], 0.5);
+        assert_eq!(
+            m.out,
+            "# HELP rtmpd_x_total Things.\n# TYPE rtmpd_x_total counter\nrtmpd_x_total 3\n\
+             rtmpd_x_total{app=\"a\\\"b\\\\c\\nd\",key=\"k\"} 0.5\n"
+        );
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(1e20), "100000000000000000000");
+    }
+
+    #[test]
+    fn proc_files() {
+        let status = "Name:\trtmpd\nVmSize:\t  123456 kB\nVmRSS:\t    2048 kB\nThreads:\t7\n";
+        let s = parse_status(status);
+        assert_eq!(
+            (s.resident_bytes, s.virtual_bytes, s.threads),
+            (Some(2048 * 1024), Some(123_456 * 1024), Some(7))
+        );
+        let stat =
+            "4242 (rt mpd) (x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 7 0 100 0 0";
+        assert_eq!(parse_stat_cpu_seconds(stat), Some(3.0));
+        assert_eq!(parse_stat_cpu_seconds("garbage"), None);
+        assert_eq!(parse_stat_cpu_seconds("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_is_visible_on_linux() {
+        if cfg!(target_os = "linux") {
+            let p = process_info();
+            assert!(p.threads.unwrap() >= 1);
+            assert!(p.resident_bytes.unwrap() > 0);
+            assert!(p.cpu_seconds.is_some());
+            assert!(p.open_fds.unwrap() >= 3);
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The HTTP side of the server: HTTP-FLV and WebSocket-FLV players, the JSON stats
+//! API and Prometheus metrics, on the `--http` listener. Same style as RTMP: the
+//! accept loop in `server` starts one thread per connection, which reads one request
+//! (bounded in size by `request::MAX_HEADER_BYTES` and in time by
+//! `--handshake-timeout`), answers it and closes. A player's thread then becomes the
+//! writer of its stream, with a second thread watching the socket for the client
+//! going away (`flv_player`).
+//!
+//! `request` and `response` are I/O-free and unit-tested on bytes; `api` and
+//! `metrics` build their documents from the registry and the server counters.
+
+mod api;
+mod flv_player;
+mod metrics;
+pub mod request;
+pub mod response;
+mod websocket;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+
+use crate::server::{ConnectionKind, Context};
+use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
+use response::Body;
+
+/// Why a connection could not be served. `Display` says what happened, for the log.
+#[derive(Debug)]
+pub enum HttpError {
+    /// The client sent something that is not an acceptable request.
+    BadRequest(RequestError),
+    /// No complete request within the deadline.
+    Timeout {
+        after: Duration,
+        received: usize,
+    },
+    /// The client closed before its request was complete.
+    ClosedEarly {
+        received: usize,
+    },
+    Io(io::Error),
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::BadRequest(e) => write!(f, "bad request: {e}"),
+            HttpError::Timeout { after, received } => write!(
+                f,
+                "no complete request within {:.1} s ({received} bytes received)",
+                after.as_secs_f64()
+            ),
+            HttpError::ClosedEarly { received } => {
+                write!(
+                    f,
+                    "client closed after {received} bytes of an incomplete request"
+                )
+            }
+            HttpError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Serves one HTTP connection to the end.
+pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+    let _ = socket.set_nodelay(true);
+    if let Err(e) = socket.set_write_timeout(Some(ctx.config.play_timeout)) {
+        debug!("{peer}: {e}");
+        return;
+    }
+    let mut conn = Conn { socket, peer, ctx };
+    match conn.read_request() {
+        Ok((req, rest)) => conn.respond(&req, rest),
+        Err(e) => conn.refuse(e),
+    }
+    linger(&conn.socket);
+    let _ = conn.socket.shutdown(Shutdown::Both);
+}
+
+/// How long, and how many bytes, a closing connection may still send us.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closing a socket with unread input makes the kernel reset the connection, which
+/// can destroy a response (an error about that very input, say) before the client
+/// reads it. So: end our side, then read and discard briefly until the client closes.
+fn linger(socket: &TcpStream) {
+    if socket.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || socket.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match (&*socket).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// One HTTP connection and what the handlers need of it.
+pub(crate) struct Conn {
+    pub socket: TcpStream,
+    pub peer: SocketAddr,
+    pub ctx: Arc<Context>,
+}
+
+impl Conn {
+    /// Reads until a complete header block; returns the request and any bytes after it.
+    fn read_request(&mut self) -> Result<(Request, Vec<u8>), HttpError> {
+        let timeout = self.ctx.config.handshake_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 2048];
+        loop {
+            if let Some((req, n)) = request::parse(&buf).map_err(HttpError::BadRequest)? {
+                return Ok((req, buf.split_off(n)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timed_out = HttpError::Timeout {
+                after: timeout,
+                received: buf.len(),
+            };
+            if left.is_zero() {
+                return Err(timed_out);
+            }
+            self.socket
+                .set_read_timeout(Some(left))
+                .map_err(HttpError::Io)?;
+            // Never read past the limit: parse() then reports the oversize.
+            let room = (MAX_HEADER_BYTES + 1)
+                .saturating_sub(buf.len())
+                .min(chunk.len());
+            match self.socket.read(&mut chunk[..room.max(1)]) {
+                Ok(0) => {
+                    return Err(HttpError::ClosedEarly {
+                        received: buf.len(),
+                    })
+                }
+                Ok(n) => {
+                    self.ctx.counters.add_bytes_in(ConnectionKind::Http, n);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => return Err(timed_out),
+                Err(e) => return Err(HttpError::Io(e)),
+            }
+        }
+    }
+
+    /// Answers a request that could not be read, if there is anyone to answer.
+    fn refuse(&mut self, e: HttpError) {
+        let peer = self.peer;
+        match &e {
+            HttpError::BadRequest(bad) => {
+                warn!("{peer}: {e}");
+                let status = match bad {
+                    RequestError::HeaderTooLarge { .. } | RequestError::TooManyHeaders { .. } => {
+                        431
+                    }
+                    RequestError::UnsupportedVersion(_) => 505,
+                    _ => 400,
+                };
+                self.send(&response::text(status, &bad.to_string(), true, &[]));
+            }
+            HttpError::Timeout { .. } => {
+                warn!("{peer}: {e}");
+                self.send(&response::text(
+                    408,
+                    "the request was not complete in time",
+                    true,
+                    &[],
+                ));
+            }
+            // A port scanner or a load balancer's health check: not worth more.
+            HttpError::ClosedEarly { received: 0 } => debug!("{peer}: closed without a request"),
+            HttpError::ClosedEarly { .. } => warn!("{peer}: {e}"),
+            HttpError::Io(_) => debug!("{peer}: {e}"),
+        }
+    }
+
+    fn respond(&mut self, req: &Request, rest: Vec<u8>) {
+        let peer = self.peer;
+        let route = request::route(req);
+        debug!("{peer}: {} {} → {route:?}", req.method, req.path);
+        match route {
+            Route::Flv { app, key, head } => flv_player::serve_http(self, req, &app, &key, head),
+            Route::WebSocketFlv {
+                app,
+                key,
+                accept_key,
+            } => flv_player::serve_websocket(self, &app, &key, &accept_key, rest),
+            Route::Streams { head } => {
+                let doc = api::streams(&self.ctx);
+                self.send_json(200, &doc, head);
+            }
+            Route::Stream { app, key, head } => {
+                let (status, doc) = api::stream(&self.ctx, &app, &key);
+                self.send_json(status, &doc, head);
+            }
+            Route::ServerInfo { head } => {
+                let doc = api::server(&self.ctx);
+                self.send_json(200, &doc, head);
+            }
+            Route::Metrics { head } => {
+                let text = metrics::render(&self.ctx);
+                self.send_body(200, metrics::CONTENT_TYPE, text.as_bytes(), head);
+            }
+            Route::Preflight => {
+                // Browsers ask before a cross-origin request with custom headers.
+                let allow_headers = req
+                    .header("access-control-request-headers")
+                    .filter(|h| h.len() <= 512)
+                    .unwrap_or("*");
+                self.send(&response::head(
+                    204,
+                    None,
+                    Body::None,
+                    &[
+                        ("Allow", "GET, HEAD, OPTIONS"),
+                        ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+                        ("Access-Control-Allow-Headers", allow_headers),
+                        ("Access-Control-Max-Age", "86400"),
+                    ],
+                ));
+            }
+            Route::Error { status, message } => {
+                if status == 404 {
+                    debug!("{peer}: {} {}: {message}", req.method, req.path);
+                } else {
+                    warn!("{peer}: {} {}: {status} {message}", req.method, req.path);
+                }
+                let extra: &[(&str, &str)] = match status {
+                    405 => &[("Allow", "GET, HEAD, OPTIONS")],
+                    426 => &[("Sec-WebSocket-Version", "13")],
+                    _ => &[],
+                };
+                let head = req.method == request::Method::Head;
+                self.send(&response::text(status, &message, !head, extra));
+            }
+        }
+    }
+
+    fn send_json(&mut self, status: u16, doc: &serde_json::Value, head_only: bool) {
+        let mut body = doc.to_string();
+        body.push('\n');
+        self.send_body(status, "application/json", body.as_bytes(), head_only);
+    }
+
+    fn send_body(&mut self, status: u16, content_type: &str, body: &[u8], head_only: bool) {
+        let mut out = response::head(status, Some(content_type), Body::Length(body.len()), &[]);
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+        self.send(&out);
+    }
+
+    /// Writes a whole response; a client that went away is only worth a debug line.
+    pub fn send(&mut self, bytes: &[u8]) -> bool {
+        match self.socket.write_all(bytes) {
+            Ok(()) => {
+                self.ctx
+                    .counters
+                    .add_bytes_out(ConnectionKind::Http, bytes.len());
+                true
+            }
+            Err(e) => {
+                debug!("{}: write failed: {e}", self.peer);
+                false
+            }
+        }
+    }
+}
+
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Logged at info: the request line of a player, for the connect log line.
+fn describe(req: &Request) -> String {
+    let agent = req.header("user-agent").unwrap_or("no User-Agent");
+    format!("{} {} ({agent})", req.method, req.path)
+}

@@ -1,0 +1,290 @@
+//! Helpers for the tests that drive the server with rtmpd's own client
+//! (`rtmpd::client`): connecting publishers and players, sending FLV tags,
+//! waiting for events with deadlines, and comparing what a player got with
+//! what was published. Every wait is bounded, so a missing event fails the
+//! test with a message naming what was awaited instead of hanging.
+#![allow(dead_code)]
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use rtmpd::client::{Client, ClientEvent, ClientOptions, RtmpUrl, Status};
+use rtmpd::media::flv::{FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use rtmpd::rtmp::amf0::{self, Amf0Value};
+
+use crate::support::TestServer;
+
+/// Socket timeout of test clients, and how long a test waits for one event.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Client options for tests: simple defaults with the test timeout.
+pub fn options() -> ClientOptions {
+    ClientOptions {
+        timeout: EVENT_TIMEOUT,
+        ..ClientOptions::default()
+    }
+}
+
+/// The URL of `app/name` on the test server.
+pub fn url(server: &TestServer, path: &str) -> RtmpUrl {
+    RtmpUrl::parse(&server.url(path)).expect("test server URLs parse")
+}
+
+/// A client connected to the app of `path`.
+pub fn connect_with(server: &TestServer, path: &str, opts: &ClientOptions) -> Client {
+    let url = url(server, path);
+    Client::connect(&url, opts).unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+}
+
+/// A client publishing on `path` (app/name), with `opts`.
+pub fn new_publisher_with(server: &TestServer, path: &str, opts: &ClientOptions) -> Client {
+    let mut client = connect_with(server, path, opts);
+    let name = client.url().name.clone();
+    client
+        .publish(&name)
+        .unwrap_or_else(|e| panic!("publishing {path}: {e}"));
+    client
+}
+
+pub fn new_publisher(server: &TestServer, path: &str) -> Client {
+    new_publisher_with(server, path, &options())
+}
+
+/// A client playing `path` (app/name), with `opts`.
+pub fn new_player_with(server: &TestServer, path: &str, opts: &ClientOptions) -> Client {
+    let mut client = connect_with(server, path, opts);
+    let name = client.url().name.clone();
+    client
+        .play(&name)
+        .unwrap_or_else(|e| panic!("playing {path}: {e}"));
+    client
+}
+
+pub fn new_player(server: &TestServer, path: &str) -> Client {
+    new_player_with(server, path, &options())
+}
+
+/// Sends FLV tags as an encoder would: script tags as `@setDataFrame` + the
+/// tag's data, audio and video as they are.
+pub fn send_tags(client: &mut Client, tags: &[FlvTag]) {
+    for (i, tag) in tags.iter().enumerate() {
+        let sent = match tag.tag_type {
+            TAG_SCRIPT => client.send_metadata(tag.timestamp, &tag.data),
+            t => client.send_media(t, tag.timestamp, &tag.data),
+        };
+        sent.unwrap_or_else(|e| panic!("sending tag {i}: {e}"));
+    }
+}
+
+/// Reads events until one satisfies `wanted` and returns it; panics naming
+/// `what` on an error or after [`EVENT_TIMEOUT`].
+pub fn wait_event(
+    client: &mut Client,
+    what: &str,
+    mut wanted: impl FnMut(&ClientEvent) -> bool,
+) -> ClientEvent {
+    events_until(client, what, &mut wanted)
+        .pop()
+        .expect("events_until returns at least the awaited event")
+}
+
+/// Reads events up to and including the first one that satisfies `last`.
+pub fn events_until(
+    client: &mut Client,
+    what: &str,
+    mut last: impl FnMut(&ClientEvent) -> bool,
+) -> Vec<ClientEvent> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut events = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; got {} events, the last: {:?}",
+            events.len(),
+            events.last().map(summary)
+        );
+        match client.next_event() {
+            Ok(event) => {
+                let done = last(&event);
+                events.push(event);
+                if done {
+                    return events;
+                }
+            }
+            Err(e) => panic!(
+                "waiting for {what}: {e}; after {} events, the last: {:?}",
+                events.len(),
+                events.last().map(summary)
+            ),
+        }
+    }
+}
+
+/// Reads until the connection ends and checks that the server ended it
+/// (not a timeout); returns the events that came before.
+pub fn expect_disconnect(client: &mut Client, what: &str) -> Vec<ClientEvent> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut events = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the server kept the connection open"
+        );
+        match client.next_event() {
+            Ok(event) => events.push(event),
+            Err(e) => {
+                assert!(
+                    e.is_disconnect(),
+                    "{what}: expected the server to close the connection, got: {e}"
+                );
+                return events;
+            }
+        }
+    }
+}
+
+/// The status with this code, if `event` is one.
+pub fn status<'a>(event: &'a ClientEvent, code: &str) -> Option<&'a Status> {
+    match event {
+        ClientEvent::Status(s) if s.code == code => Some(s),
+        _ => None,
+    }
+}
+
+pub fn is_status(event: &ClientEvent, code: &str) -> bool {
+    status(event, code).is_some()
+}
+
+/// Whether `event` is the `onStatus {code: NetStream.Data.Start}` data message
+/// that ends the server's answer to `play`.
+pub fn is_data_start(event: &ClientEvent) -> bool {
+    let values = data_messages(std::slice::from_ref(event));
+    values.first().is_some_and(|v| {
+        v.first().and_then(Amf0Value::as_str) == Some("onStatus")
+            && v.get(1)
+                .and_then(|info| info.get("code"))
+                .and_then(Amf0Value::as_str)
+                == Some("NetStream.Data.Start")
+    })
+}
+
+/// Reads the answer to `play` up to NetStream.Data.Start.
+pub fn play_preamble(client: &mut Client) -> Vec<ClientEvent> {
+    events_until(client, "NetStream.Data.Start", is_data_start)
+}
+
+/// Whether `event` is this audio or video message.
+pub fn is_media(event: &ClientEvent, want: Option<&Av>) -> bool {
+    want.is_some() && media(std::slice::from_ref(event)).first() == want
+}
+
+/// One audio or video message as (type, timestamp, payload).
+pub type Av = (u8, u32, Vec<u8>);
+
+/// The audio and video messages among `events`, in order.
+pub fn media(events: &[ClientEvent]) -> Vec<Av> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media {
+                type_id,
+                timestamp,
+                payload,
+                ..
+            } => Some((*type_id, *timestamp, payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The audio and video tags of an FLV file, in order.
+pub fn av_tags(tags: &[FlvTag]) -> Vec<Av> {
+    tags.iter()
+        .filter(|t| t.tag_type == TAG_AUDIO || t.tag_type == TAG_VIDEO)
+        .map(|t| (t.tag_type, t.timestamp, t.data.clone()))
+        .collect()
+}
+
+/// The decoded values of every data message among `events`.
+pub fn data_messages(events: &[ClientEvent]) -> Vec<Vec<Amf0Value>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Data { payload, .. } => Some(
+                amf0::decode_all(payload)
+                    .unwrap_or_else(|e| panic!("undecodable data message: {e}")),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts that `got` is `want`, message for message, naming the first
+/// difference briefly (payloads are too long to print whole).
+pub fn assert_same_media(want: &[Av], got: &[Av], what: &str) {
+    for (i, (w, g)) in want.iter().zip(got).enumerate() {
+        assert!(
+            w.0 == g.0 && w.1 == g.1 && w.2 == g.2,
+            "{what}: message {i} differs: published type {} ts {} len {}, received type {} ts {} len {}{}",
+            w.0,
+            w.1,
+            w.2.len(),
+            g.0,
+            g.1,
+            g.2.len(),
+            if w.2.len() == g.2.len() { " (payload bytes differ)" } else { "" }
+        );
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: received {} audio/video messages, published {}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// One line about an event, for failure messages.
+pub fn summary(event: &ClientEvent) -> String {
+    match event {
+        ClientEvent::Media {
+            stream_id,
+            type_id,
+            timestamp,
+            payload,
+        } => format!(
+            "media type {type_id} ts {timestamp} len {} on stream {stream_id}",
+            payload.len()
+        ),
+        ClientEvent::Data {
+            stream_id, payload, ..
+        } => match amf0::decode_all(payload) {
+            Ok(values) => format!("data {:?} on stream {stream_id}", values.first()),
+            Err(e) => format!("data (undecodable: {e}) on stream {stream_id}"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+/// Kills an external client if the test ends (or panics) while it runs.
+pub struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
+    /// Hands the child back, e.g. to `wait_with_timeout`.
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("the child is taken only once")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Helpers of the HTTP tests: a raw HTTP/1.x client on a std `TcpStream` (so the
+//! tests see exactly what went over the wire: status line, headers, chunking), a
+//! chunked-body decoder, and a publisher that loops a fixture for as long as a test
+//! needs a live stream.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A response as received: the body is de-chunked when it was chunked.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// For a chunked body: whether the last (zero-length) chunk arrived.
+    pub complete: bool,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Sends `request` as is and reads until the server closes the connection; panics
+/// after `timeout`.
+pub fn exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connecting to the HTTP listener");
+    stream.write_all(request).expect("sending the request");
+    let raw = read_to_close(&mut stream, timeout);
+    parse_response(&raw)
+}
+
+/// Reads until EOF; panics if that takes longer than `timeout`.
+pub fn read_to_close(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "the server did not close the connection within {timeout:?} ({} bytes read)",
+            raw.len()
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return raw,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // A reset after the server's last bytes still leaves what was read.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return raw,
+            Err(e) => panic!("reading the response: {e}"),
+        }
+    }
+}
+
+/// `GET path` with HTTP/1.1 and `Connection: close`.
+pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    request(addr, "GET", path)
+}
+
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> HttpResponse {
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    exchange(addr, req.as_bytes(), Duration::from_secs(10))
+}
+
+/// `GET path`, expecting JSON; returns the status and the document.
+pub fn get_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let resp = get(addr, path);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json"),
+        "GET {path}"
+    );
+    (resp.status, resp.json())
+}
+
+/// Splits the head off and de-chunks the body if needed.
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete response head in {} bytes: {:?}",
+                raw.len(),
+                String::from_utf8_lossy(&raw[..raw.len().min(200)])
+            )
+        });
+    let head = std::str::from_utf8(&raw[..end]).expect("the response head is text");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let mut parts = status_line.splitn(3, ' ');
+    assert_eq!(
+        parts.next(),
+        Some("HTTP/1.1"),
+        "status line {status_line:?}"
+    );
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {l:?}"));
+            (n.to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
+    let (body, complete) = if chunked {
+        dechunk(rest)
+    } else {
+        (rest.to_vec(), true)
+    };
+    HttpResponse {
+        status,
+        headers,
+        body,
+        complete,
+    }
+}
+
+/// Decodes a chunked body; stops at the last chunk or at the first incomplete one.
+pub fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return (body, false);
+        };
+        let size_text = std::str::from_utf8(&data[..eol]).expect("chunk size is text");
+        let size = usize::from_str_radix(size_text.trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {size_text:?}"));
+        data = &data[eol + 2..];
+        if size == 0 {
+            assert_eq!(data, b"\r\n", "the last chunk ends the body");
+            return (body, true);
+        }
+        if data.len() < size + 2 {
+            return (body, false);
+        }
+        body.extend_from_slice(&data[..size]);
+        assert_eq!(&data[size..size + 2], b"\r\n", "chunk data ends with CRLF");
+        data = &data[size + 2..];
+    }
+}
+
+/// Publishes `input` in real time with ffmpeg, `loops` extra times over (so a test
+/// has a live stream for as long as it needs; stop it with `support::stop`).
+pub fn publish_looped(url: &str, input: &Path, loops: u32) -> Child {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"]);
+    cmd.args(["-stream_loop", &loops.to_string()]);
+    cmd.arg("-i").arg(input);
+    cmd.args(["-c", "copy", "-f", "flv", url]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting ffmpeg: {e} (run scripts/test.sh to install it)"))
+}
+
+#[test]
+fn dechunk_handles_complete_and_cut_bodies() {
+    assert_eq!(
+        dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+        (b"abcde".to_vec(), true)
+    );
+    assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nd"), (b"abc".to_vec(), false));
+    assert_eq!(dechunk(b""), (Vec::new(), false));
+}

@@ -1,0 +1,157 @@
+//! Who may publish: one publisher per key at a time, the key free again once it
+//! leaves, and names the server refuses.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const SUBSCRIBE: Duration = Duration::from_secs(10);
+const FINISH: Duration = Duration::from_secs(15);
+/// A refused publisher is told at once; ffmpeg then exits.
+const REFUSAL: Duration = Duration::from_secs(5);
+
+#[test]
+fn second_publisher_on_a_live_key_is_refused() {
+    let server = start_server();
+    let dir = TempDir::new("dup-publish");
+    let path = "live/dup";
+    let out = dir.join("rtmpdump.flv");
+    let player = play_rtmpdump(&server.url(path), &out);
+    server.wait_for_players(path, 1, SUBSCRIBE);
+
+    // Realtime: the first publisher is still busy for ~4 s.
+    let mut first = publish_ffmpeg(&server.url(path), &fixture("av.flv"), true);
+    server.wait_for_frames(path, SUBSCRIBE);
+    let owner = server.stream_info(path).and_then(|i| i.publisher);
+    assert!(owner.is_some());
+
+    let second_started = Instant::now();
+    let second = publish_ffmpeg(&server.url(path), &fixture("av.flv"), false);
+    let (status, stderr) = wait_with_stderr(second, REFUSAL);
+    let refused_after = second_started.elapsed();
+    assert!(
+        !status.success(),
+        "the second publisher must fail, it exited with {status}; stderr:\n{stderr}"
+    );
+    assert!(
+        first
+            .try_wait()
+            .expect("polling the first publisher")
+            .is_none(),
+        "the first publisher must still be running when the second is refused \
+         ({refused_after:?} after it started)"
+    );
+    assert_eq!(
+        server.stream_info(path).and_then(|i| i.publisher),
+        owner,
+        "the key still belongs to the first publisher"
+    );
+
+    wait_success(first, FINISH, "first publisher");
+    wait_success(player, FINISH, "rtmpdump");
+    // Nothing of the refused publisher's stream got through.
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
+}
+
+#[test]
+fn key_can_be_published_again_after_the_publisher_left() {
+    let server = start_server();
+    let dir = TempDir::new("republish");
+    let path = "live/again";
+    let published = fixture_tags("av.flv");
+
+    for round in ["first", "second"] {
+        let out = dir.join(&format!("{round}.flv"));
+        let player = play_rtmpdump(&server.url(path), &out);
+        server.wait_for_players(path, 1, SUBSCRIBE);
+        assert!(!server.is_live(path), "{round}: the key is free");
+        let publisher = publish_ffmpeg(&server.url(path), &fixture("av.flv"), false);
+        wait_success(publisher, FINISH, &format!("{round} publisher"));
+        wait_success(player, FINISH, &format!("{round} player"));
+        wait_for("the key to be released", SUBSCRIBE, || {
+            server.stream_info(path).is_none()
+        });
+        let received = read_flv(&out);
+        assert_received_matches(&published, &received, true);
+    }
+}
+
+#[test]
+fn refused_names_fail_the_publisher_and_others_keep_working() {
+    let server = start_server();
+    let dir = TempDir::new("bad-names");
+    let good = "live/good";
+    let out = dir.join("rtmpdump.flv");
+    let player = play_rtmpdump(&server.url(good), &out);
+    server.wait_for_players(good, 1, SUBSCRIBE);
+
+    // ffmpeg sends these as they are: app "live" with stream ".." or "" (both with
+    // and without the trailing slash), and app ".." with stream "x".
+    for bad in ["live/..", "live/", "live", "../x", "live/a..b"] {
+        let publisher = publish_ffmpeg(&server.url(bad), &fixture("av.flv"), false);
+        let (status, stderr) = wait_with_stderr(publisher, REFUSAL);
+        assert!(
+            !status.success(),
+            "publishing to {bad:?} must fail, ffmpeg exited with {status}; stderr:\n{stderr}"
+        );
+    }
+    let keys: Vec<String> = server
+        .registry
+        .streams()
+        .iter()
+        .map(|s| s.key.to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        ["live/good"],
+        "refused publishers left no streams behind"
+    );
+
+    let publisher = publish_ffmpeg(&server.url(good), &fixture("av.flv"), false);
+    wait_success(publisher, FINISH, "publisher");
+    wait_success(player, FINISH, "rtmpdump");
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
+}
+
+/// A refused client gets the server's reason as an error onStatus before the
+/// connection closes: ffmpeg logs it as "Server error: <description>", rtmpdump as
+/// "Closing connection: <code>".
+#[test]
+fn refused_clients_are_told_why() {
+    let server = start_server();
+    let publish_quietly = |path: &str| {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "warning", "-i"])
+            .arg(fixture("av.flv"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(server.url(path));
+        spawn(cmd)
+    };
+
+    let (status, stderr) = wait_with_stderr(publish_quietly("live/a..b"), REFUSAL);
+    assert!(!status.success(), "publishing to a..b must fail");
+    assert!(
+        stderr.contains("Server error") && stderr.contains("refused"),
+        "ffmpeg was not told why its publish to live/a..b was refused; stderr:\n{stderr}"
+    );
+
+    let owner = publish_ffmpeg(&server.url("live/held"), &fixture("av.flv"), true);
+    server.wait_for_frames("live/held", SUBSCRIBE);
+    let (status, stderr) = wait_with_stderr(publish_quietly("live/held"), REFUSAL);
+    stop(owner, Duration::from_secs(5));
+    assert!(!status.success(), "publishing to a held key must fail");
+    assert!(
+        stderr.contains("already being published"),
+        "ffmpeg was not told that live/held is taken; stderr:\n{stderr}"
+    );
+
+    let mut cmd = Command::new("rtmpdump");
+    cmd.args(["--live", "-r", &server.url("live/a..b"), "-o", "/dev/null"]);
+    let (status, stderr) = wait_with_stderr(spawn(cmd), REFUSAL);
+    assert!(!status.success(), "playing a..b must fail");
+    assert!(
+        stderr.contains("NetStream.Play.StreamNotFound"),
+        "rtmpdump was not told that live/a..b cannot be played; stderr:\n{stderr}"
+    );
+}
