@@ -41,6 +41,9 @@ pub struct Config {
     pub amf_limits: AmfLimits,
     /// Longest app or stream name, in bytes.
     pub max_name_len: usize,
+    /// A busy player gets at most one socket write per window; zero writes every
+    /// frame as it comes. The cost of serving a player is per write, not per byte.
+    pub merge_writes: Duration,
 }
 
 /// Where `rtmpd` serves HTTP unless `--http` says otherwise.
@@ -64,9 +67,13 @@ impl Default for Config {
             chunk_limits: ChunkLimits::default(),
             amf_limits: AmfLimits::default(),
             max_name_len: 256,
+            merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
         }
     }
 }
+
+/// Measured with scripts/bench.sh; see README "Performance".
+const DEFAULT_MERGE_WRITES_MS: u64 = 20;
 
 /// What `main` should do after reading the command line.
 #[derive(Debug)]
@@ -206,6 +213,9 @@ where
         &mut c.amf_limits.max_elements,
     )?;
     set(&matches, "max-name-length", 1, 4096, &mut c.max_name_len)?;
+    let mut merge_ms = c.merge_writes.as_millis() as u64;
+    set(&matches, "merge-writes-ms", 0, 1000, &mut merge_ms)?;
+    c.merge_writes = Duration::from_millis(merge_ms);
     seconds(&matches, "handshake-timeout", &mut c.handshake_timeout)?;
     seconds(&matches, "publish-timeout", &mut c.publish_timeout)?;
     seconds(&matches, "play-timeout", &mut c.play_timeout)?;
@@ -213,7 +223,7 @@ where
 }
 
 /// Flags that take a number: (name, value hint, help). Defaults come from `Config`.
-const NUMERIC_FLAGS: [(&str, &str, &str); 11] = [
+const NUMERIC_FLAGS: [(&str, &str, &str); 12] = [
     (
         "chunk-size",
         "N",
@@ -253,6 +263,11 @@ const NUMERIC_FLAGS: [(&str, &str, &str); 11] = [
         "max-name-length",
         "BYTES",
         "longest app or stream name (default 256)",
+    ),
+    (
+        "merge-writes-ms",
+        "MS",
+        "send a busy player's queued frames at most once per MS milliseconds; 0 writes each frame at once (default 20)",
     ),
     (
         "handshake-timeout",
@@ -409,7 +424,10 @@ mod tests {
             "3",
             "--play-timeout",
             "60",
+            "--merge-writes-ms",
+            "0",
         ]);
+        assert_eq!(c.merge_writes, Duration::ZERO);
         assert_eq!(c.max_connections, 10);
         assert_eq!(c.chunk_limits.max_message_len, 65536);
         assert_eq!(c.chunk_limits.max_chunk_streams, 8);

@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
 
 use crossbeam_channel::{select, Receiver, Select, TryRecvError};
 use log::{debug, warn};
@@ -82,10 +84,18 @@ pub(crate) fn run(
         buf: Vec::with_capacity(16 * 1024),
         playbacks: Vec::new(),
     };
+    let merge = ctx.config.merge_writes;
+    let mut last_write: Option<Instant> = None;
     loop {
         let Some(next) = writer.wait(&commands) else {
             break;
         };
+        // A busy player is written to at most once per merge window: what arrives
+        // meanwhile joins the same write. After a quiet spell (and so for a joining
+        // player's first burst) the write goes out at once.
+        if let Some(left) = last_write.and_then(|t| merge.checked_sub(t.elapsed())) {
+            thread::sleep(left);
+        }
         writer.handle(next);
         writer.gather(&commands);
         if writer.buf.is_empty() {
@@ -103,6 +113,7 @@ pub(crate) fn run(
             let _ = socket.shutdown(Shutdown::Both);
             break;
         }
+        last_write = Some(Instant::now());
         bytes_out.fetch_add(writer.buf.len() as u64, Ordering::Relaxed);
         ctx.counters
             .add_bytes_out(ConnectionKind::Rtmp, writer.buf.len());
