@@ -18,7 +18,7 @@
 //! FLV messages.
 
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use super::{websocket, Conn};
 use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
 use crate::media::player::PlayerFilter;
 use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, StreamKey, Subscription};
-use crate::server::{ConnectionKind, Context, THREAD_STACK};
+use crate::server::{deadline, ConnectionKind, Context, THREAD_STACK};
 
 /// Stop gathering queued frames once this much is ready, so one write stays bounded.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
@@ -411,7 +411,7 @@ impl FlvWriter<'_> {
             }
         }
         let parts = [&self.pending[..], &prefix, &self.body, suffix];
-        let result = write_all_vectored(self.socket, &parts);
+        let result = deadline::write_all_within(self.socket, &parts, self.play_timeout);
         let sent: usize = parts.iter().map(|p| p.len()).sum();
         result.map_err(|e| {
             if super::is_timeout(&e) {
@@ -453,7 +453,7 @@ impl FlvWriter<'_> {
             Framing::UntilClose => Vec::new(),
         };
         if !last.is_empty() {
-            if write_all_vectored(self.socket, &[&last]).is_err() {
+            if deadline::write_all_within(self.socket, &[&last], self.play_timeout).is_err() {
                 return;
             }
             self.count(last.len());
@@ -469,50 +469,5 @@ impl FlvWriter<'_> {
                 break;
             }
         }
-    }
-}
-
-/// `write_all` over several buffers, as few syscalls as the kernel allows.
-fn write_all_vectored(mut socket: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| IoSlice::new(p))
-        .collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match socket.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::TcpListener;
-
-    #[test]
-    fn vectored_write_sends_every_part_in_order() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        let big = vec![7u8; 3 << 20];
-        let reader = thread::spawn(move || {
-            let mut got = Vec::new();
-            let mut client = client;
-            client.read_to_end(&mut got).unwrap();
-            got
-        });
-        write_all_vectored(&server, &[b"head", b"", &big, b"tail"]).unwrap();
-        server.shutdown(Shutdown::Both).unwrap();
-        let got = reader.join().unwrap();
-        assert_eq!(got.len(), 8 + big.len());
-        assert_eq!(&got[..4], b"head");
-        assert_eq!(&got[got.len() - 4..], b"tail");
     }
 }

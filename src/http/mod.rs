@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
-use crate::server::{ConnectionKind, Context};
+use crate::server::{deadline, ConnectionKind, Context};
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
 
@@ -70,7 +70,8 @@ impl std::error::Error for HttpError {}
 /// Serves one HTTP connection to the end.
 pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let _ = socket.set_nodelay(true);
-    if let Err(e) = socket.set_write_timeout(Some(ctx.config.play_timeout)) {
+    if let Err(e) = socket.set_write_timeout(Some(deadline::send_timeout(ctx.config.play_timeout)))
+    {
         debug!("{peer}: {e}");
         return;
     }

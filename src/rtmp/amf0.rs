@@ -132,8 +132,9 @@ impl<'a> Amf0Reader<'a> {
         }
     }
 
+    /// Reads the next top-level value. The element budget spans every value this
+    /// reader decodes, so a message cannot escape it by being a long flat list.
     pub fn read_value(&mut self) -> Result<Amf0Value, Amf0Error> {
-        self.elements = 0;
         self.read_at(0)
     }
 
@@ -776,6 +777,23 @@ mod tests {
                 "{bytes:02x?}"
             );
         }
+    }
+
+    #[test]
+    fn element_budget_spans_top_level_values() {
+        let limits = AmfLimits {
+            max_depth: 32,
+            max_elements: 100,
+        };
+        let nulls = vec![0x05u8; 101];
+        assert_eq!(
+            decode_all_with(&nulls, limits),
+            Err(Amf0Error::TooManyElements { max_elements: 100 })
+        );
+        assert_eq!(
+            decode_all_with(&nulls[..100], limits).map(|v| v.len()),
+            Ok(100)
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
+use super::deadline;
 use super::writer::{self, WriterCommand};
 use super::{ConnectionKind, Context, THREAD_STACK};
 use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey, Subscription};
@@ -135,7 +136,7 @@ impl Connection {
         // Small writes (status replies) must not wait for Nagle.
         let _ = socket.set_nodelay(true);
         socket
-            .set_write_timeout(Some(self.ctx.config.play_timeout))
+            .set_write_timeout(Some(deadline::send_timeout(self.ctx.config.play_timeout)))
             .map_err(CloseReason::Io)?;
         let mut buf = vec![0u8; READ_BUFFER];
         let rest = self.handshake(socket, &mut buf)?;
@@ -284,9 +285,12 @@ impl Connection {
         let peer = self.peer;
         match event {
             SessionEvent::Connected { app, tc_url, .. } => {
+                // Debug formatting: these are the client's bytes, not ours to print raw.
                 info!(
-                    "{peer}: connect app '{app}' ({})",
-                    tc_url.as_deref().unwrap_or("no tcUrl")
+                    "{peer}: connect app {app:?} ({})",
+                    tc_url
+                        .as_deref()
+                        .map_or("no tcUrl".into(), |u| format!("{u:?}"))
                 );
                 self.app = Some(app);
             }
@@ -364,7 +368,7 @@ impl Connection {
             Err(why) => {
                 self.session().reject_publish(stream_id, &why);
                 self.flush();
-                Err(CloseReason::Refused(format!("publish '{name}': {why}")))
+                Err(CloseReason::Refused(format!("publish {name:?}: {why}")))
             }
         }
     }
@@ -376,7 +380,7 @@ impl Connection {
                 self.session()
                     .reject_play(stream_id, "NetStream.Play.StreamNotFound", &why);
                 self.flush();
-                return Err(CloseReason::Refused(format!("play '{name}': {why}")));
+                return Err(CloseReason::Refused(format!("play {name:?}: {why}")));
             }
         };
         // The connection's byte counter doubles as the player's in the stats.

@@ -6,6 +6,7 @@
 //! connection limit and the server-wide counters kept here.
 
 mod connection;
+pub(crate) mod deadline;
 mod writer;
 
 use std::io;

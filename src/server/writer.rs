@@ -3,7 +3,7 @@
 //! queue, all with one chunk encoder so header compression and the chunk size stay
 //! consistent. Whatever is queued when it wakes goes out in a single write.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::Instant;
 use crossbeam_channel::{select, Receiver, Select, TryRecvError};
 use log::{debug, warn};
 
-use super::{ConnectionKind, Context};
+use super::{deadline, ConnectionKind, Context};
 use crate::media::frame::FrameKind;
 use crate::media::player::PlayerFilter;
 use crate::registry::PlayerItem;
@@ -73,7 +73,7 @@ enum Next {
 /// Runs until the reader side hangs up or a write fails. On failure the socket is
 /// shut down so the reader thread's blocking read returns too.
 pub(crate) fn run(
-    mut socket: TcpStream,
+    socket: TcpStream,
     commands: Receiver<WriterCommand>,
     peer: SocketAddr,
     bytes_out: Arc<AtomicU64>,
@@ -93,20 +93,24 @@ pub(crate) fn run(
         // A busy player is written to at most once per merge window: what arrives
         // meanwhile joins the same write. After a quiet spell (and so for a joining
         // player's first burst) the write goes out at once.
-        if let Some(left) = last_write.and_then(|t| merge.checked_sub(t.elapsed())) {
-            thread::sleep(left);
+        // Command replies are never held back: clients wait on them.
+        if matches!(next, Next::Item(..)) {
+            if let Some(left) = last_write.and_then(|t| merge.checked_sub(t.elapsed())) {
+                thread::sleep(left);
+            }
         }
         writer.handle(next);
         writer.gather(&commands);
         if writer.buf.is_empty() {
             continue;
         }
-        if let Err(e) = socket.write_all(&writer.buf) {
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) {
-                warn!("{peer}: client accepted no data within the write timeout; closing");
+        if let Err(e) = deadline::write_all_within(&socket, &[&writer.buf], ctx.config.play_timeout)
+        {
+            if e.kind() == io::ErrorKind::TimedOut {
+                warn!(
+                    "{peer}: client accepted no data for {:.1} s; closing",
+                    ctx.config.play_timeout.as_secs_f64()
+                );
             } else {
                 debug!("{peer}: write failed: {e}");
             }

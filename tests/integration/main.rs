@@ -9,6 +9,7 @@ mod client_streaming;
 mod client_support;
 mod fanout;
 mod handshake;
+mod hostile;
 mod http_api;
 mod http_flv;
 mod http_support;

@@ -1,0 +1,355 @@
+//! `rtmpd-bench`: load generator and measuring tool for any RTMP server.
+//!
+//! ```text
+//! rtmpd-bench run --url rtmp://127.0.0.1:1935/live/bench --players 500 --server-pid PID --json out.json
+//! rtmpd-bench compare [--json merged.json] [--note TEXT]... RUN.json...
+//! ```
+//!
+//! See `rtmpd-bench --help` and `scripts/bench.sh`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use getopts::{Matches, Options};
+use serde_json::{json, Value};
+
+use rtmpd::bench::flvfile::FlvFile;
+use rtmpd::bench::report;
+use rtmpd::bench::run::{self, BenchConfig, Source};
+use rtmpd::bench::synthetic::SyntheticConfig;
+use rtmpd::client::RtmpUrl;
+
+const USAGE_HEAD: &str = "\
+Usage: rtmpd-bench [run] --url rtmp://HOST:PORT/APP/NAME [options]
+       rtmpd-bench compare [--json FILE] [--note TEXT]... RUN.json...
+
+run: publishes synthetic H.264+AAC (or --flv FILE, looping in real time) and opens
+players that verify order, gaps and keyframes, measuring server-added latency
+(synthetic tags carry their send time), connect-to-first-keyframe time and, with
+--server-pid, the server's CPU seconds, RSS and threads from /proc. With
+--churn N, N workers connect, play until the first media frame and disconnect in
+a loop instead. Only the window of --duration seconds after all players have
+connected and --warmup has passed is measured.
+
+compare: prints runs of the same scenarios (--label) against different servers
+(--server-name) side by side with the ratio first/second, and writes them all
+(plus the ratios) into one JSON file.";
+
+fn run_options() -> Options {
+    let mut o = Options::new();
+    o.optopt(
+        "",
+        "url",
+        "server and stream: rtmp://HOST:PORT/APP/NAME (required)",
+        "URL",
+    );
+    o.optopt(
+        "",
+        "label",
+        "scenario name for the report (default: derived from the load)",
+        "TEXT",
+    );
+    o.optopt(
+        "",
+        "server-name",
+        "server name for the report (default: server)",
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "server-pid",
+        "server process to sample in /proc (CPU, RSS, threads)",
+        "PID",
+    );
+    o.optopt(
+        "",
+        "publishers",
+        "streams published at once, NAME-0, NAME-1, ... when more than one (default 1)",
+        "N",
+    );
+    o.optopt("", "players", "players per stream (default 10)", "N");
+    o.optopt(
+        "",
+        "churn",
+        "workers that connect, play to the first frame and leave, in a loop (default 0)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "bitrate",
+        "synthetic stream bitrate, audio included, kbit/s (default 2500)",
+        "KBIT",
+    );
+    o.optopt(
+        "",
+        "audio",
+        "audio part of it, kbit/s; 0 for video only (default 128)",
+        "KBIT",
+    );
+    o.optopt("", "fps", "video frames per second (default 30)", "N");
+    o.optopt(
+        "",
+        "gop",
+        "frames from keyframe to keyframe (default 60)",
+        "FRAMES",
+    );
+    o.optopt(
+        "",
+        "flv",
+        "publish this FLV file in real time, looping, instead of synthetic tags",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "duration",
+        "measured window, seconds (default 15)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "warmup",
+        "wait after all players connected, seconds (default 3)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "ramp-rate",
+        "players started per second (default 500)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "timeout",
+        "connect and reply timeout of each client, seconds (default 10)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "stack",
+        "stack of each player thread, KiB (default 128)",
+        "KIB",
+    );
+    o.optopt(
+        "",
+        "chunk-size",
+        "chunk size the clients send with (default 4096)",
+        "N",
+    );
+    o.optopt("", "json", "write the report as JSON to FILE", "FILE");
+    o.optflag("q", "quiet", "no progress lines on stderr");
+    o.optflag("h", "help", "print this help");
+    o
+}
+
+fn compare_options() -> Options {
+    let mut o = Options::new();
+    o.optopt("", "json", "write all runs and the ratios to FILE", "FILE");
+    o.optmulti(
+        "",
+        "note",
+        "a note to keep in the merged JSON and print (repeatable)",
+        "TEXT",
+    );
+    o.optflag("h", "help", "print this help");
+    o
+}
+
+fn usage() -> String {
+    format!(
+        "{}\n{}\n{}",
+        run_options().usage(USAGE_HEAD),
+        "compare options:",
+        compare_options().usage_with_format(|opts| opts.collect::<Vec<_>>().join("\n"))
+    )
+}
+
+fn parse_num<T: std::str::FromStr>(m: &Matches, flag: &str, default: T) -> Result<T, String> {
+    match m.opt_str(flag) {
+        None => Ok(default),
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("--{flag} {s}: not a valid number")),
+    }
+}
+
+fn secs(m: &Matches, flag: &str, default: f64) -> Result<Duration, String> {
+    let s: f64 = parse_num(m, flag, default)?;
+    if !(0.0..=86_400.0).contains(&s) {
+        return Err(format!("--{flag} {s}: must be 0 to 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn config(m: &Matches) -> Result<BenchConfig, String> {
+    let url = m.opt_str("url").ok_or("--url is required")?;
+    let url = RtmpUrl::parse(&url).map_err(|e| format!("--url: {e}"))?;
+    let publishers: usize = parse_num(m, "publishers", 1)?;
+    let players: usize = parse_num(m, "players", 10)?;
+    let churn: usize = parse_num(m, "churn", 0)?;
+    if publishers == 0 {
+        return Err("--publishers must be at least 1".into());
+    }
+    let synthetic = SyntheticConfig {
+        bitrate_kbit: parse_num(m, "bitrate", 2500)?,
+        audio_kbit: parse_num(m, "audio", 128)?,
+        fps: parse_num(m, "fps", 30)?,
+        gop: parse_num(m, "gop", 60)?,
+    };
+    if synthetic.fps == 0 || synthetic.gop == 0 || synthetic.bitrate_kbit == 0 {
+        return Err("--bitrate, --fps and --gop must be positive".into());
+    }
+    if synthetic.audio_kbit >= synthetic.bitrate_kbit {
+        return Err("--audio must be less than --bitrate".into());
+    }
+    let source = match m.opt_str("flv") {
+        None => Source::Synthetic(synthetic),
+        Some(path) => {
+            let bytes = std::fs::read(&path).map_err(|e| format!("--flv {path}: {e}"))?;
+            let file = FlvFile::parse(&bytes).map_err(|e| format!("--flv {path}: {e}"))?;
+            Source::Flv {
+                path: PathBuf::from(path),
+                file: Arc::new(file),
+            }
+        }
+    };
+    let label = m.opt_str("label").unwrap_or_else(|| match &source {
+        Source::Synthetic(s) if churn > 0 => {
+            format!("churn {churn} workers, {} kbit/s", s.bitrate_kbit)
+        }
+        Source::Synthetic(s) => format!(
+            "{publishers} pub × {players} players, {} kbit/s",
+            s.bitrate_kbit
+        ),
+        Source::Flv { path, .. } => {
+            format!("{publishers} pub × {players} players, {}", path.display())
+        }
+    });
+    let stack_kib: usize = parse_num(m, "stack", 128)?;
+    let ramp_rate: f64 = parse_num(m, "ramp-rate", 500.0)?;
+    if ramp_rate <= 0.0 {
+        return Err("--ramp-rate must be positive".into());
+    }
+    let timeout = secs(m, "timeout", 10.0)?;
+    if timeout.is_zero() {
+        return Err("--timeout must be positive".into());
+    }
+    Ok(BenchConfig {
+        url,
+        label,
+        server_name: m.opt_str("server-name").unwrap_or_else(|| "server".into()),
+        server_pid: m
+            .opt_str("server-pid")
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| format!("--server-pid {p}: not a process id"))
+            })
+            .transpose()?,
+        publishers,
+        players,
+        churn,
+        source,
+        duration: secs(m, "duration", 15.0)?,
+        warmup: secs(m, "warmup", 3.0)?,
+        ramp_rate,
+        timeout,
+        // Debug builds need more stack for the same code.
+        stack_kib: stack_kib.max(if cfg!(debug_assertions) { 512 } else { 64 }),
+        chunk_size: parse_num(m, "chunk-size", 4096)?,
+    })
+}
+
+fn write_json(path: &str, v: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("{path}: {e}"))
+}
+
+fn cmd_run(args: &[String]) -> Result<(), String> {
+    let m = run_options().parse(args).map_err(|e| e.to_string())?;
+    if m.opt_present("help") {
+        println!("{}", usage());
+        return Ok(());
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(format!("unexpected argument '{extra}'"));
+    }
+    let cfg = config(&m)?;
+    let quiet = m.opt_present("quiet");
+    let label = cfg.label.clone();
+    let server = cfg.server_name.clone();
+    let log = move |line: &str| {
+        if !quiet {
+            eprintln!("rtmpd-bench [{server}: {label}] {line}");
+        }
+    };
+    let report = run::run(cfg, &log)?;
+    print!("{}", report::run_text(&report));
+    if let Some(path) = m.opt_str("json") {
+        write_json(&path, &report)?;
+    }
+    Ok(())
+}
+
+fn cmd_compare(args: &[String]) -> Result<(), String> {
+    let m = compare_options().parse(args).map_err(|e| e.to_string())?;
+    if m.opt_present("help") {
+        println!("{}", usage());
+        return Ok(());
+    }
+    let mut runs = Vec::new();
+    for path in &m.free {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+        // A merged file holds its runs in "runs".
+        match v.get("runs").and_then(Value::as_array) {
+            Some(rs) => runs.extend(rs.iter().cloned()),
+            None => runs.push(v),
+        }
+    }
+    if runs.is_empty() {
+        return Err("compare needs at least one run's JSON file".into());
+    }
+    let (table, ratios) = report::compare(&runs);
+    let notes = m.opt_strs("note");
+    println!("{table}");
+    for n in &notes {
+        println!("note: {n}");
+    }
+    if let Some(path) = m.opt_str("json") {
+        let generated = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let merged = json!({
+            "tool": "rtmpd-bench",
+            "version": env!("CARGO_PKG_VERSION"),
+            "generated_unix": generated,
+            "notes": notes,
+            "ratios": ratios,
+            "runs": runs,
+        });
+        write_json(&path, &merged)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("compare") => cmd_compare(&args[1..]),
+        Some("run") => cmd_run(&args[1..]),
+        Some("-h" | "--help") | None => {
+            println!("{}", usage());
+            Ok(())
+        }
+        Some(_) => cmd_run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rtmpd-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
