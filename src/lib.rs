@@ -16,6 +16,7 @@ pub mod cli;
 pub mod client;
 pub mod http;
 pub mod media;
+pub mod net;
 pub mod registry;
 pub mod rtmp;
 pub mod server;

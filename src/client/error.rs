@@ -59,14 +59,7 @@ impl ClientError {
     pub fn is_disconnect(&self) -> bool {
         match self {
             ClientError::Closed => true,
-            ClientError::Io(e) => matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-                    | io::ErrorKind::NotConnected
-            ),
+            ClientError::Io(e) => crate::net::is_disconnect(e),
             _ => false,
         }
     }

@@ -810,9 +810,10 @@ fn status_of(stream_id: u32, command: &Command) -> Option<Status> {
 }
 
 fn io_error(e: io::Error, timeout: Duration) -> ClientError {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
-        _ => ClientError::Io(e),
+    if crate::net::is_timeout(&e) {
+        ClientError::Timeout(timeout)
+    } else {
+        ClientError::Io(e)
     }
 }
 

@@ -414,7 +414,7 @@ impl FlvWriter<'_> {
         let result = deadline::write_all_within(self.socket, &parts, self.play_timeout);
         let sent: usize = parts.iter().map(|p| p.len()).sum();
         result.map_err(|e| {
-            if super::is_timeout(&e) {
+            if crate::net::is_timeout(&e) {
                 End::Stalled(self.play_timeout)
             } else {
                 End::WriteFailed(e)

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
+use crate::net;
 use crate::server::{deadline, ConnectionKind, Context};
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
@@ -154,7 +155,7 @@ impl Conn {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(timed_out),
+                Err(e) if net::is_timeout(&e) => return Err(timed_out),
                 Err(e) => return Err(HttpError::Io(e)),
             }
         }
@@ -282,13 +283,6 @@ impl Conn {
             }
         }
     }
-}
-
-pub(crate) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// Logged at info: the request line of a player, for the connect log line.

@@ -364,6 +364,18 @@ impl ServerSession {
         ));
     }
 
+    /// The `onFCPublish`-style notifications some encoders and CDNs wait for.
+    fn notify(&mut self, name: &str, code: &str, description: &str) {
+        self.out.push(msg::command(
+            msg::CSID_COMMAND,
+            0,
+            name,
+            0.0,
+            Amf0Value::Null,
+            vec![msg::status_info("status", code, description)],
+        ));
+    }
+
     /// `_result` for calls that expect an answer but have nothing to say.
     fn ack_call(&mut self, cmd: &Command) {
         if cmd.transaction_id != 0.0 {
@@ -421,14 +433,7 @@ impl ServerSession {
             "releaseStream" => self.ack_call(&cmd),
             "FCPublish" => {
                 let name = str_arg(0);
-                self.out.push(msg::command(
-                    msg::CSID_COMMAND,
-                    0,
-                    "onFCPublish",
-                    0.0,
-                    Amf0Value::Null,
-                    vec![msg::status_info("status", "NetStream.Publish.Start", &name)],
-                ));
+                self.notify("onFCPublish", "NetStream.Publish.Start", &name);
                 self.ack_call(&cmd);
             }
             "FCUnpublish" => {
@@ -444,18 +449,7 @@ impl ServerSession {
                     events.push(SessionEvent::PublishStopped { stream_id: id });
                     self.streams.insert(id, Role::Idle);
                 }
-                self.out.push(msg::command(
-                    msg::CSID_COMMAND,
-                    0,
-                    "onFCUnpublish",
-                    0.0,
-                    Amf0Value::Null,
-                    vec![msg::status_info(
-                        "status",
-                        "NetStream.Unpublish.Success",
-                        name,
-                    )],
-                ));
+                self.notify("onFCUnpublish", "NetStream.Unpublish.Success", name);
                 self.ack_call(&cmd);
             }
             "publish" => {
@@ -551,14 +545,7 @@ impl ServerSession {
             "_checkbw" => self.ack_call(&cmd),
             "FCSubscribe" => {
                 let name = str_arg(0);
-                self.out.push(msg::command(
-                    msg::CSID_COMMAND,
-                    0,
-                    "onFCSubscribe",
-                    0.0,
-                    Amf0Value::Null,
-                    vec![msg::status_info("status", "NetStream.Play.Start", &name)],
-                ));
+                self.notify("onFCSubscribe", "NetStream.Play.Start", &name);
                 self.ack_call(&cmd);
             }
             // Answers to calls we made, or notifications: nothing to say back.

@@ -17,6 +17,7 @@ use log::{debug, info, warn};
 use super::deadline;
 use super::writer::{self, WriterCommand};
 use super::{ConnectionKind, Context, THREAD_STACK};
+use crate::net;
 use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey, Subscription};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
@@ -201,12 +202,7 @@ impl Connection {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if net::is_timeout(&e) => {
                     if self.publisher.is_some() {
                         return Err(CloseReason::PublisherIdle(config.publish_timeout));
                     }
@@ -214,7 +210,7 @@ impl Connection {
                         return Err(setup_timeout);
                     }
                 }
-                Err(e) if is_disconnect(&e) => return Err(CloseReason::PeerClosed),
+                Err(e) if net::is_disconnect(&e) => return Err(CloseReason::PeerClosed),
                 Err(e) => return Err(CloseReason::Io(e)),
             }
         }
@@ -410,15 +406,4 @@ impl Connection {
         self.players.insert(stream_id, subscription);
         Ok(())
     }
-}
-
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::NotConnected
-    )
 }

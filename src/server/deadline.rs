@@ -8,6 +8,8 @@ use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::net;
+
 /// The socket send timeout to set on a connection whose peer may stall for `stall`.
 pub(crate) fn send_timeout(stall: Duration) -> Duration {
     (stall / 8).max(Duration::from_millis(10))
@@ -34,12 +36,7 @@ pub(crate) fn write_all_within(
                 IoSlice::advance_slices(&mut slices, n);
                 progress = Instant::now();
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if net::is_timeout(&e) => {
                 if progress.elapsed() >= stall {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
