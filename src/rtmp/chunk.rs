@@ -61,6 +61,9 @@ pub enum ChunkError {
     NoPreviousHeader { csid: u32, fmt: u8 },
     /// The peer used more distinct chunk stream ids than allowed.
     TooManyChunkStreams { limit: usize },
+    /// Unfinished messages across all chunk streams would exceed twice the
+    /// message length limit.
+    TooMuchUnfinished { csid: u32, bytes: u64, limit: u64 },
     /// Set Chunk Size value outside 1..=0x7FFFFFFF.
     InvalidChunkSize(u32),
     /// Encoder: chunk stream id outside 2..=65599.
@@ -83,6 +86,10 @@ impl fmt::Display for ChunkError {
             ChunkError::TooManyChunkStreams { limit } => {
                 write!(f, "too many chunk streams (limit {limit})")
             }
+            ChunkError::TooMuchUnfinished { csid, bytes, limit } => write!(
+                f,
+                "chunk stream {csid}: unfinished messages would total {bytes} bytes (limit {limit})"
+            ),
             ChunkError::InvalidChunkSize(size) => write!(
                 f,
                 "invalid chunk size {size} (must be 1..={MAX_CHUNK_SIZE})"
@@ -175,6 +182,12 @@ impl ChunkDecoder {
             discarded: 0,
             failed: None,
         }
+    }
+
+    /// Bytes of unfinished messages a peer may have announced at once: room for one
+    /// maximal message interleaved with another (video with audio).
+    fn unfinished_limit(&self) -> u64 {
+        2 * u64::from(self.limits.max_message_len.min(MAX_MESSAGE_LEN))
     }
 
     /// Applies the peer's Set Chunk Size to the chunks that follow.
@@ -364,6 +377,26 @@ impl ChunkDecoder {
             return Err(ChunkError::TooManyChunkStreams {
                 limit: self.limits.max_chunk_streams,
             });
+        }
+        if !continuation {
+            // Each message is capped, but so is their sum: otherwise a peer could
+            // hold max_chunk_streams unfinished messages of the maximum length.
+            let new_len = length.or(known.map(|s| s.length)).unwrap_or(0);
+            let unfinished: u64 = self
+                .streams
+                .iter()
+                .filter(|(id, s)| **id != csid && s.in_progress)
+                .map(|(_, s)| u64::from(s.length))
+                .sum::<u64>()
+                + u64::from(new_len);
+            let limit = self.unfinished_limit();
+            if unfinished > limit {
+                return Err(ChunkError::TooMuchUnfinished {
+                    csid,
+                    bytes: unfinished,
+                    limit,
+                });
+            }
         }
         self.pos += header_len + ext_len;
         let chunk_size = self.chunk_size as usize;
@@ -1003,6 +1036,40 @@ mod tests {
         assert_eq!(err, ChunkError::TooManyChunkStreams { limit: 3 });
         assert_eq!(err.to_string(), "too many chunk streams (limit 3)");
         assert_eq!(ChunkLimits::default().max_chunk_streams, 64);
+    }
+
+    #[test]
+    fn unfinished_messages_are_capped_in_total() {
+        let limits = ChunkLimits {
+            max_message_len: 1000,
+            max_chunk_streams: 64,
+        };
+        let mut dec = ChunkDecoder::new(limits);
+        dec.set_chunk_size(10).unwrap();
+        let mut b = Vec::new();
+        // Three chunk streams each start a 900-byte message and send one chunk.
+        for csid in [4u8, 5, 6] {
+            b.extend_from_slice(&[csid, 0, 0, 0, 0, 0x03, 0x84, 8, 1, 0, 0, 0]);
+            b.extend_from_slice(&[0u8; 10]);
+        }
+        dec.push(&b);
+        assert_eq!(
+            dec.next_message(),
+            Err(ChunkError::TooMuchUnfinished {
+                csid: 6,
+                bytes: 2700,
+                limit: 2000
+            })
+        );
+        assert_eq!(
+            ChunkError::TooMuchUnfinished {
+                csid: 6,
+                bytes: 2700,
+                limit: 2000
+            }
+            .to_string(),
+            "chunk stream 6: unfinished messages would total 2700 bytes (limit 2000)"
+        );
     }
 
     #[test]

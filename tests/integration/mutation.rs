@@ -53,7 +53,8 @@ const BASE_SEED: u64 = 0x5EED_0F2A_7D00_0001;
 const CASE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Mutated inputs never grow past this, so every case is quick.
 const MAX_CASE_LEN: usize = 160 * 1024;
-/// What AMF3 references may legitimately expand one message by (amf3.rs).
+/// A loose bound on what AMF3 references may expand one message by (amf3.rs allows
+/// far less beyond the input's own size).
 const AMF_EXPANSION_SLACK: usize = 16 << 20;
 
 // ---------------------------------------------------------------------------------
@@ -1124,7 +1125,7 @@ fn recordings_replay_to_the_expected_events() {
 }
 
 // ---------------------------------------------------------------------------------
-// Reproducers of bugs found while fuzzing
+// Regression tests for bugs found while fuzzing (fixed in src since)
 
 /// Appends `v` as an AMF3 U29 (values below 2^21 here).
 fn u29(v: u32, out: &mut Vec<u8>) {
@@ -1153,12 +1154,11 @@ fn string_reference_bomb(len: usize, refs: usize) -> Vec<u8> {
     v
 }
 
-/// AMF3 string references may expand one value by up to 16 MiB (amf3.rs,
-/// EXPANSION_SLACK), but that budget is given afresh to every AVM+ (0x11) value in an
-/// AMF0 message, and `decode_all_with` keeps them all: a command of N * 11.6 KB
-/// decodes to N * 16 MB. A 1 MB command message (allowed by the default 8 MiB
-/// message limit, and parsed before `connect` is checked) costs ~1.4 GB; 8 MB costs
-/// well over 10 GB. The expansion budget must cover the whole message.
+/// AMF3 back-references let a few bytes stand for a long string. The expansion
+/// budget must cover a whole message: it once started afresh for every AVM+ (0x11)
+/// value in an AMF0 message, and `decode_all_with` kept them all, so N * 11.6 KB
+/// decoded to N * 16 MB (a 1 MB command, parsed before `connect` is checked, cost
+/// ~1.4 GB).
 #[test]
 fn amf3_references_cannot_expand_one_message_without_bound() {
     let bomb = string_reference_bomb(5792, 2896);
@@ -1264,11 +1264,12 @@ fn client_bytes(messages: &[(u8, Vec<u8>)]) -> Vec<u8> {
     bytes
 }
 
-/// The session handles an aggregate by recursing into each part (session.rs, the
-/// msg::AGGREGATE arm of handle_message), and split_aggregate copies every part, so
-/// aggregates nested N deep cost N stack frames and O(N^2) bytes. 400 levels (a
-/// 6 KB message, before connect) overflow a release connection thread's 128 KiB
-/// stack, which aborts the whole server; 10,000 levels (150 KB) take ~740 MB.
+/// The session handles an aggregate by handling each part (session.rs, the
+/// msg::AGGREGATE arm of handle_message). When parts could be aggregates themselves,
+/// aggregates nested N deep cost N stack frames and O(N^2) copied bytes: 400 levels
+/// (a 6 KB message, accepted before connect) overflowed a release connection
+/// thread's 128 KiB stack and aborted the whole server; 10,000 levels (150 KB) took
+/// ~740 MB.
 #[test]
 fn nested_aggregates_cannot_overflow_the_connection_stack() {
     in_child_process(
@@ -1322,13 +1323,12 @@ fn resident_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Every reply the session produces goes to the connection's writer through an
-/// unbounded channel (server/connection.rs, start_writer). A client that publishes
-/// and then sends Ping Requests (7 bytes each as fmt 3 chunks) without ever reading
-/// makes the server queue a Ping Response per ping until the 30 s write timeout
-/// closes the connection: ~12 bytes of memory per byte received, 3.2 GB after 30 s
-/// from one client in a release build. Replies must be bounded too (apply
-/// backpressure or close the connection).
+/// Every reply the session produces goes to the connection's writer through a
+/// channel (server/connection.rs, start_writer). A client that publishes and then
+/// sends Ping Requests (7 bytes each as fmt 3 chunks) without ever reading must not
+/// make the server queue replies without bound: with an unbounded channel it queued
+/// a Ping Response per ping until the 30 s write timeout, ~12 bytes of memory per
+/// byte received, 3.2 GB after 30 s from one client in a release build.
 #[test]
 fn replies_to_a_client_that_never_reads_stay_bounded() {
     in_child_process(

@@ -29,7 +29,8 @@ fn messages(stream: &[u8]) -> Vec<RawMessage> {
 }
 
 fn to_amf3(v: &Amf0Value) -> Amf3Value {
-    let pairs = |p: &[(String, Amf0Value)]| p.iter().map(|(k, v)| (k.clone(), to_amf3(v))).collect();
+    let pairs =
+        |p: &[(String, Amf0Value)]| p.iter().map(|(k, v)| (k.clone(), to_amf3(v))).collect();
     match v {
         Amf0Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e8 => Amf3Value::Integer(*n as i32),
         Amf0Value::Number(n) => Amf3Value::Double(*n),
@@ -58,9 +59,13 @@ fn amf3_samples() -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = vec![
         vec![0x09, 0x05, 0x01, 0x06, 0x07, b'a', b'b', b'c', 0x06, 0x00], // string ref
         vec![0x09, 0x03, 0x01, 0x09, 0x01, 0x01, 0x0A, 0x00],             // object ref
-        vec![0x0A, 0x23, 0x01, 0x03, b'x', 0x04, 0x01, 0x0A, 0x01, 0x04, 0x02], // traits ref
+        vec![
+            0x0A, 0x23, 0x01, 0x03, b'x', 0x04, 0x01, 0x0A, 0x01, 0x04, 0x02,
+        ], // traits ref
         vec![0x0A, 0x0B, 0x01, 0x03, b'k', 0x04, 0x05, 0x01],             // dynamic object
-        vec![0x11, 0x05, 0x00, 0x06, 0x03, b'k', 0x04, 0x07, 0x06, 0x00, 0x03], // dictionary
+        vec![
+            0x11, 0x05, 0x00, 0x06, 0x03, b'k', 0x04, 0x07, 0x06, 0x00, 0x03,
+        ], // dictionary
         vec![0x0D, 0x05, 0x00, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF],       // vector<int>
         vec![0x0E, 0x03, 0x01, 0, 0, 0, 7],                               // vector<uint>
         vec![0x0F, 0x03, 0x00, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0],             // vector<double>
@@ -116,11 +121,17 @@ fn main() {
         write("session", format!("{stem}-whole"), prefixed(0, &rec));
         write("session", format!("{stem}-split"), prefixed(0x05, &rec));
         let handshake = &rec[..rec.len().min(HANDSHAKE_LEN + 16)];
-        write("handshake", format!("{stem}"), prefixed(0, handshake));
-        write("handshake", format!("{stem}-split"), prefixed(0x07, handshake));
-        let Some(stream) = rec.get(HANDSHAKE_LEN..) else { continue };
+        write("handshake", stem.clone(), prefixed(0, handshake));
+        write(
+            "handshake",
+            format!("{stem}-split"),
+            prefixed(0x07, handshake),
+        );
+        let Some(stream) = rec.get(HANDSHAKE_LEN..) else {
+            continue;
+        };
         write("session", format!("{stem}-stream"), prefixed(0x83, stream));
-        write("chunk_reader", format!("{stem}"), prefixed(0, stream));
+        write("chunk_reader", stem.clone(), prefixed(0, stream));
         let head = &stream[..stream.len().min(4096)];
         write("chunk_reader", format!("{stem}-head"), prefixed(0x03, head));
 
@@ -133,21 +144,33 @@ fn main() {
                 _ => continue,
             };
             let flags = flags | ((m.stream_id.min(3) as u8) << 2);
-            write("command", format!("{stem}-{i}"), prefixed(flags, &m.payload));
+            write(
+                "command",
+                format!("{stem}-{i}"),
+                prefixed(flags, &m.payload),
+            );
             let body = msg::strip_amf3_marker(m.type_id, &m.payload);
             write("amf0", format!("{stem}-{i}"), body.to_vec());
             if let Ok(values) = amf0::decode_all(body) {
                 for (j, v) in values.iter().enumerate() {
                     let mut b = Vec::new();
                     amf3::encode_value(&to_amf3(v), &mut b);
-                    write("amf0", format!("{stem}-{i}-{j}-avmplus"), [&[0x11][..], &b].concat());
+                    write(
+                        "amf0",
+                        format!("{stem}-{i}-{j}-avmplus"),
+                        [&[0x11][..], &b].concat(),
+                    );
                     write("amf3", format!("{stem}-{i}-{j}"), b);
                 }
             }
         }
     }
     for (i, b) in amf3_samples().into_iter().enumerate() {
-        write("amf0", format!("sample-{i}-avmplus"), [&[0x11][..], &b].concat());
+        write(
+            "amf0",
+            format!("sample-{i}-avmplus"),
+            [&[0x11][..], &b].concat(),
+        );
         write("amf3", format!("sample-{i}"), b);
     }
     println!("wrote {count} seeds under {}", corpus.display());

@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
             // element counts it had), and encode to the same bytes.
             let again = amf0::decode_all_with(&encoded, AmfLimits::default())
                 .unwrap_or_else(|e| panic!("re-decoding our own encoding failed: {e}"));
-            assert_eq!(amf0::encode_all_to_vec(&again), encoded, "encoding is unstable");
+            assert_eq!(
+                amf0::encode_all_to_vec(&again),
+                encoded,
+                "encoding is unstable"
+            );
         }
     }
 

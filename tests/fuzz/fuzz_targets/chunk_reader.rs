@@ -34,7 +34,10 @@ fn decode(seed: u8, data: &[u8], parse: bool) -> (Vec<RawMessage>, Option<String
                 }
             };
             reassembled += m.payload.len();
-            assert!(reassembled <= pushed, "{reassembled} message bytes from {pushed}");
+            assert!(
+                reassembled <= pushed,
+                "{reassembled} message bytes from {pushed}"
+            );
             if m.type_id == msg::SET_CHUNK_SIZE {
                 match msg::read_u32("set chunk size", &m.payload) {
                     Ok(size) => {

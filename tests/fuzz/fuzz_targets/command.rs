@@ -44,8 +44,12 @@ fuzz_target!(|input: &[u8]| {
     let Some((&flags, body)) = input.split_first() else {
         return;
     };
-    let type_id = [msg::COMMAND_AMF0, msg::COMMAND_AMF3, msg::DATA_AMF0, msg::DATA_AMF3]
-        [usize::from(flags & 3)];
+    let type_id = [
+        msg::COMMAND_AMF0,
+        msg::COMMAND_AMF3,
+        msg::DATA_AMF0,
+        msg::DATA_AMF3,
+    ][usize::from(flags & 3)];
     let stream_id = u32::from((flags >> 2) & 3);
     let publish_first = flags & 0x10 != 0;
 
@@ -61,27 +65,55 @@ fuzz_target!(|input: &[u8]| {
         ]),
         vec![],
     );
-    send(&mut session, &mut encoder, msg::COMMAND_AMF0, 0, &connect, &mut events)
-        .expect("connect");
+    send(
+        &mut session,
+        &mut encoder,
+        msg::COMMAND_AMF0,
+        0,
+        &connect,
+        &mut events,
+    )
+    .expect("connect");
     if publish_first {
         let create = command("createStream", 2.0, Amf0Value::Null, vec![]);
-        send(&mut session, &mut encoder, msg::COMMAND_AMF0, 0, &create, &mut events)
-            .expect("createStream");
+        send(
+            &mut session,
+            &mut encoder,
+            msg::COMMAND_AMF0,
+            0,
+            &create,
+            &mut events,
+        )
+        .expect("createStream");
         let publish = command(
             "publish",
             3.0,
             Amf0Value::Null,
             vec!["key".into(), "live".into()],
         );
-        send(&mut session, &mut encoder, msg::COMMAND_AMF0, 1, &publish, &mut events)
-            .expect("publish");
+        send(
+            &mut session,
+            &mut encoder,
+            msg::COMMAND_AMF0,
+            1,
+            &publish,
+            &mut events,
+        )
+        .expect("publish");
         session.accept_publish(1, "key");
     }
     let _ = session.take_output();
     let before = events.len();
 
     let parsed = Command::parse(msg::strip_amf3_marker(type_id, body), AmfLimits::default());
-    let result = send(&mut session, &mut encoder, type_id, stream_id, body, &mut events);
+    let result = send(
+        &mut session,
+        &mut encoder,
+        type_id,
+        stream_id,
+        body,
+        &mut events,
+    );
     if type_id == msg::COMMAND_AMF0 || type_id == msg::COMMAND_AMF3 {
         assert_eq!(
             parsed.is_ok(),
@@ -89,9 +121,16 @@ fuzz_target!(|input: &[u8]| {
             "Command::parse says {parsed:?}, the session says {result:?}"
         );
     } else {
-        assert!(result.is_ok(), "data messages never close the connection: {result:?}");
+        assert!(
+            result.is_ok(),
+            "data messages never close the connection: {result:?}"
+        );
     }
-    assert!(events.len() - before <= 2, "{} events", events.len() - before);
+    assert!(
+        events.len() - before <= 2,
+        "{} events",
+        events.len() - before
+    );
     assert!(session.take_output().len() <= 8);
     for e in &events[before..] {
         if let SessionEvent::Frame { frame, .. } = e {

@@ -6,7 +6,8 @@ use rtmpd::rtmp::amf3::{self, Amf3Value};
 use rtmpd::rtmp::chunk::RawMessage;
 use rtmpd::rtmp::message::{self as msg, Command, UserControl};
 
-/// What AMF3 references may legitimately expand one message by (amf3.rs).
+/// A loose bound on what AMF3 references may expand one message by (amf3.rs allows
+/// far less beyond the input's own size).
 pub const AMF_EXPANSION_SLACK: usize = 16 << 20;
 
 /// Splits input into pieces whose lengths come from a one-byte seed, so the fuzzer
@@ -54,8 +55,9 @@ impl<'a> Iterator for Pieces<'a> {
 
 /// Bytes of strings and data plus one per node.
 pub fn amf0_weight(v: &Amf0Value) -> usize {
-    let pairs =
-        |p: &[(String, Amf0Value)]| -> usize { p.iter().map(|(k, v)| k.len() + amf0_weight(v)).sum() };
+    let pairs = |p: &[(String, Amf0Value)]| -> usize {
+        p.iter().map(|(k, v)| k.len() + amf0_weight(v)).sum()
+    };
     1 + match v {
         Amf0Value::String(s) | Amf0Value::LongString(s) | Amf0Value::XmlDocument(s) => s.len(),
         Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => pairs(p),
@@ -70,8 +72,9 @@ pub fn amf0_weight(v: &Amf0Value) -> usize {
 }
 
 pub fn amf3_weight(v: &Amf3Value) -> usize {
-    let pairs =
-        |p: &[(String, Amf3Value)]| -> usize { p.iter().map(|(k, v)| k.len() + amf3_weight(v)).sum() };
+    let pairs = |p: &[(String, Amf3Value)]| -> usize {
+        p.iter().map(|(k, v)| k.len() + amf3_weight(v)).sum()
+    };
     1 + match v {
         Amf3Value::String(s) | Amf3Value::XmlDocument(s) | Amf3Value::Xml(s) => s.len(),
         Amf3Value::Array { assoc, dense } => {
