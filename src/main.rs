@@ -23,11 +23,10 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let listen = config.listen;
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
-            error!("cannot listen on {listen}: {e}");
+            error!("cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -55,6 +55,36 @@ pub fn parse_status(text: &str) -> (u64, u64, u64) {
     (rss, hwm, threads)
 }
 
+/// Busy and total CPU time of the whole machine, in clock ticks, from the first
+/// line of `/proc/stat` (`cpu user nice system idle iowait irq softirq steal ...`);
+/// idle and iowait are the only ticks that are not busy. Guest time is already
+/// counted in user and nice.
+pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().next()?;
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if ticks.len() < 5 {
+        return None;
+    }
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks[3] + ticks[4];
+    Some((total - idle, total))
+}
+
+/// Busy and total CPU seconds of the whole machine so far (all cores).
+pub fn machine_cpu(ticks_per_sec: u64) -> Option<(f64, f64)> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let (busy, total) = parse_proc_stat(&text)?;
+    let t = ticks_per_sec.max(1) as f64;
+    Some((busy as f64 / t, total as f64 / t))
+}
+
 /// The first number of `/proc/loadavg`.
 pub fn parse_loadavg(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
@@ -114,6 +144,16 @@ mod tests {
                       VmRSS:\t   48123 kB\nThreads:\t1003\nSigQ:\t0/96365\n";
         assert_eq!(parse_status(status), (48123, 52000, 1003));
         assert_eq!(parse_status("Name:\tkthreadd\nThreads:\t1\n"), (0, 0, 1));
+    }
+
+    #[test]
+    fn machine_cpu_counts_everything_but_idle_and_iowait() {
+        let stat = "cpu  100 5 50 800 20 3 7 1 0 0\ncpu0 50 2 25 400 10 1 3 0 0 0\n";
+        assert_eq!(parse_proc_stat(stat), Some((166, 986)));
+        assert_eq!(parse_proc_stat("cpu0 1 2 3 4 5\n"), None);
+        assert_eq!(parse_proc_stat("cpu 1 2\n"), None);
+        let (busy, total) = machine_cpu(clock_ticks()).expect("/proc/stat is readable");
+        assert!(busy <= total && total > 0.0);
     }
 
     #[test]

@@ -151,12 +151,23 @@ pub fn run_text(r: &Value) -> String {
     }
     let _ = writeln!(
         out,
-        "bench       CPU {} s ({}%), {} threads; publishers: max schedule lag {} ms, {} late frames",
+        "publishers  sent {} of the scheduled frames; max lag {} ms, {} late frames; {} stalled in a write at the end (longest {} ms)",
+        f("/publishers/sent_ratio"),
+        f("/publishers/max_schedule_lag_ms"),
+        f("/publishers/late_frames"),
+        f("/publishers/stalled_at_end"),
+        f("/publishers/max_stall_at_end_ms"),
+    );
+    let _ = writeln!(
+        out,
+        "bench       CPU {} s ({}%), {} threads; machine: {} CPU s busy of {} ({}% idle), {} CPU s neither server nor bench",
         f("/bench/cpu_s"),
         f("/bench/cpu_pct"),
         f("/bench/threads_max"),
-        f("/publishers/max_schedule_lag_ms"),
-        f("/publishers/late_frames"),
+        f("/machine_window/busy_cpu_s"),
+        f("/machine_window/capacity_cpu_s"),
+        f("/machine_window/idle_pct"),
+        f("/machine_window/other_cpu_s"),
     );
     for (what, p) in [
         ("publisher errors", "/publishers/errors"),
@@ -203,7 +214,12 @@ const ROWS: &[(&str, &str)] = &[
     ("churn first media p50 ms", "/churn/first_media_ms/p50"),
     ("churn first media p99 ms", "/churn/first_media_ms/p99"),
     ("server CPU ms/cycle", "/server/cpu_ms_per_churn_cycle"),
+    ("publisher sent ratio", "/publishers/sent_ratio"),
+    ("publisher max lag ms", "/publishers/max_schedule_lag_ms"),
+    ("publishers stalled at end", "/publishers/stalled_at_end"),
     ("bench CPU %", "/bench/cpu_pct"),
+    ("machine idle %", "/machine_window/idle_pct"),
+    ("other CPU s (kernel, rest)", "/machine_window/other_cpu_s"),
 ];
 
 fn row_value(r: &Value, pointer: &str) -> Option<f64> {

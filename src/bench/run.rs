@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -104,6 +104,8 @@ struct Shared {
     /// Players done connecting, successfully or not.
     players_ready: AtomicUsize,
     flv: Option<(Arc<FlvFile>, SendLog)>,
+    /// Per publisher: when its last send completed (ns since the epoch).
+    last_send_ns: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -147,16 +149,26 @@ struct PublisherStats {
     frames_window: u64,
     bytes_window: u64,
     frames: u64,
+    /// How far behind schedule a frame was sent or finished sending.
     max_lag: Duration,
     late_frames: u64,
 }
 
 impl PublisherStats {
-    fn sent(&mut self, shared: &Shared, bytes: usize) {
+    fn sent(&mut self, shared: &Shared, stream: usize, bytes: usize) {
+        shared.last_send_ns[stream].store(shared.now_ns(), Ordering::Relaxed);
         self.frames += 1;
         if shared.phase() == MEASURE {
             self.frames_window += 1;
             self.bytes_window += bytes as u64;
+        }
+    }
+
+    /// After a send: how far past its due time the frame was fully written (the
+    /// server not reading holds the write).
+    fn blocked(&mut self, due: Instant) {
+        if let Some(late) = Instant::now().checked_duration_since(due) {
+            self.lag(late);
         }
     }
 
@@ -251,7 +263,8 @@ fn publish_synthetic(
         }
         let timestamp = (due.at_ns / 1_000_000) as u32;
         client.send_media(due.track.type_id(), timestamp, &buf)?;
-        stats.sent(shared, buf.len());
+        stats.sent(shared, stream, buf.len());
+        stats.blocked(start + Duration::from_nanos(due.at_ns));
     }
     Ok(())
 }
@@ -290,7 +303,8 @@ fn publish_flv(
                     }
                     client.send_media(tag.tag_type, timestamp, &tag.data)?;
                     if media {
-                        stats.sent(shared, tag.data.len());
+                        stats.sent(shared, stream, tag.data.len());
+                        stats.blocked(start + Duration::from_millis(at_ms));
                     }
                 }
                 _ => {}
@@ -552,6 +566,7 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
         stop_publishers: AtomicBool::new(false),
         players_ready: AtomicUsize::new(0),
         flv,
+        last_send_ns: (0..cfg.publishers).map(|_| AtomicU64::new(0)).collect(),
     });
     let server_start = sample_pid(cfg.server_pid, ticks);
     if cfg.server_pid.is_some() && server_start.is_none() {
@@ -663,6 +678,7 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
     // The measured window.
     let bench_0 = procfs::sample("self", ticks).ok();
     let server_0 = sample_pid(cfg.server_pid, ticks);
+    let machine_0 = procfs::machine_cpu(ticks);
     shared.phase.store(MEASURE, Ordering::Relaxed);
     let window_start = Instant::now();
     let peaks = Arc::new(Mutex::new(Peaks::default()));
@@ -692,8 +708,17 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
     thread::sleep(cfg.duration);
     let server_1 = sample_pid(cfg.server_pid, ticks);
     let bench_1 = procfs::sample("self", ticks).ok();
+    let machine_1 = procfs::machine_cpu(ticks);
     shared.phase.store(STOP, Ordering::Relaxed);
     let window = window_start.elapsed();
+    // Publishers whose last send has not completed for a while: blocked in a write
+    // because the server is not reading (their lag is otherwise never seen).
+    let now_ns = shared.now_ns();
+    let stalls: Vec<u64> = shared
+        .last_send_ns
+        .iter()
+        .map(|t| now_ns.saturating_sub(t.load(Ordering::Relaxed)))
+        .collect();
     let load_end = procfs::loadavg();
     let bench_threads = sampler.join().unwrap_or(0);
 
@@ -729,6 +754,7 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
             "loadavg_start": load_start,
             "loadavg_end": load_end,
         },
+        "machine_window": machine_json(machine_0, machine_1, window),
     });
     let r = report.as_object_mut().expect("an object");
 
@@ -750,11 +776,32 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
             }
         }
     }
+    let scheduled_per_s = match &cfg.source {
+        Source::Synthetic(s) => {
+            let audio = if s.audio_kbit > 0 {
+                s.audio_frames_per_sec()
+            } else {
+                0.0
+            };
+            Some(f64::from(s.fps) + audio)
+        }
+        Source::Flv { file, .. } => {
+            let media = file.tags.iter().filter(|t| is_measured(t)).count();
+            Some(media as f64 * 1000.0 / f64::from(file.loop_ms.max(1)))
+        }
+    };
+    let sent_ratio = scheduled_per_s.filter(|_| publishing > 0).map(|r| {
+        round3(frames_sent.iter().sum::<u64>() as f64 / (r * window_s * publishing as f64))
+    });
+    let stall_limit = 1_000_000_000;
     r.insert(
         "publishers".into(),
         json!({
             "requested": cfg.publishers,
             "publishing": publishing,
+            "sent_ratio": sent_ratio,
+            "stalled_at_end": stalls.iter().filter(|&&s| s > stall_limit).count(),
+            "max_stall_at_end_ms": round3(stalls.iter().copied().max().unwrap_or(0) as f64 / 1e6),
             "failed_midway": failed_midway,
             "errors": top_errors(&publisher_errors),
             "frames_sent_window": frames_sent.iter().sum::<u64>(),
@@ -916,7 +963,34 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
             _ => Value::Null,
         },
     );
+    // What neither the server nor the bench used: other processes, softirq threads.
+    let busy = report
+        .pointer("/machine_window/busy_cpu_s")
+        .and_then(Value::as_f64);
+    let server_cpu = report.pointer("/server/cpu_s").and_then(Value::as_f64);
+    let bench_cpu = report.pointer("/bench/cpu_s").and_then(Value::as_f64);
+    if let (Some(busy), Some(server), Some(bench)) = (busy, server_cpu, bench_cpu) {
+        report["machine_window"]["other_cpu_s"] = json!(round3(busy - server - bench));
+    }
     Ok(report)
+}
+
+/// The whole machine's CPU use over the window (all cores): busy seconds and
+/// idle percent. Busy time of other processes and of the kernel's softirq
+/// threads is in here but in neither the server's nor the bench's figures.
+fn machine_json(a: Option<(f64, f64)>, b: Option<(f64, f64)>, window: Duration) -> Value {
+    match (a, b) {
+        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+            let busy = busy1 - busy0;
+            json!({
+                "busy_cpu_s": round3(busy),
+                "idle_pct": round3((1.0 - busy / (total1 - total0)) * 100.0),
+                "capacity_cpu_s": round3(window.as_secs_f64()
+                    * thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64),
+            })
+        }
+        _ => Value::Null,
+    }
 }
 
 fn config_json(cfg: &BenchConfig, total_players: usize) -> Value {
@@ -969,6 +1043,7 @@ mod tests {
             stop_publishers: AtomicBool::new(false),
             players_ready: AtomicUsize::new(0),
             flv: None,
+            last_send_ns: Vec::new(),
         }
     }
 

@@ -22,7 +22,10 @@ use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey, Subscrip
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
 
-const READ_BUFFER: usize = 16 * 1024;
+/// Players and idle clients send little; publishers get a larger buffer so a
+/// megabit stream takes few reads.
+const READ_BUFFER: usize = 4 * 1024;
+const PUBLISH_READ_BUFFER: usize = 64 * 1024;
 /// Commands the reader may queue ahead of its writer.
 const WRITER_QUEUE: usize = 64;
 
@@ -33,6 +36,8 @@ enum CloseReason {
     Handshake(HandshakeError),
     Session(SessionError),
     SetupTimeout(Duration),
+    /// Published or played, stopped, then sat idle.
+    IdleAfterStream(Duration),
     PublisherIdle(Duration),
     Refused(String),
 }
@@ -44,6 +49,11 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(e) => write!(f, "socket error: {e}"),
             CloseReason::Handshake(e) => write!(f, "handshake failed: {e}"),
             CloseReason::Session(e) => write!(f, "protocol error: {e}"),
+            CloseReason::IdleAfterStream(t) => write!(
+                f,
+                "idle for {:.1} s after its stream ended",
+                t.as_secs_f64()
+            ),
             CloseReason::SetupTimeout(t) => {
                 write!(
                     f,
@@ -86,6 +96,8 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         writer: None,
         publisher: None,
         players: HashMap::new(),
+        idle_since: None,
+        read_timeout: None,
         bytes_out: Arc::new(AtomicU64::new(0)),
     };
     let reason = conn.run(&socket);
@@ -122,6 +134,10 @@ struct Connection {
     writer: Option<(Sender<WriterCommand>, thread::JoinHandle<()>)>,
     publisher: Option<(u32, Publisher)>,
     players: HashMap<u32, Subscription>,
+    /// When the last stream of a client that had one ended.
+    idle_since: Option<Instant>,
+    /// The socket's read timeout as last set.
+    read_timeout: Option<Option<Duration>>,
     bytes_out: Arc<AtomicU64>,
 }
 
@@ -154,6 +170,9 @@ impl Connection {
         loop {
             let n = self.read(socket, &mut buf)?;
             self.feed(&buf[..n], &mut events)?;
+            if self.publisher.is_some() && buf.len() < PUBLISH_READ_BUFFER {
+                buf.resize(PUBLISH_READ_BUFFER, 0);
+            }
         }
     }
 
@@ -180,21 +199,31 @@ impl Connection {
     /// Reads with the timeout that fits what the client is doing now.
     fn read(&mut self, socket: &TcpStream, buf: &mut [u8]) -> Result<usize, CloseReason> {
         let config = &self.ctx.config;
-        let setup_timeout = CloseReason::SetupTimeout(config.handshake_timeout);
+        // A client with nothing playing or publishing gets the setup allowance,
+        // counted from connecting or from the end of its last stream.
+        let idle_timeout = match self.idle_since {
+            Some(_) => CloseReason::IdleAfterStream(config.handshake_timeout),
+            None => CloseReason::SetupTimeout(config.handshake_timeout),
+        };
         loop {
             let timeout = if self.publisher.is_some() {
                 Some(config.publish_timeout)
             } else if self.players.is_empty() {
-                let left = config.handshake_timeout.checked_sub(self.started.elapsed());
+                let since = self.idle_since.unwrap_or(self.started);
+                let left = config.handshake_timeout.checked_sub(since.elapsed());
                 match left.filter(|d| !d.is_zero()) {
                     Some(left) => Some(left),
-                    None => return Err(setup_timeout),
+                    None => return Err(idle_timeout),
                 }
             } else {
                 // Players may stay silent for as long as they like.
                 None
             };
-            socket.set_read_timeout(timeout).map_err(CloseReason::Io)?;
+            // Only when it changes: this runs once per read on the publish path.
+            if self.read_timeout != Some(timeout) {
+                socket.set_read_timeout(timeout).map_err(CloseReason::Io)?;
+                self.read_timeout = Some(timeout);
+            }
             match (&*socket).read(buf) {
                 Ok(0) => return Err(CloseReason::PeerClosed),
                 Ok(n) => {
@@ -207,7 +236,7 @@ impl Connection {
                         return Err(CloseReason::PublisherIdle(config.publish_timeout));
                     }
                     if self.players.is_empty() {
-                        return Err(setup_timeout);
+                        return Err(idle_timeout);
                     }
                 }
                 Err(e) if net::is_disconnect(&e) => return Err(CloseReason::PeerClosed),
@@ -304,6 +333,7 @@ impl Connection {
                 if self.publisher.as_ref().map(|(id, _)| *id) == Some(stream_id) {
                     if let Some((_, publisher)) = self.publisher.take() {
                         info!("{peer}: unpublish {}", publisher.key());
+                        self.idle_since = Some(Instant::now());
                     }
                 }
             }
@@ -316,6 +346,9 @@ impl Connection {
             SessionEvent::PlayStopped { stream_id } => {
                 if let Some(sub) = self.players.remove(&stream_id) {
                     info!("{peer}: stop playing {}", sub.key());
+                    if self.players.is_empty() {
+                        self.idle_since = Some(Instant::now());
+                    }
                     self.send(WriterCommand::Stop { stream_id });
                 }
             }

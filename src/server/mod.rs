@@ -142,7 +142,9 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket; nothing is accepted until `run`.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = TcpListener::bind(config.listen)?;
+        let listener = TcpListener::bind(config.listen).map_err(|e| {
+            io::Error::new(e.kind(), format!("RTMP listener on {}: {e}", config.listen))
+        })?;
         let http =
             match config.http {
                 Some(addr) => Some(TcpListener::bind(addr).map_err(|e| {

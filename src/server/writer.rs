@@ -8,7 +8,6 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
 
 use crossbeam_channel::{select, Receiver, Select, TryRecvError};
 use log::{debug, warn};
@@ -23,6 +22,10 @@ use crate::rtmp::message::{self as msg, UserControl};
 /// Stop gathering queued frames once this much is ready to write, so one slow
 /// write does not hold a huge buffer.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Room for a merge window's worth of a few-Mbit/s stream.
+const INITIAL_BUFFER_BYTES: usize = 16 * 1024;
+/// Capacity beyond this is given back after the write.
+const KEPT_BUFFER_BYTES: usize = 64 * 1024;
 
 pub(crate) enum WriterCommand {
     /// Session replies, sent in order.
@@ -61,6 +64,8 @@ struct Writer {
     buf: Vec<u8>,
     /// One per stream id being played; almost always zero or one.
     playbacks: Vec<Playback>,
+    /// The buffer holds media frames (not just replies).
+    wrote_media: bool,
 }
 
 enum Next {
@@ -81,24 +86,15 @@ pub(crate) fn run(
 ) {
     let mut writer = Writer {
         encoder: ChunkEncoder::new(),
-        buf: Vec::with_capacity(16 * 1024),
+        buf: Vec::with_capacity(INITIAL_BUFFER_BYTES),
         playbacks: Vec::new(),
+        wrote_media: false,
     };
     let merge = ctx.config.merge_writes;
-    let mut last_write: Option<Instant> = None;
     loop {
         let Some(next) = writer.wait(&commands) else {
             break;
         };
-        // A busy player is written to at most once per merge window: what arrives
-        // meanwhile joins the same write. After a quiet spell (and so for a joining
-        // player's first burst) the write goes out at once.
-        // Command replies are never held back: clients wait on them.
-        if matches!(next, Next::Item(..)) {
-            if let Some(left) = last_write.and_then(|t| merge.checked_sub(t.elapsed())) {
-                thread::sleep(left);
-            }
-        }
         writer.handle(next);
         writer.gather(&commands);
         if writer.buf.is_empty() {
@@ -117,13 +113,23 @@ pub(crate) fn run(
             let _ = socket.shutdown(Shutdown::Both);
             break;
         }
-        last_write = Some(Instant::now());
         bytes_out.fetch_add(writer.buf.len() as u64, Ordering::Relaxed);
         ctx.counters
             .add_bytes_out(ConnectionKind::Rtmp, writer.buf.len());
         writer.buf.clear();
-        if writer.buf.capacity() > WRITE_BATCH_BYTES * 2 {
-            writer.buf.shrink_to(16 * 1024);
+        // A joining player's burst can be a whole GOP; do not keep that much per
+        // player once it is sent.
+        if writer.buf.capacity() > KEPT_BUFFER_BYTES {
+            writer.buf = Vec::with_capacity(INITIAL_BUFFER_BYTES);
+        }
+        // A busy player is written to at most once per merge window: sleeping right
+        // after a media write lets the next frames queue up without waking this
+        // thread per frame, and they leave in one write. After a quiet spell (and so
+        // for a joining player's first burst) the wait ends with the first item and
+        // the write goes out at once; replies to commands are only held back while
+        // media is flowing, by at most the window.
+        if std::mem::take(&mut writer.wrote_media) && !merge.is_zero() {
+            thread::sleep(merge);
         }
     }
 }
@@ -263,6 +269,7 @@ impl Writer {
                         FrameKind::Data => msg::CSID_STREAM_DATA,
                     };
                     self.encode(csid, ts, frame.kind.type_id(), stream_id, &frame.payload);
+                    self.wrote_media = true;
                 }
             }
             PlayerItem::PublishStart => {
