@@ -941,16 +941,7 @@ mod tests {
 
         fn encode(&mut self, m: &RawMessage) -> Vec<u8> {
             let mut out = Vec::new();
-            self.encoder
-                .encode(
-                    m.csid,
-                    m.timestamp,
-                    m.type_id,
-                    m.stream_id,
-                    &m.payload,
-                    &mut out,
-                )
-                .unwrap();
+            self.encoder.encode_message(m, &mut out).unwrap();
             out
         }
 

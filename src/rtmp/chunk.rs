@@ -510,6 +510,11 @@ impl ChunkEncoder {
         self.chunk_size
     }
 
+    /// [`encode`](Self::encode) for a message already in one piece.
+    pub fn encode_message(&mut self, m: &RawMessage, out: &mut Vec<u8>) -> Result<(), ChunkError> {
+        self.encode(m.csid, m.timestamp, m.type_id, m.stream_id, &m.payload, out)
+    }
+
     /// Appends all chunks of one message to `out`. On error nothing is written.
     pub fn encode(
         &mut self,
@@ -648,15 +653,7 @@ mod tests {
 
     fn encode_one(enc: &mut ChunkEncoder, m: &RawMessage) -> Vec<u8> {
         let mut out = Vec::new();
-        enc.encode(
-            m.csid,
-            m.timestamp,
-            m.type_id,
-            m.stream_id,
-            &m.payload,
-            &mut out,
-        )
-        .unwrap();
+        enc.encode_message(m, &mut out).unwrap();
         out
     }
 
