@@ -525,13 +525,34 @@ impl ChunkEncoder {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ChunkError> {
+        out.reserve(payload.len() + payload.len().div_ceil(self.chunk_size as usize) * 5 + 18);
+        let extended =
+            self.encode_header(csid, timestamp, type_id, stream_id, payload.len(), out)?;
+        write_body(csid, self.chunk_size, extended, payload, out);
+        Ok(())
+    }
+
+    /// Appends only the first chunk's header of a `length`-byte message; the body
+    /// must follow at once, as [`chunk_body`] lays it out when this returns `None`
+    /// (no extended timestamp). `Some(field)` means every continuation chunk must
+    /// repeat that extended timestamp, so a shared body does not fit: the caller
+    /// writes the body with [`write_body`]. On error nothing is written.
+    pub fn encode_header(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        length: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<u32>, ChunkError> {
         if !(MIN_CSID..=MAX_CSID).contains(&csid) {
             return Err(ChunkError::InvalidCsid(csid));
         }
-        if payload.len() > MAX_MESSAGE_LEN as usize {
-            return Err(ChunkError::PayloadTooLong { len: payload.len() });
+        if length > MAX_MESSAGE_LEN as usize {
+            return Err(ChunkError::PayloadTooLong { len: length });
         }
-        let length = payload.len() as u32;
+        let length = length as u32;
         let prev = self.streams.get(&csid).copied();
         let (fmt, field) = match prev {
             Some(p) if p.stream_id == stream_id && timestamp >= p.timestamp => {
@@ -564,11 +585,6 @@ impl ChunkEncoder {
             },
         );
 
-        let extended = field >= EXTENDED_TS;
-        let chunk_size = self.chunk_size as usize;
-        let chunks = payload.len().div_ceil(chunk_size).max(1);
-        out.reserve(payload.len() + chunks * (3 + 4) + 11);
-
         write_basic_header(out, fmt, csid);
         let ts3 = field.min(EXTENDED_TS);
         if fmt <= 2 {
@@ -581,20 +597,43 @@ impl ChunkEncoder {
         if fmt == 0 {
             out.extend_from_slice(&stream_id.to_le_bytes());
         }
-        if extended {
+        if field >= EXTENDED_TS {
             out.extend_from_slice(&field.to_be_bytes());
+            return Ok(Some(field));
         }
-        for (i, piece) in payload.chunks(chunk_size).enumerate() {
-            if i > 0 {
-                write_basic_header(out, 3, csid);
-                // Repeated on continuations, as ffmpeg, librtmp and Flash do.
-                if extended {
-                    out.extend_from_slice(&field.to_be_bytes());
-                }
+        Ok(None)
+    }
+}
+
+/// A message body as it follows its first chunk header: the payload cut at
+/// `chunk_size`, each piece after the first behind a fmt 3 header for `csid`.
+/// It depends on neither timestamp nor stream id, so one copy serves every player
+/// whose chunk size matches, whatever header each of them puts in front.
+pub fn chunk_body(csid: u32, chunk_size: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(payload.len() + payload.len().div_ceil(chunk_size as usize) * 3);
+    write_body(csid, chunk_size, None, payload, &mut out);
+    out
+}
+
+/// Appends a message body after its first header (see [`chunk_body`]); with an
+/// extended timestamp, every continuation chunk repeats it, as ffmpeg, librtmp and
+/// Flash do.
+pub fn write_body(
+    csid: u32,
+    chunk_size: u32,
+    extended: Option<u32>,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
+    for (i, piece) in payload.chunks(chunk_size as usize).enumerate() {
+        if i > 0 {
+            write_basic_header(out, 3, csid);
+            if let Some(field) = extended {
+                out.extend_from_slice(&field.to_be_bytes());
             }
-            out.extend_from_slice(piece);
         }
-        Ok(())
+        out.extend_from_slice(piece);
     }
 }
 
@@ -1161,6 +1200,47 @@ mod tests {
         assert_eq!(out, [9]);
     }
 
+    #[test]
+    fn header_plus_shared_body_is_the_whole_message() {
+        for chunk_size in [1u32, 128, 4096] {
+            for len in [0usize, 1, 127, 128, 129, 4096, 10_000] {
+                let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let mut whole = ChunkEncoder::new();
+                let mut split = ChunkEncoder::new();
+                whole.set_chunk_size(chunk_size).unwrap();
+                split.set_chunk_size(chunk_size).unwrap();
+                let body = chunk_body(6, chunk_size, &payload);
+                for ts in [0u32, 40, 80, 500] {
+                    let mut expected = Vec::new();
+                    whole.encode(6, ts, 9, 1, &payload, &mut expected).unwrap();
+                    let mut got = Vec::new();
+                    let ext = split.encode_header(6, ts, 9, 1, len, &mut got).unwrap();
+                    assert_eq!(ext, None);
+                    got.extend_from_slice(&body);
+                    assert_eq!(
+                        got, expected,
+                        "chunk size {chunk_size}, {len} bytes, ts {ts}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extended_timestamps_are_repeated_on_every_chunk() {
+        let mut enc = ChunkEncoder::new();
+        let payload = vec![5u8; 300];
+        let mut out = Vec::new();
+        let ext = enc
+            .encode_header(4, 0x0100_0000, 8, 1, payload.len(), &mut out)
+            .unwrap();
+        assert_eq!(ext, Some(0x0100_0000));
+        write_body(4, 128, ext, &payload, &mut out);
+        // Header 12 + 4; two continuations of 1 + 4 each.
+        assert_eq!(out.len(), 16 + 300 + 2 * 5);
+        let m = msg(4, 0x0100_0000, 8, 1, &payload);
+        assert_eq!(decode(&out), vec![m]);
+    }
     #[test]
     fn garbage_never_panics() {
         for seed in 1..20_000u64 {
