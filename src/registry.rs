@@ -649,6 +649,11 @@ impl Subscription {
         self.rx.clone()
     }
 
+    /// The queue to read, for a connection that keeps this guard where it reads.
+    pub fn queue(&self) -> &Receiver<PlayerItem> {
+        &self.rx
+    }
+
     /// Whether a publisher is on the key right now.
     pub fn is_live(&self) -> bool {
         self.stream.state.lock().publisher.is_some()

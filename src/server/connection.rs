@@ -1,8 +1,11 @@
-//! The reader thread of one client: handshake, then the session over the socket's
-//! read half. It turns session events into registry calls (publish, play, frames)
-//! and hands everything to send to the connection's writer thread.
+//! One RTMP client on one thread: handshake, then the session. Until it plays, the
+//! thread is driven by what the client sends (blocking reads with the timeout
+//! that fits its state): session events become registry calls (publish, play,
+//! frames) and replies are written at once. Once it only plays, the thread is
+//! driven by the stream instead: it waits for frames, takes what the client sent
+//! meanwhile without blocking, writes everything in one go, then sleeps the merge
+//! window so the next write carries several frames.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -11,14 +14,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
 use super::deadline;
-use super::writer::{self, WriterCommand};
-use super::{ConnectionKind, Context, THREAD_STACK};
+use super::writer::{Waited, Writer};
+use super::{ConnectionKind, Context};
 use crate::net;
-use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey, Subscription};
+use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
 
@@ -26,8 +28,11 @@ use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEv
 /// megabit stream takes few reads.
 const READ_BUFFER: usize = 4 * 1024;
 const PUBLISH_READ_BUFFER: usize = 64 * 1024;
-/// Commands the reader may queue ahead of its writer.
-const WRITER_QUEUE: usize = 64;
+/// How long a player waits for frames before it looks at what the client sent
+/// (a command, or the connection closing) on a stream with nothing flowing.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Reads a playing client gets per round, so a chatty one cannot hold its frames.
+const READS_PER_ROUND: usize = 8;
 
 #[derive(Debug)]
 enum CloseReason {
@@ -39,6 +44,8 @@ enum CloseReason {
     /// Published or played, stopped, then sat idle.
     IdleAfterStream(Duration),
     PublisherIdle(Duration),
+    /// The client took none of our bytes for this long.
+    WriteStalled(Duration),
     Refused(String),
 }
 
@@ -64,6 +71,9 @@ impl fmt::Display for CloseReason {
             CloseReason::PublisherIdle(t) => {
                 write!(f, "publisher sent nothing for {:.1} s", t.as_secs_f64())
             }
+            CloseReason::WriteStalled(t) => {
+                write!(f, "client accepted no data for {:.1} s", t.as_secs_f64())
+            }
             CloseReason::Refused(why) => write!(f, "refused: {why}"),
         }
     }
@@ -78,6 +88,7 @@ impl CloseReason {
                 | CloseReason::Session(_)
                 | CloseReason::SetupTimeout(_)
                 | CloseReason::PublisherIdle(_)
+                | CloseReason::WriteStalled(_)
                 | CloseReason::Refused(_)
         )
     }
@@ -93,24 +104,22 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         started,
         app: None,
         session: None,
-        writer: None,
+        writer: Writer::new(),
         publisher: None,
-        players: HashMap::new(),
         idle_since: None,
         read_timeout: None,
+        nonblocking: false,
         bytes_out: Arc::new(AtomicU64::new(0)),
     };
     let reason = conn.run(&socket);
     let bytes_in = conn.session.as_ref().map_or(0, |s| s.bytes_received());
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
-    conn.players.clear();
-    if let Some((tx, handle)) = conn.writer.take() {
-        // Let the writer send what is queued (a refusal's status message, say) before
-        // the socket closes; it stops once the queue is empty, or at its write timeout.
-        drop(tx);
-        let _ = socket.shutdown(Shutdown::Read);
-        let _ = handle.join();
+    conn.writer.stop_all();
+    if !matches!(reason, CloseReason::Io(_) | CloseReason::WriteStalled(_)) {
+        // What is still queued (a refusal's status message, say) goes out before
+        // the socket closes; a peer that takes nothing holds us up to the stall.
+        let _ = conn.write(&socket);
     }
     let _ = socket.shutdown(Shutdown::Both);
     let summary = format!(
@@ -131,13 +140,15 @@ struct Connection {
     started: Instant,
     app: Option<String>,
     session: Option<ServerSession>,
-    writer: Option<(Sender<WriterCommand>, thread::JoinHandle<()>)>,
+    /// Replies and played frames waiting to be written, and the playbacks.
+    writer: Writer,
     publisher: Option<(u32, Publisher)>,
-    players: HashMap<u32, Subscription>,
     /// When the last stream of a client that had one ended.
     idle_since: Option<Instant>,
     /// The socket's read timeout as last set.
     read_timeout: Option<Option<Duration>>,
+    /// The socket is in non-blocking mode (only while the connection just plays).
+    nonblocking: bool,
     bytes_out: Arc<AtomicU64>,
 }
 
@@ -157,7 +168,6 @@ impl Connection {
             .map_err(CloseReason::Io)?;
         let mut buf = vec![0u8; READ_BUFFER];
         let rest = self.handshake(socket, &mut buf)?;
-        self.start_writer(socket)?;
         let config = &self.ctx.config;
         self.session = Some(ServerSession::new(SessionConfig {
             chunk_size: config.chunk_size,
@@ -167,12 +177,85 @@ impl Connection {
         }));
         let mut events = Vec::new();
         self.feed(&rest, &mut events)?;
+        self.write(socket)?;
         loop {
+            if self.publisher.is_none() && self.writer.is_playing() {
+                self.play_round(socket, &mut buf, &mut events)?;
+                continue;
+            }
+            self.set_nonblocking(socket, false)?;
             let n = self.read(socket, &mut buf)?;
             self.feed(&buf[..n], &mut events)?;
+            // A connection that publishes may play too; its frames go with the replies.
+            self.writer.gather();
+            self.write(socket)?;
             if self.publisher.is_some() && buf.len() < PUBLISH_READ_BUFFER {
                 buf.resize(PUBLISH_READ_BUFFER, 0);
             }
+        }
+    }
+
+    /// One round of a connection that only plays: wait for frames, take what the
+    /// client sent meanwhile, write it all at once, then let the next frames gather.
+    fn play_round(
+        &mut self,
+        socket: &TcpStream,
+        buf: &mut [u8],
+        events: &mut Vec<SessionEvent>,
+    ) -> Result<(), CloseReason> {
+        let more = match self.writer.wait(IDLE_POLL) {
+            Waited::Item => self.writer.gather(),
+            Waited::Timeout => false,
+        };
+        self.set_nonblocking(socket, true)?;
+        for _ in 0..READS_PER_ROUND {
+            match (&*socket).read(buf) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(n) => {
+                    self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, n);
+                    self.feed(&buf[..n], events)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if net::is_disconnect(&e) => return Err(CloseReason::PeerClosed),
+                Err(e) => return Err(CloseReason::Io(e)),
+            }
+        }
+        let media = self.writer.has_media();
+        self.write(socket)?;
+        // A busy player is written to at most once per merge window: sleeping right
+        // after a media write lets the next frames queue up without waking this
+        // thread per frame, and they leave in one write. After a quiet spell (and so
+        // for a joining player's first burst) the wait ends with the first frame and
+        // the write goes out at once; a burst too big for one write continues
+        // without a pause.
+        let merge = self.ctx.config.merge_writes;
+        if media && !more && !merge.is_zero() {
+            thread::sleep(merge);
+        }
+        Ok(())
+    }
+
+    fn set_nonblocking(&mut self, socket: &TcpStream, on: bool) -> Result<(), CloseReason> {
+        if self.nonblocking != on {
+            socket.set_nonblocking(on).map_err(CloseReason::Io)?;
+            self.nonblocking = on;
+        }
+        Ok(())
+    }
+
+    /// Writes what waits, counting the bytes.
+    fn write(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
+        let stall = self.ctx.config.play_timeout;
+        match self.writer.write(socket, self.nonblocking, stall) {
+            Ok(n) => {
+                self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                self.ctx.counters.add_bytes_out(ConnectionKind::Rtmp, n);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(CloseReason::WriteStalled(stall)),
+            Err(e) if net::is_disconnect(&e) => Err(CloseReason::PeerClosed),
+            Err(e) => Err(CloseReason::Io(e)),
         }
     }
 
@@ -208,7 +291,7 @@ impl Connection {
         loop {
             let timeout = if self.publisher.is_some() {
                 Some(config.publish_timeout)
-            } else if self.players.is_empty() {
+            } else if !self.writer.is_playing() {
                 let since = self.idle_since.unwrap_or(self.started);
                 let left = config.handshake_timeout.checked_sub(since.elapsed());
                 match left.filter(|d| !d.is_zero()) {
@@ -235,7 +318,7 @@ impl Connection {
                     if self.publisher.is_some() {
                         return Err(CloseReason::PublisherIdle(config.publish_timeout));
                     }
-                    if self.players.is_empty() {
+                    if !self.writer.is_playing() {
                         return Err(idle_timeout);
                     }
                 }
@@ -266,39 +349,10 @@ impl Connection {
         }
     }
 
-    fn start_writer(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
-        let write_half = socket.try_clone().map_err(CloseReason::Io)?;
-        // Bounded: a client that sends but never reads makes this reader wait (and
-        // so stop reading it) instead of queuing replies without end.
-        let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE);
-        let peer = self.peer;
-        let bytes_out = self.bytes_out.clone();
-        let ctx = self.ctx.clone();
-        let handle = thread::Builder::new()
-            .name(format!("rtmp {peer} writer"))
-            .stack_size(THREAD_STACK)
-            .spawn(move || writer::run(write_half, rx, peer, bytes_out, &ctx))
-            .map_err(CloseReason::Io)?;
-        self.writer = Some((tx, handle));
-        Ok(())
-    }
-
-    fn send(&self, command: WriterCommand) {
-        if let WriterCommand::Messages(m) = &command {
-            if m.is_empty() {
-                return;
-            }
-        }
-        if let Some((tx, _)) = &self.writer {
-            // A dead writer has shut the socket down; the next read notices.
-            let _ = tx.send(command);
-        }
-    }
-
-    /// Sends whatever the session queued while handling an event.
+    /// Queues whatever the session produced while handling input.
     fn flush(&mut self) {
         let output = self.session().take_output();
-        self.send(WriterCommand::Messages(output));
+        self.writer.messages(output);
     }
 
     fn key(&self, name: &str) -> Result<StreamKey, String> {
@@ -344,28 +398,27 @@ impl Connection {
                 ..
             } => self.play(stream_id, &name, reset)?,
             SessionEvent::PlayStopped { stream_id } => {
-                if let Some(sub) = self.players.remove(&stream_id) {
+                if let Some(sub) = self.writer.stop(stream_id) {
                     info!("{peer}: stop playing {}", sub.key());
-                    if self.players.is_empty() {
+                    if !self.writer.is_playing() {
                         self.idle_since = Some(Instant::now());
                     }
-                    self.send(WriterCommand::Stop { stream_id });
                 }
             }
             SessionEvent::Paused { stream_id, paused } => {
-                self.send(WriterCommand::Pause { stream_id, paused })
+                if let Some(f) = self.writer.filter(stream_id) {
+                    f.set_paused(paused);
+                }
             }
             SessionEvent::ReceiveAudio { stream_id, enabled } => {
-                self.send(WriterCommand::ReceiveAudio {
-                    stream_id,
-                    on: enabled,
-                })
+                if let Some(f) = self.writer.filter(stream_id) {
+                    f.set_audio(enabled);
+                }
             }
             SessionEvent::ReceiveVideo { stream_id, enabled } => {
-                self.send(WriterCommand::ReceiveVideo {
-                    stream_id,
-                    on: enabled,
-                })
+                if let Some(f) = self.writer.filter(stream_id) {
+                    f.set_video(enabled);
+                }
             }
         }
         self.flush();
@@ -432,11 +485,7 @@ impl Connection {
         // The status replies must precede the first frame of the queue.
         self.session().accept_play(stream_id, name, reset);
         self.flush();
-        self.send(WriterCommand::Play {
-            stream_id,
-            queue: subscription.receiver(),
-        });
-        self.players.insert(stream_id, subscription);
+        self.writer.play(stream_id, subscription);
         Ok(())
     }
 }

@@ -18,9 +18,30 @@ pub(crate) fn send_timeout(stall: Duration) -> Duration {
 /// Writes all `parts` in order with as few syscalls as the kernel allows, failing
 /// with `TimedOut` once the peer has accepted no byte for `stall`.
 pub(crate) fn write_all_within(
+    socket: &TcpStream,
+    parts: &[&[u8]],
+    stall: Duration,
+) -> io::Result<()> {
+    write_all(socket, parts, stall, false)
+}
+
+/// [`write_all_within`] for a socket in non-blocking mode: what the kernel takes
+/// at once leaves without a wait; should the peer's window fill, the socket blocks
+/// for the rest (its send timeout counting the stall) and is made non-blocking
+/// again before this returns.
+pub(crate) fn write_all_within_nonblocking(
+    socket: &TcpStream,
+    parts: &[&[u8]],
+    stall: Duration,
+) -> io::Result<()> {
+    write_all(socket, parts, stall, true)
+}
+
+fn write_all(
     mut socket: &TcpStream,
     parts: &[&[u8]],
     stall: Duration,
+    nonblocking: bool,
 ) -> io::Result<()> {
     let mut slices: Vec<IoSlice> = parts
         .iter()
@@ -29,23 +50,36 @@ pub(crate) fn write_all_within(
         .collect();
     let mut slices = &mut slices[..];
     let mut progress = Instant::now();
-    while !slices.is_empty() {
+    let mut blocking = !nonblocking;
+    let result = loop {
+        if slices.is_empty() {
+            break Ok(());
+        }
         match socket.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 IoSlice::advance_slices(&mut slices, n);
                 progress = Instant::now();
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !blocking => {
+                if let Err(e) = socket.set_nonblocking(false) {
+                    break Err(e);
+                }
+                blocking = true;
+            }
             Err(e) if net::is_timeout(&e) => {
                 if progress.elapsed() >= stall {
-                    return Err(io::ErrorKind::TimedOut.into());
+                    break Err(io::ErrorKind::TimedOut.into());
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => break Err(e),
         }
+    };
+    if nonblocking && blocking {
+        socket.set_nonblocking(true)?;
     }
-    Ok(())
+    result
 }
 
 #[cfg(test)]
@@ -98,5 +132,28 @@ mod tests {
         assert!(took >= stall, "gave up after {took:?}");
         // One slice of slack for the write that was under way when the stall began.
         assert!(took < stall * 2, "took {took:?} for a {stall:?} stall");
+    }
+
+    #[test]
+    fn a_nonblocking_socket_waits_for_a_full_window_and_stays_nonblocking() {
+        let (server, mut client) = pair();
+        server.set_nonblocking(true).unwrap();
+        server
+            .set_write_timeout(Some(send_timeout(Duration::from_secs(5))))
+            .unwrap();
+        // More than the socket buffers hold: the write must wait for the reader.
+        let big = vec![3u8; 16 << 20];
+        let reader = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            let mut got = vec![0u8; 16 << 20];
+            client.read_exact(&mut got).unwrap();
+            (got, client)
+        });
+        write_all_within_nonblocking(&server, &[&big], Duration::from_secs(5)).unwrap();
+        let (got, _client) = reader.join().unwrap();
+        assert_eq!(got, big);
+        // Non-blocking again: a read with nothing to read returns at once.
+        let err = (&server).read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -1,6 +1,6 @@
-//! Sockets and threads. A blocking listener accepts; every client gets a reader
-//! thread that runs the handshake and the session, and a writer thread that owns
-//! the socket's write half and sends replies and media. Nothing here parses
+//! Sockets and threads. A blocking listener accepts; every client gets one thread
+//! that runs the handshake and the session and writes the replies and, for a
+//! player, the stream's frames (`connection`, `writer`). Nothing here parses
 //! protocol bytes: that is `rtmp`'s job. The HTTP listener (`crate::http`) runs its
 //! own accept loop, the same one as RTMP's, on a second thread, and shares the
 //! connection limit and the server-wide counters kept here.

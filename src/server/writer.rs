@@ -1,240 +1,186 @@
-//! The writer thread of a connection: the only code that writes to the socket. It
-//! chunks the session's replies and, for players, the frames from the stream's
-//! queue, all with one chunk encoder so header compression and the chunk size stay
-//! consistent. Whatever is queued when it wakes goes out in a single write.
+//! What one RTMP connection sends: the session's replies and, for players, the
+//! frames of the streams it plays, chunked with one encoder so header compression
+//! and the chunk size stay consistent. Nothing is written until `write`, which
+//! sends everything gathered in one vectored write. A frame's chunked body is
+//! built once and shared by every player (`Frame::chunked`); a player adds only
+//! its own first-chunk header, so the per-player cost of a frame is a few bytes
+//! and a reference, not a copy.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::thread;
+use std::time::Duration;
 
-use crossbeam_channel::{select, Receiver, Select, TryRecvError};
-use log::{debug, warn};
+use crossbeam_channel::{RecvTimeoutError, Select, TryRecvError};
+use log::warn;
 
-use super::{deadline, ConnectionKind, Context};
-use crate::media::frame::FrameKind;
+use super::deadline;
+use crate::media::frame::Frame;
 use crate::media::player::PlayerFilter;
-use crate::registry::PlayerItem;
-use crate::rtmp::chunk::{ChunkEncoder, RawMessage};
+use crate::registry::{PlayerItem, Subscription};
+use crate::rtmp::chunk::{self, ChunkEncoder, RawMessage};
 use crate::rtmp::message::{self as msg, UserControl};
 
 /// Stop gathering queued frames once this much is ready to write, so one slow
-/// write does not hold a huge buffer.
+/// write does not hold a huge backlog; what is left waits in the player's queue,
+/// where the registry sees it and skips ahead if the player falls behind.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
-/// Room for a merge window's worth of a few-Mbit/s stream.
-const INITIAL_BUFFER_BYTES: usize = 16 * 1024;
-/// Capacity beyond this is given back after the write.
-const KEPT_BUFFER_BYTES: usize = 64 * 1024;
+/// Pieces per write, well under the kernel's IOV_MAX of 1024.
+const WRITE_BATCH_PARTS: usize = 512;
+/// Capacity beyond these is given back after a write: a joining player's burst
+/// is big, and keeping it would cost every player that much for good.
+const KEPT_OWN_BYTES: usize = 16 * 1024;
+const KEPT_PARTS: usize = 64;
 
-pub(crate) enum WriterCommand {
-    /// Session replies, sent in order.
-    Messages(Vec<RawMessage>),
-    /// Start sending this stream's queue on `stream_id`, replacing what played there.
-    Play {
-        stream_id: u32,
-        queue: Receiver<PlayerItem>,
-    },
-    Stop {
-        stream_id: u32,
-    },
-    Pause {
-        stream_id: u32,
-        paused: bool,
-    },
-    ReceiveAudio {
-        stream_id: u32,
-        on: bool,
-    },
-    ReceiveVideo {
-        stream_id: u32,
-        on: bool,
-    },
-}
-
+/// One played stream.
 struct Playback {
     stream_id: u32,
-    queue: Receiver<PlayerItem>,
+    subscription: Subscription,
     /// Pause, track switches, resync and timestamps: shared with the HTTP writers.
     filter: PlayerFilter,
 }
 
-struct Writer {
+/// A piece of the next write.
+enum Part {
+    /// `own` up to this offset, from where the previous own part ended.
+    Own(usize),
+    /// A frame's shared chunked body at this chunk size.
+    Shared(Arc<Frame>, u32),
+}
+
+/// What ended a wait for frames.
+pub(crate) enum Waited {
+    /// Something was queued (and has been taken).
+    Item,
+    /// Nothing within the timeout.
+    Timeout,
+}
+
+pub(crate) struct Writer {
     encoder: ChunkEncoder,
-    buf: Vec<u8>,
+    /// Bytes made for this connection only: headers, replies, private bodies.
+    own: Vec<u8>,
+    /// How far `own` is covered by `parts`.
+    own_done: usize,
+    parts: Vec<Part>,
+    /// Bytes in `parts` and the uncovered tail of `own`.
+    pending: usize,
     /// One per stream id being played; almost always zero or one.
     playbacks: Vec<Playback>,
-    /// The buffer holds media frames (not just replies).
-    wrote_media: bool,
-}
-
-enum Next {
-    Command(WriterCommand),
-    Item(u32, PlayerItem),
-    /// The registry dropped this stream's queue (the subscription ended).
-    QueueClosed(u32),
-}
-
-/// Runs until the reader side hangs up or a write fails. On failure the socket is
-/// shut down so the reader thread's blocking read returns too.
-pub(crate) fn run(
-    socket: TcpStream,
-    commands: Receiver<WriterCommand>,
-    peer: SocketAddr,
-    bytes_out: Arc<AtomicU64>,
-    ctx: &Context,
-) {
-    let mut writer = Writer {
-        encoder: ChunkEncoder::new(),
-        buf: Vec::with_capacity(INITIAL_BUFFER_BYTES),
-        playbacks: Vec::new(),
-        wrote_media: false,
-    };
-    let merge = ctx.config.merge_writes;
-    loop {
-        let Some(next) = writer.wait(&commands) else {
-            break;
-        };
-        writer.handle(next);
-        writer.gather(&commands);
-        if writer.buf.is_empty() {
-            continue;
-        }
-        if let Err(e) = deadline::write_all_within(&socket, &[&writer.buf], ctx.config.play_timeout)
-        {
-            if e.kind() == io::ErrorKind::TimedOut {
-                warn!(
-                    "{peer}: client accepted no data for {:.1} s; closing",
-                    ctx.config.play_timeout.as_secs_f64()
-                );
-            } else {
-                debug!("{peer}: write failed: {e}");
-            }
-            let _ = socket.shutdown(Shutdown::Both);
-            break;
-        }
-        bytes_out.fetch_add(writer.buf.len() as u64, Ordering::Relaxed);
-        ctx.counters
-            .add_bytes_out(ConnectionKind::Rtmp, writer.buf.len());
-        writer.buf.clear();
-        // A joining player's burst can be a whole GOP; do not keep that much per
-        // player once it is sent.
-        if writer.buf.capacity() > KEPT_BUFFER_BYTES {
-            writer.buf = Vec::with_capacity(INITIAL_BUFFER_BYTES);
-        }
-        // A busy player is written to at most once per merge window: sleeping right
-        // after a media write lets the next frames queue up without waking this
-        // thread per frame, and they leave in one write. After a quiet spell (and so
-        // for a joining player's first burst) the wait ends with the first item and
-        // the write goes out at once; replies to commands are only held back while
-        // media is flowing, by at most the window.
-        if std::mem::take(&mut writer.wrote_media) && !merge.is_zero() {
-            thread::sleep(merge);
-        }
-    }
+    /// Media frames are among what waits to be written.
+    has_media: bool,
 }
 
 impl Writer {
-    /// Blocks for the next command or queued item; None when the connection ended.
-    fn wait(&self, commands: &Receiver<WriterCommand>) -> Option<Next> {
-        match self.playbacks.as_slice() {
-            [] => commands.recv().ok().map(Next::Command),
-            [p] => select! {
-                recv(commands) -> c => c.ok().map(Next::Command),
-                recv(p.queue) -> item => Some(p.next(item.ok())),
-            },
-            many => {
-                let mut select = Select::new();
-                select.recv(commands);
-                for p in many {
-                    select.recv(&p.queue);
-                }
-                let op = select.select();
-                match op.index() {
-                    0 => op.recv(commands).ok().map(Next::Command),
-                    i => {
-                        let p = &many[i - 1];
-                        Some(p.next(op.recv(&p.queue).ok()))
-                    }
-                }
-            }
+    pub fn new() -> Writer {
+        Writer {
+            encoder: ChunkEncoder::new(),
+            own: Vec::new(),
+            own_done: 0,
+            parts: Vec::new(),
+            pending: 0,
+            playbacks: Vec::new(),
+            has_media: false,
         }
     }
 
-    /// Takes everything else already waiting, so it leaves in the same write.
-    fn gather(&mut self, commands: &Receiver<WriterCommand>) {
-        while let Ok(c) = commands.try_recv() {
-            self.handle(Next::Command(c));
-        }
-        let mut i = 0;
-        while self.buf.len() < WRITE_BATCH_BYTES && i < self.playbacks.len() {
-            let p = &self.playbacks[i];
-            let next = match p.queue.try_recv() {
-                Ok(item) => Next::Item(p.stream_id, item),
-                Err(TryRecvError::Empty) => {
-                    i += 1;
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => Next::QueueClosed(p.stream_id),
-            };
-            self.handle(next);
-        }
+    pub fn is_playing(&self) -> bool {
+        !self.playbacks.is_empty()
     }
 
-    fn handle(&mut self, next: Next) {
-        match next {
-            Next::Command(c) => self.command(c),
-            Next::Item(stream_id, item) => self.item(stream_id, item),
-            Next::QueueClosed(stream_id) => self.stop(stream_id),
-        }
+    /// Whether media frames wait to be written.
+    pub fn has_media(&self) -> bool {
+        self.has_media
     }
 
-    fn stop(&mut self, stream_id: u32) {
-        self.playbacks.retain(|p| p.stream_id != stream_id);
+    /// Starts sending the subscription's frames on `stream_id`, replacing what
+    /// played there.
+    pub fn play(&mut self, stream_id: u32, subscription: Subscription) {
+        self.stop(stream_id);
+        self.playbacks.push(Playback {
+            stream_id,
+            subscription,
+            filter: PlayerFilter::new(),
+        });
     }
 
-    fn filter(&mut self, stream_id: u32) -> Option<&mut PlayerFilter> {
+    /// Stops playing on `stream_id`; returns the subscription it held.
+    pub fn stop(&mut self, stream_id: u32) -> Option<Subscription> {
+        let i = self
+            .playbacks
+            .iter()
+            .position(|p| p.stream_id == stream_id)?;
+        Some(self.playbacks.remove(i).subscription)
+    }
+
+    /// Ends every playback (the connection is closing).
+    pub fn stop_all(&mut self) {
+        self.playbacks.clear();
+    }
+
+    /// The filter of the stream played on `stream_id`, to pause or switch tracks.
+    pub fn filter(&mut self, stream_id: u32) -> Option<&mut PlayerFilter> {
         self.playbacks
             .iter_mut()
             .find(|p| p.stream_id == stream_id)
             .map(|p| &mut p.filter)
     }
 
-    fn command(&mut self, command: WriterCommand) {
-        match command {
-            WriterCommand::Messages(messages) => {
-                for m in messages {
-                    self.message(&m);
+    /// Blocks until a played stream has something queued, or `timeout` passes.
+    pub fn wait(&mut self, timeout: Duration) -> Waited {
+        let (i, item) = match self.playbacks.as_slice() {
+            [] => return Waited::Timeout,
+            [p] => match p.subscription.queue().recv_timeout(timeout) {
+                Ok(item) => (0, item),
+                // The registry holds the sender while the subscription lives.
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    return Waited::Timeout
+                }
+            },
+            many => {
+                let mut select = Select::new();
+                for p in many {
+                    select.recv(p.subscription.queue());
+                }
+                let Ok(op) = select.select_timeout(timeout) else {
+                    return Waited::Timeout;
+                };
+                let i = op.index();
+                match op.recv(many[i].subscription.queue()) {
+                    Ok(item) => (i, item),
+                    Err(_) => return Waited::Timeout,
                 }
             }
-            WriterCommand::Play { stream_id, queue } => {
-                self.stop(stream_id);
-                self.playbacks.push(Playback {
-                    stream_id,
-                    queue,
-                    filter: PlayerFilter::new(),
-                });
-            }
-            WriterCommand::Stop { stream_id } => self.stop(stream_id),
-            WriterCommand::Pause { stream_id, paused } => {
-                if let Some(f) = self.filter(stream_id) {
-                    f.set_paused(paused);
+        };
+        self.item(i, item);
+        Waited::Item
+    }
+
+    /// Takes what the played streams have queued, up to one write's worth.
+    /// Returns whether more is waiting.
+    pub fn gather(&mut self) -> bool {
+        for i in 0..self.playbacks.len() {
+            loop {
+                if self.pending >= WRITE_BATCH_BYTES || self.parts.len() >= WRITE_BATCH_PARTS {
+                    return true;
                 }
-            }
-            WriterCommand::ReceiveAudio { stream_id, on } => {
-                if let Some(f) = self.filter(stream_id) {
-                    f.set_audio(on);
-                }
-            }
-            WriterCommand::ReceiveVideo { stream_id, on } => {
-                if let Some(f) = self.filter(stream_id) {
-                    f.set_video(on);
+                match self.playbacks[i].subscription.queue().try_recv() {
+                    Ok(item) => self.item(i, item),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
         }
+        false
     }
 
-    fn message(&mut self, m: &RawMessage) {
+    /// Queues session replies, in order.
+    pub fn messages(&mut self, messages: Vec<RawMessage>) {
+        for m in &messages {
+            self.message(m);
+        }
+    }
+
+    pub fn message(&mut self, m: &RawMessage) {
         self.encode(m.csid, m.timestamp, m.type_id, m.stream_id, &m.payload);
         if m.type_id == msg::SET_CHUNK_SIZE && m.stream_id == 0 {
             // From now on our chunks are this size: the peer applies it to what follows.
@@ -247,33 +193,61 @@ impl Writer {
     }
 
     fn encode(&mut self, csid: u32, ts: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
-        if let Err(e) = self
+        let before = self.own.len();
+        match self
             .encoder
-            .encode(csid, ts, type_id, stream_id, payload, &mut self.buf)
+            .encode(csid, ts, type_id, stream_id, payload, &mut self.own)
         {
+            Ok(()) => self.pending += self.own.len() - before,
             // Only an oversized payload can fail, and inbound limits prevent those.
-            warn!("dropping outgoing message type {type_id}: {e}");
+            Err(e) => warn!("dropping outgoing message type {type_id}: {e}"),
         }
     }
 
-    fn item(&mut self, stream_id: u32, item: PlayerItem) {
-        let Some(filter) = self.filter(stream_id) else {
-            return;
-        };
+    /// A frame for the player: its own header, then the shared body.
+    fn frame(&mut self, frame: Arc<Frame>, ts: u32, stream_id: u32) {
+        let csid = frame.kind.csid();
+        let type_id = frame.kind.type_id();
+        let chunk_size = self.encoder.chunk_size();
+        let before = self.own.len();
+        let header = self.encoder.encode_header(
+            csid,
+            ts,
+            type_id,
+            stream_id,
+            frame.payload.len(),
+            &mut self.own,
+        );
+        let shared_len = frame.chunked(chunk_size).map(<[u8]>::len);
+        match (header, shared_len) {
+            (Ok(None), Some(body)) => {
+                self.pending += self.own.len() - before + body;
+                self.parts.push(Part::Own(self.own.len()));
+                self.own_done = self.own.len();
+                self.parts.push(Part::Shared(frame, chunk_size));
+            }
+            (Ok(extended), _) => {
+                // An extended timestamp (repeated in every chunk) or another chunk
+                // size: this player's body is its own.
+                chunk::write_body(csid, chunk_size, extended, &frame.payload, &mut self.own);
+                self.pending += self.own.len() - before;
+            }
+            (Err(e), _) => warn!("dropping outgoing frame type {type_id}: {e}"),
+        }
+        self.has_media = true;
+    }
+
+    fn item(&mut self, playback: usize, item: PlayerItem) {
+        let p = &mut self.playbacks[playback];
+        let stream_id = p.stream_id;
         match item {
             PlayerItem::Frame(frame) => {
-                if let Some(ts) = filter.admit(&frame) {
-                    let csid = match frame.kind {
-                        FrameKind::Audio => msg::CSID_AUDIO,
-                        FrameKind::Video => msg::CSID_VIDEO,
-                        FrameKind::Data => msg::CSID_STREAM_DATA,
-                    };
-                    self.encode(csid, ts, frame.kind.type_id(), stream_id, &frame.payload);
-                    self.wrote_media = true;
+                if let Some(ts) = p.filter.admit(&frame) {
+                    self.frame(frame, ts, stream_id);
                 }
             }
             PlayerItem::PublishStart => {
-                filter.new_epoch();
+                p.filter.new_epoch();
                 self.message(&msg::user_control(UserControl::StreamBegin(stream_id)));
                 self.message(&msg::on_status(
                     stream_id,
@@ -293,13 +267,56 @@ impl Writer {
             }
         }
     }
-}
 
-impl Playback {
-    fn next(&self, item: Option<PlayerItem>) -> Next {
-        match item {
-            Some(item) => Next::Item(self.stream_id, item),
-            None => Next::QueueClosed(self.stream_id),
+    /// Sends everything gathered, in order, in as few syscalls as the kernel
+    /// allows; fails with `TimedOut` once the peer has taken no byte for `stall`.
+    /// Returns the bytes written.
+    pub fn write(
+        &mut self,
+        socket: &TcpStream,
+        nonblocking: bool,
+        stall: Duration,
+    ) -> io::Result<usize> {
+        if self.pending == 0 {
+            return Ok(0);
+        }
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(self.parts.len() + 1);
+        let mut from = 0;
+        for part in &self.parts {
+            match part {
+                Part::Own(end) => {
+                    slices.push(&self.own[from..*end]);
+                    from = *end;
+                }
+                Part::Shared(frame, chunk_size) => slices.push(
+                    frame
+                        .chunked(*chunk_size)
+                        .expect("a frame's body keeps the chunk size it was queued with"),
+                ),
+            }
+        }
+        slices.push(&self.own[self.own_done..]);
+        let result = if nonblocking {
+            deadline::write_all_within_nonblocking(socket, &slices, stall)
+        } else {
+            deadline::write_all_within(socket, &slices, stall)
+        };
+        let written = self.pending;
+        self.clear();
+        result.map(|()| written)
+    }
+
+    fn clear(&mut self) {
+        self.own.clear();
+        self.parts.clear();
+        self.own_done = 0;
+        self.pending = 0;
+        self.has_media = false;
+        if self.own.capacity() > KEPT_OWN_BYTES {
+            self.own = Vec::new();
+        }
+        if self.parts.capacity() > KEPT_PARTS {
+            self.parts = Vec::new();
         }
     }
 }
