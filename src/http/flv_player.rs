@@ -411,7 +411,7 @@ impl FlvWriter<'_> {
             }
         }
         let parts = [&self.pending[..], &prefix, &self.body, suffix];
-        let result = deadline::write_all_within(self.socket, &parts, self.play_timeout);
+        let result = deadline::write_all_within(self.socket, parts, self.play_timeout);
         let sent: usize = parts.iter().map(|p| p.len()).sum();
         result.map_err(|e| {
             if crate::net::is_timeout(&e) {
@@ -453,7 +453,7 @@ impl FlvWriter<'_> {
             Framing::UntilClose => Vec::new(),
         };
         if !last.is_empty() {
-            if deadline::write_all_within(self.socket, &[&last], self.play_timeout).is_err() {
+            if deadline::write_all_within(self.socket, [&last[..]], self.play_timeout).is_err() {
                 return;
             }
             self.count(last.len());

@@ -325,17 +325,14 @@ impl ServerHandshake {
                     }
                     let s1 = match self.buf.get(1..).and_then(as_block) {
                         Some(c1) => {
-                            let (kind, s1, s2) = answer_c1(c1, self.uptime_ms);
+                            let (kind, s1) = answer_c1(c1, self.uptime_ms, out);
                             self.kind = Some(kind);
-                            out.push(RTMP_VERSION);
-                            out.extend_from_slice(&s1);
-                            out.extend_from_slice(&s2);
                             s1
                         }
                         None => return Ok(Progress::InProgress), // unreachable: buf is full
                     };
                     self.buf.clear();
-                    self.state = ServerState::AwaitC2 { s1: Box::new(s1) };
+                    self.state = ServerState::AwaitC2 { s1 };
                 }
                 ServerState::AwaitC2 { s1 } => {
                     if !fill(&mut self.buf, HANDSHAKE_SIZE, &mut input) {
@@ -366,9 +363,15 @@ fn check_client_version(version: u8) -> Result<(), HandshakeError> {
     }
 }
 
-/// Builds S1 and S2 for a C1, choosing the handshake the client speaks.
-fn answer_c1(c1: &Block, uptime_ms: u32) -> (HandshakeKind, Block, Block) {
-    let mut s1 = [0u8; HANDSHAKE_SIZE];
+/// Appends S0, S1 and S2 for a C1 to `out`, choosing the handshake the client
+/// speaks; returns that choice and S1. The blocks live on the heap: a connection
+/// thread's stack pages stay resident for as long as it runs, and three blocks on
+/// the stack here would cost every player that much memory for good.
+fn answer_c1(c1: &Block, uptime_ms: u32, out: &mut Vec<u8>) -> (HandshakeKind, Box<Block>) {
+    let mut s1: Box<Block> = vec![0u8; HANDSHAKE_SIZE]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("the vector has the block's length"));
     fill_random(&mut s1[8..]);
     s1[..4].copy_from_slice(&uptime_ms.to_be_bytes());
 
@@ -381,15 +384,11 @@ fn answer_c1(c1: &Block, uptime_ms: u32) -> (HandshakeKind, Block, Block) {
             .into_iter()
             .find_map(|schema| valid_digest(c1, schema, FP_KEY_TEXT).map(|d| (schema, d)))
     };
-
-    match client_digest {
-        Some((schema, digest)) => {
+    let kind = match client_digest {
+        Some((schema, _)) => {
             s1[4..8].copy_from_slice(&SERVER_VERSION);
             imprint_digest(&mut s1, schema, FMS_KEY_TEXT);
-            let mut s2 = [0u8; HANDSHAKE_SIZE];
-            fill_random(&mut s2);
-            sign_tail(&FMS_KEY, &digest, &mut s2);
-            (HandshakeKind::Digest { schema }, s1, s2)
+            HandshakeKind::Digest { schema }
         }
         None => {
             if c1[4..8] != [0; 4] {
@@ -398,9 +397,27 @@ fn answer_c1(c1: &Block, uptime_ms: u32) -> (HandshakeKind, Block, Block) {
                     &c1[4..8]
                 );
             }
-            (HandshakeKind::Simple, s1, *c1)
+            HandshakeKind::Simple
         }
+    };
+    out.reserve(1 + 2 * HANDSHAKE_SIZE);
+    out.push(RTMP_VERSION);
+    out.extend_from_slice(&s1[..]);
+    match client_digest {
+        Some((_, digest)) => {
+            let start = out.len();
+            out.resize(start + HANDSHAKE_SIZE, 0);
+            if let Some(s2) = out
+                .get_mut(start..)
+                .and_then(|b| <&mut Block>::try_from(b).ok())
+            {
+                fill_random(s2);
+                sign_tail(&FMS_KEY, &digest, s2);
+            }
+        }
+        None => out.extend_from_slice(c1),
     }
+    (kind, s1)
 }
 
 /// Clients are lax about C2 (ffmpeg's publisher echoes S1 even after a digest

@@ -24,9 +24,10 @@ use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
 
-/// Players and idle clients send little; publishers get a larger buffer so a
-/// megabit stream takes few reads.
-const READ_BUFFER: usize = 4 * 1024;
+/// Players and idle clients send little (a handshake, a few commands, acks), and
+/// this buffer is theirs for as long as they play; publishers get a larger one so
+/// a megabit stream takes few reads.
+const READ_BUFFER: usize = 1024;
 const PUBLISH_READ_BUFFER: usize = 64 * 1024;
 /// How long a player waits for frames before it looks at what the client sent
 /// (a command, or the connection closing) on a stream with nothing flowing.

@@ -15,11 +15,15 @@ pub(crate) fn send_timeout(stall: Duration) -> Duration {
     (stall / 8).max(Duration::from_millis(10))
 }
 
+/// Slices per `writev`. Enough for a merge window of frames (two per frame);
+/// kept on the stack, so a write allocates nothing.
+const SLICES_PER_WRITE: usize = 32;
+
 /// Writes all `parts` in order with as few syscalls as the kernel allows, failing
 /// with `TimedOut` once the peer has accepted no byte for `stall`.
-pub(crate) fn write_all_within(
+pub(crate) fn write_all_within<'a>(
     socket: &TcpStream,
-    parts: &[&[u8]],
+    parts: impl IntoIterator<Item = &'a [u8]>,
     stall: Duration,
 ) -> io::Result<()> {
     write_all(socket, parts, stall, false)
@@ -29,57 +33,71 @@ pub(crate) fn write_all_within(
 /// at once leaves without a wait; should the peer's window fill, the socket blocks
 /// for the rest (its send timeout counting the stall) and is made non-blocking
 /// again before this returns.
-pub(crate) fn write_all_within_nonblocking(
+pub(crate) fn write_all_within_nonblocking<'a>(
     socket: &TcpStream,
-    parts: &[&[u8]],
+    parts: impl IntoIterator<Item = &'a [u8]>,
     stall: Duration,
 ) -> io::Result<()> {
     write_all(socket, parts, stall, true)
 }
 
-fn write_all(
-    mut socket: &TcpStream,
-    parts: &[&[u8]],
+fn write_all<'a>(
+    socket: &TcpStream,
+    parts: impl IntoIterator<Item = &'a [u8]>,
     stall: Duration,
     nonblocking: bool,
 ) -> io::Result<()> {
-    let mut slices: Vec<IoSlice> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| IoSlice::new(p))
-        .collect();
-    let mut slices = &mut slices[..];
-    let mut progress = Instant::now();
+    let mut parts = parts.into_iter().filter(|p| !p.is_empty()).peekable();
     let mut blocking = !nonblocking;
-    let result = loop {
-        if slices.is_empty() {
-            break Ok(());
+    let mut result = Ok(());
+    while parts.peek().is_some() {
+        let mut group = [IoSlice::new(&[]); SLICES_PER_WRITE];
+        let mut n = 0;
+        for (slot, part) in group.iter_mut().zip(parts.by_ref()) {
+            *slot = IoSlice::new(part);
+            n += 1;
         }
-        match socket.write_vectored(slices) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                IoSlice::advance_slices(&mut slices, n);
-                progress = Instant::now();
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !blocking => {
-                if let Err(e) = socket.set_nonblocking(false) {
-                    break Err(e);
-                }
-                blocking = true;
-            }
-            Err(e) if net::is_timeout(&e) => {
-                if progress.elapsed() >= stall {
-                    break Err(io::ErrorKind::TimedOut.into());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
+        result = write_group(socket, &mut group[..n], stall, &mut blocking);
+        if result.is_err() {
+            break;
         }
-    };
+    }
     if nonblocking && blocking {
         socket.set_nonblocking(true)?;
     }
     result
+}
+
+/// Writes one group of slices; `blocking` says whether the socket blocks now, and
+/// is set once it had to be made to.
+fn write_group(
+    mut socket: &TcpStream,
+    mut slices: &mut [IoSlice],
+    stall: Duration,
+    blocking: &mut bool,
+) -> io::Result<()> {
+    let mut progress = Instant::now();
+    while !slices.is_empty() {
+        match socket.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                IoSlice::advance_slices(&mut slices, n);
+                progress = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !*blocking => {
+                socket.set_nonblocking(false)?;
+                *blocking = true;
+            }
+            Err(e) if net::is_timeout(&e) => {
+                if progress.elapsed() >= stall {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -107,7 +125,7 @@ mod tests {
         });
         write_all_within(
             &server,
-            &[b"head", b"", &big, b"tail"],
+            [&b"head"[..], b"", &big, b"tail"],
             Duration::from_secs(5),
         )
         .unwrap();
@@ -126,7 +144,7 @@ mod tests {
         // Far more than the socket buffers hold, so the writer must stall.
         let big = vec![1u8; 64 << 20];
         let started = Instant::now();
-        let err = write_all_within(&server, &[&big], stall).unwrap_err();
+        let err = write_all_within(&server, [&big[..]], stall).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         let took = started.elapsed();
         assert!(took >= stall, "gave up after {took:?}");
@@ -149,7 +167,7 @@ mod tests {
             client.read_exact(&mut got).unwrap();
             (got, client)
         });
-        write_all_within_nonblocking(&server, &[&big], Duration::from_secs(5)).unwrap();
+        write_all_within_nonblocking(&server, [&big[..]], Duration::from_secs(5)).unwrap();
         let (got, _client) = reader.join().unwrap();
         assert_eq!(got, big);
         // Non-blocking again: a read with nothing to read returns at once.

@@ -25,8 +25,9 @@ use crate::rtmp::message::{self as msg, UserControl};
 /// write does not hold a huge backlog; what is left waits in the player's queue,
 /// where the registry sees it and skips ahead if the player falls behind.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
-/// Pieces per write, well under the kernel's IOV_MAX of 1024.
-const WRITE_BATCH_PARTS: usize = 512;
+/// Pieces gathered per write: a merge window's worth of frames, two pieces each.
+/// A joining player's burst goes out in several such writes, back to back.
+const WRITE_BATCH_PARTS: usize = 64;
 /// Capacity beyond these is given back after a write: a joining player's burst
 /// is big, and keeping it would cost every player that much for good.
 const KEPT_OWN_BYTES: usize = 16 * 1024;
@@ -280,26 +281,26 @@ impl Writer {
         if self.pending == 0 {
             return Ok(0);
         }
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(self.parts.len() + 1);
         let mut from = 0;
-        for part in &self.parts {
-            match part {
+        let own = &self.own;
+        let slices = self
+            .parts
+            .iter()
+            .map(move |part| match part {
                 Part::Own(end) => {
-                    slices.push(&self.own[from..*end]);
+                    let slice = &own[from..*end];
                     from = *end;
+                    slice
                 }
-                Part::Shared(frame, chunk_size) => slices.push(
-                    frame
-                        .chunked(*chunk_size)
-                        .expect("a frame's body keeps the chunk size it was queued with"),
-                ),
-            }
-        }
-        slices.push(&self.own[self.own_done..]);
+                Part::Shared(frame, chunk_size) => frame
+                    .chunked(*chunk_size)
+                    .expect("a frame's body keeps the chunk size it was queued with"),
+            })
+            .chain(std::iter::once(&own[self.own_done..]));
         let result = if nonblocking {
-            deadline::write_all_within_nonblocking(socket, &slices, stall)
+            deadline::write_all_within_nonblocking(socket, slices, stall)
         } else {
-            deadline::write_all_within(socket, &slices, stall)
+            deadline::write_all_within(socket, slices, stall)
         };
         let written = self.pending;
         self.clear();
