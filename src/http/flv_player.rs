@@ -33,7 +33,7 @@ use super::response::{self, Body};
 use super::{websocket, Conn};
 use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
 use crate::media::player::PlayerFilter;
-use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, StreamKey, Subscription};
+use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, Queued, StreamKey, Subscription};
 use crate::server::{deadline, ConnectionKind, Context, THREAD_STACK};
 
 /// Stop gathering queued frames once this much is ready, so one write stays bounded.
@@ -294,7 +294,7 @@ struct FlvWriter<'a> {
     socket: &'a TcpStream,
     ctx: &'a Context,
     framing: Framing,
-    queue: Receiver<PlayerItem>,
+    queue: Receiver<Queued>,
     events: Receiver<WatchEvent>,
     filter: PlayerFilter,
     /// Bytes that go out before the next FLV batch: the response head, control frames.
@@ -325,7 +325,7 @@ impl FlvWriter<'_> {
         self.flush()?;
         let next = select! {
             recv(self.queue) -> item => match item {
-                Ok(item) => Next::Item(item),
+                Ok(Queued { item, .. }) => Next::Item(item),
                 // Only if the registry dropped us; treat it like the stream ending.
                 Err(_) => return Err(End::PublisherStopped),
             },
@@ -350,7 +350,7 @@ impl FlvWriter<'_> {
         }
         while self.body.len() < WRITE_BATCH_BYTES {
             match self.queue.try_recv() {
-                Ok(item) => self.item(item)?,
+                Ok(Queued { item, .. }) => self.item(item)?,
                 Err(_) => break,
             }
         }

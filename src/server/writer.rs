@@ -17,7 +17,7 @@ use log::warn;
 use super::deadline;
 use crate::media::frame::Frame;
 use crate::media::player::PlayerFilter;
-use crate::registry::{PlayerItem, Subscription};
+use crate::registry::{PlayerItem, Queued, Subscription};
 use crate::rtmp::chunk::{self, ChunkEncoder, RawMessage};
 use crate::rtmp::message::{self as msg, UserControl};
 
@@ -28,10 +28,12 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// Pieces gathered per write: a merge window's worth of frames, two pieces each.
 /// A joining player's burst goes out in several such writes, back to back.
 const WRITE_BATCH_PARTS: usize = 64;
-/// Capacity beyond these is given back after a write: a joining player's burst
-/// is big, and keeping it would cost every player that much for good.
+/// Room for a round's headers and replies. Sized up front, like `parts`: freeing
+/// the smaller buffers a growing vector leaves behind fills this thread's malloc
+/// cache with chunks no other thread reuses.
+const OWN_BYTES: usize = 2 * 1024;
+/// Capacity beyond this is given back after a write (a private body, say).
 const KEPT_OWN_BYTES: usize = 16 * 1024;
-const KEPT_PARTS: usize = 64;
 
 /// One played stream.
 struct Playback {
@@ -76,9 +78,9 @@ impl Writer {
     pub fn new() -> Writer {
         Writer {
             encoder: ChunkEncoder::new(),
-            own: Vec::new(),
+            own: Vec::with_capacity(OWN_BYTES),
             own_done: 0,
-            parts: Vec::new(),
+            parts: Vec::with_capacity(WRITE_BATCH_PARTS),
             pending: 0,
             playbacks: Vec::new(),
             has_media: false,
@@ -132,7 +134,7 @@ impl Writer {
         let (i, item) = match self.playbacks.as_slice() {
             [] => return Waited::Timeout,
             [p] => match p.subscription.queue().recv_timeout(timeout) {
-                Ok(item) => (0, item),
+                Ok(Queued { item, .. }) => (0, item),
                 // The registry holds the sender while the subscription lives.
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     return Waited::Timeout
@@ -148,7 +150,7 @@ impl Writer {
                 };
                 let i = op.index();
                 match op.recv(many[i].subscription.queue()) {
-                    Ok(item) => (i, item),
+                    Ok(Queued { item, .. }) => (i, item),
                     Err(_) => return Waited::Timeout,
                 }
             }
@@ -162,11 +164,12 @@ impl Writer {
     pub fn gather(&mut self) -> bool {
         for i in 0..self.playbacks.len() {
             loop {
-                if self.pending >= WRITE_BATCH_BYTES || self.parts.len() >= WRITE_BATCH_PARTS {
+                // A frame adds two parts: stop while both still fit.
+                if self.pending >= WRITE_BATCH_BYTES || self.parts.len() + 2 > WRITE_BATCH_PARTS {
                     return true;
                 }
                 match self.playbacks[i].subscription.queue().try_recv() {
-                    Ok(item) => self.item(i, item),
+                    Ok(Queued { item, .. }) => self.item(i, item),
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
@@ -314,10 +317,7 @@ impl Writer {
         self.pending = 0;
         self.has_media = false;
         if self.own.capacity() > KEPT_OWN_BYTES {
-            self.own = Vec::new();
-        }
-        if self.parts.capacity() > KEPT_PARTS {
-            self.parts = Vec::new();
+            self.own = Vec::with_capacity(OWN_BYTES);
         }
     }
 }

@@ -412,7 +412,7 @@ impl PublishTimeline {
             let queue = subscription.receiver();
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut started = false;
-            while let Ok(item) = queue.recv_deadline(deadline) {
+            while let Ok(rtmpd::registry::Queued { item, .. }) = queue.recv_deadline(deadline) {
                 match item {
                     PlayerItem::Frame(frame) => {
                         // Counted after the push that queued this frame: a player
