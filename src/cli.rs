@@ -73,7 +73,7 @@ impl Default for Config {
 }
 
 /// Measured with scripts/bench.sh; see README "Performance".
-const DEFAULT_MERGE_WRITES_MS: u64 = 50;
+const DEFAULT_MERGE_WRITES_MS: u64 = 60;
 
 /// What `main` should do after reading the command line.
 #[derive(Debug)]
@@ -267,7 +267,7 @@ const NUMERIC_FLAGS: [(&str, &str, &str); 12] = [
     (
         "merge-writes-ms",
         "MS",
-        "send a busy player's queued frames at most once per MS milliseconds; 0 writes each frame at once (default 50)",
+        "send a busy player's queued frames at most once per MS milliseconds; 0 writes each frame at once (default 60)",
     ),
     (
         "handshake-timeout",
