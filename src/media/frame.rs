@@ -3,9 +3,6 @@
 //! decides whether a payload is a sequence header, a keyframe or an ordinary frame,
 //! for legacy FLV codecs and Enhanced RTMP alike.
 
-use std::sync::OnceLock;
-
-use crate::rtmp::chunk;
 use crate::rtmp::message::{AUDIO, CSID_AUDIO, CSID_STREAM_DATA, CSID_VIDEO, DATA_AMF0, VIDEO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,34 +47,13 @@ pub enum FrameRole {
     Data,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub kind: FrameKind,
     pub role: FrameRole,
     pub timestamp: u32,
     pub payload: Vec<u8>,
-    /// The payload chunked for RTMP players, made by the first one that needs it
-    /// and shared by the rest (see [`Frame::chunked`]).
-    chunked: OnceLock<ChunkedBody>,
 }
-
-#[derive(Debug, Clone)]
-struct ChunkedBody {
-    chunk_size: u32,
-    bytes: Vec<u8>,
-}
-
-/// Equal frames carry the same media; whether one was chunked yet does not matter.
-impl PartialEq for Frame {
-    fn eq(&self, other: &Frame) -> bool {
-        self.kind == other.kind
-            && self.role == other.role
-            && self.timestamp == other.timestamp
-            && self.payload == other.payload
-    }
-}
-
-impl Eq for Frame {}
 
 impl Frame {
     /// An audio or video frame, classified from its payload.
@@ -99,20 +75,7 @@ impl Frame {
             role,
             timestamp,
             payload,
-            chunked: OnceLock::new(),
         }
-    }
-
-    /// The payload as it follows the first chunk header on `kind.csid()` at this
-    /// chunk size ([`chunk::chunk_body`]). A stream's players all use the server's
-    /// chunk size, so the body is built once per frame, not once per player. None
-    /// when it was built at another size: that player chunks the payload itself.
-    pub fn chunked(&self, chunk_size: u32) -> Option<&[u8]> {
-        let body = self.chunked.get_or_init(|| ChunkedBody {
-            chunk_size,
-            bytes: chunk::chunk_body(self.kind.csid(), chunk_size, &self.payload),
-        });
-        (body.chunk_size == chunk_size).then_some(&body.bytes[..])
     }
 
     pub fn is_keyframe(&self) -> bool {

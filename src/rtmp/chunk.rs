@@ -533,7 +533,7 @@ impl ChunkEncoder {
     }
 
     /// Appends only the first chunk's header of a `length`-byte message; the body
-    /// must follow at once, as [`chunk_body`] lays it out when this returns `None`
+    /// must follow at once, as [`body_slices`] lays it out when this returns `None`
     /// (no extended timestamp). `Some(field)` means every continuation chunk must
     /// repeat that extended timestamp, so a shared body does not fit: the caller
     /// writes the body with [`write_body`]. On error nothing is written.
@@ -605,18 +605,39 @@ impl ChunkEncoder {
     }
 }
 
-/// A message body as it follows its first chunk header: the payload cut at
-/// `chunk_size`, each piece after the first behind a fmt 3 header for `csid`.
-/// It depends on neither timestamp nor stream id, so one copy serves every player
-/// whose chunk size matches, whatever header each of them puts in front.
-pub fn chunk_body(csid: u32, chunk_size: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(payload.len() + payload.len().div_ceil(chunk_size as usize) * 3);
-    write_body(csid, chunk_size, None, payload, &mut out);
-    out
+/// A message body as it follows its first chunk header, as slices to write in
+/// order: the payload cut at `chunk_size`, each piece after the first behind the
+/// fmt 3 header of its chunk stream (see [`fmt3_header`]). Nothing is copied, and
+/// nothing depends on the timestamp or stream id, so every player writes the same
+/// frame from the same memory, whatever header each puts in front.
+pub fn body_slices<'a>(
+    payload: &'a [u8],
+    chunk_size: u32,
+    fmt3_header: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    payload
+        .chunks(chunk_size.max(1) as usize)
+        .enumerate()
+        .flat_map(move |(i, piece)| (i > 0).then_some(fmt3_header).into_iter().chain([piece]))
 }
 
-/// Appends a message body after its first header (see [`chunk_body`]); with an
+/// The one-byte fmt 3 basic header of chunk streams 2 to 63, which cover every
+/// chunk stream we send on; None for others (their headers are longer).
+pub fn fmt3_header(csid: u32) -> Option<&'static [u8]> {
+    static HEADERS: [u8; 64] = {
+        let mut h = [0u8; 64];
+        let mut i = 0;
+        while i < 64 {
+            h[i] = 0xC0 | i as u8;
+            i += 1;
+        }
+        h
+    };
+    let i = usize::try_from(csid).ok().filter(|i| (2..64).contains(i))?;
+    HEADERS.get(i..i + 1)
+}
+
+/// Appends a message body after its first header (see [`body_slices`]); with an
 /// extended timestamp, every continuation chunk repeats it, as ffmpeg, librtmp and
 /// Flash do.
 pub fn write_body(
@@ -1209,7 +1230,10 @@ mod tests {
                 let mut split = ChunkEncoder::new();
                 whole.set_chunk_size(chunk_size).unwrap();
                 split.set_chunk_size(chunk_size).unwrap();
-                let body = chunk_body(6, chunk_size, &payload);
+                let body: Vec<u8> = body_slices(&payload, chunk_size, fmt3_header(6).unwrap())
+                    .flatten()
+                    .copied()
+                    .collect();
                 for ts in [0u32, 40, 80, 500] {
                     let mut expected = Vec::new();
                     whole.encode(6, ts, 9, 1, &payload, &mut expected).unwrap();
@@ -1223,6 +1247,15 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fmt3_headers_exist_for_one_byte_chunk_stream_ids_only() {
+        assert_eq!(fmt3_header(2), Some(&[0xC2][..]));
+        assert_eq!(fmt3_header(63), Some(&[0xFF][..]));
+        for csid in [0, 1, 64, 65599, u32::MAX] {
+            assert_eq!(fmt3_header(csid), None, "csid {csid}");
         }
     }
 

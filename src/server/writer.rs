@@ -1,10 +1,10 @@
 //! What one RTMP connection sends: the session's replies and, for players, the
 //! frames of the streams it plays, chunked with one encoder so header compression
 //! and the chunk size stay consistent. Nothing is written until `write`, which
-//! sends everything gathered in one vectored write. A frame's chunked body is
-//! built once and shared by every player (`Frame::chunked`); a player adds only
-//! its own first-chunk header, so the per-player cost of a frame is a few bytes
-//! and a reference, not a copy.
+//! sends everything gathered in one vectored write. A frame's payload is never
+//! copied: a player adds only its own first-chunk header (and the one-byte fmt 3
+//! headers between chunks, which are static), and the kernel reads the payload
+//! from the frame that the publisher, the GOP cache and every player share.
 
 use std::io;
 use std::net::TcpStream;
@@ -47,8 +47,9 @@ struct Playback {
 enum Part {
     /// `own` up to this offset, from where the previous own part ended.
     Own(usize),
-    /// A frame's shared chunked body at this chunk size.
-    Shared(Arc<Frame>, u32),
+    /// A frame's payload, cut at this chunk size with this fmt 3 header between
+    /// pieces ([`chunk::body_slices`]): written from the frame's own memory.
+    Shared(Arc<Frame>, u32, &'static [u8]),
 }
 
 /// What ended a wait for frames.
@@ -222,17 +223,18 @@ impl Writer {
             frame.payload.len(),
             &mut self.own,
         );
-        let shared_len = frame.chunked(chunk_size).map(<[u8]>::len);
-        match (header, shared_len) {
-            (Ok(None), Some(body)) => {
-                self.pending += self.own.len() - before + body;
+        match (header, chunk::fmt3_header(csid)) {
+            (Ok(None), Some(fmt3)) => {
+                let len = frame.payload.len();
+                let continuations = len.saturating_sub(1) / chunk_size as usize;
+                self.pending += self.own.len() - before + len + continuations * fmt3.len();
                 self.parts.push(Part::Own(self.own.len()));
                 self.own_done = self.own.len();
-                self.parts.push(Part::Shared(frame, chunk_size));
+                self.parts.push(Part::Shared(frame, chunk_size, fmt3));
             }
             (Ok(extended), _) => {
-                // An extended timestamp (repeated in every chunk) or another chunk
-                // size: this player's body is its own.
+                // An extended timestamp, repeated in every chunk: this player's
+                // body is its own.
                 chunk::write_body(csid, chunk_size, extended, &frame.payload, &mut self.own);
                 self.pending += self.own.len() - before;
             }
@@ -289,15 +291,22 @@ impl Writer {
         let slices = self
             .parts
             .iter()
-            .map(move |part| match part {
-                Part::Own(end) => {
-                    let slice = &own[from..*end];
-                    from = *end;
-                    slice
-                }
-                Part::Shared(frame, chunk_size) => frame
-                    .chunked(*chunk_size)
-                    .expect("a frame's body keeps the chunk size it was queued with"),
+            .flat_map(move |part| {
+                let (own_part, shared) = match part {
+                    Part::Own(end) => {
+                        let slice = &own[from..*end];
+                        from = *end;
+                        (Some(slice), None)
+                    }
+                    Part::Shared(frame, chunk_size, fmt3) => {
+                        (None, Some((&frame.payload[..], *chunk_size, *fmt3)))
+                    }
+                };
+                own_part.into_iter().chain(
+                    shared
+                        .into_iter()
+                        .flat_map(|(payload, size, fmt3)| chunk::body_slices(payload, size, fmt3)),
+                )
             })
             .chain(std::iter::once(&own[self.own_done..]));
         let result = if nonblocking {
