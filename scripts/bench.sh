@@ -58,8 +58,8 @@ else
 fi
 
 # --- limits -----------------------------------------------------------------
-# 5000 players are 5000 sockets and threads here and, in rtmpd, 5000 sockets
-# (plus their write-half clones) and 10000 threads.
+# 5000 players are 5000 sockets and threads here and as many again in rtmpd
+# (one thread per connection).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 ulimit -u unlimited 2>/dev/null || ulimit -u "$(ulimit -Hu)" 2>/dev/null || true
 nofile=$(ulimit -n)
@@ -67,11 +67,11 @@ nproc_limit=$(ulimit -u)
 pid_max=$(cat /proc/sys/kernel/pid_max 2>/dev/null || echo 32768)
 log "limits: open files $nofile, processes/threads $nproc_limit, pid_max $pid_max"
 
-# Whether N players fit the limits: fds for rtmpd (2 per connection) and the bench
-# (1 per player), threads for both (2 per connection in rtmpd, 1 per player here).
+# Whether N players fit the limits: fds per process (1 per connection in each),
+# threads for both together (1 per connection in rtmpd, 1 per player here).
 fits() {
     local n=$1
-    local fds=$((2 * n + 200)) threads=$((3 * n + 500))
+    local fds=$((n + 200)) threads=$((2 * n + 500))
     [[ $nofile == unlimited || $nofile -ge $fds ]] || return 1
     [[ $nproc_limit == unlimited || $nproc_limit -ge $threads ]] || return 1
     ((pid_max >= threads))
@@ -231,7 +231,7 @@ scenario() {
         return
     fi
     if ! fits "$need"; then
-        note "scenario $id ($label) skipped: $need players need about $((2 * need + 200)) open files and $((3 * need + 500)) threads; this machine allows $nofile files, $nproc_limit processes, pid_max $pid_max"
+        note "scenario $id ($label) skipped: $need players need about $((need + 200)) open files per process and $((2 * need + 500)) threads; this machine allows $nofile files, $nproc_limit processes, pid_max $pid_max"
         return
     fi
     local s

@@ -6,8 +6,8 @@
 //! back bytes to send plus events. `media` knows what a frame is (keyframe, sequence
 //! header) and keeps the fast-start cache. `registry` maps app/stream keys to live
 //! streams and fans frames out to players through bounded queues. `server` owns the
-//! sockets: a blocking listener, one reader thread per client that drives the session,
-//! and one writer thread per client that owns the socket's write half. `http` serves
+//! sockets: a blocking listener and one thread per client that drives the session and,
+//! for a player, writes the stream in merged writes. `http` serves
 //! the same streams as HTTP-FLV and WebSocket-FLV, plus a JSON stats API and
 //! Prometheus metrics, on its own listener in the same thread-per-connection style.
 

@@ -10,7 +10,7 @@
 //! The registry also keeps what the stats API and the metrics report: per stream the
 //! publisher's address, start time, bytes and bitrate in and the codecs seen; per
 //! player its protocol, address, connect time, dropped frames and a bytes-out counter
-//! its writer thread updates; and server-wide totals of publishes, plays and drops.
+//! its connection updates; and server-wide totals of publishes, plays and drops.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -664,8 +664,8 @@ impl Subscription {
         &self.stream.key
     }
 
-    /// The queue to read; cloned so the writer thread can own it while this guard
-    /// stays with the connection.
+    /// The queue to read; cloned so an HTTP player's writing thread can own it while
+    /// this guard stays with the connection.
     pub fn receiver(&self) -> Receiver<Queued> {
         self.rx.clone()
     }
@@ -1046,7 +1046,7 @@ mod tests {
         let reg = registry(10);
         let publisher = reg.publish(&key("a"), peer(1)).unwrap();
         let sub = reg.play(&key("a"), peer(2));
-        // Simulate the writer thread going away while the guard lingers.
+        // Simulate the queue's reader going away while the guard lingers.
         let Subscription { rx, .. } = &sub;
         drop(rx.clone());
         publisher.push(video(0, true));
