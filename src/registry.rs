@@ -15,8 +15,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -138,6 +139,49 @@ impl Queued {
     }
 }
 
+/// How a player thread sleeps until its queue has something, without blocking in
+/// the queue itself: crossbeam's blocking receive spins and calls `sched_yield`
+/// several times before it parks, and a player that writes every frame
+/// (`--merge-writes-ms 0`) waits once per frame, so that spinning was half the
+/// server's CPU. Here the player arms the bell, looks at its queue once more and
+/// parks; the publisher rings after each item it queues, which unparks the player
+/// only if it is armed.
+#[derive(Debug)]
+pub struct Doorbell {
+    /// The thread that subscribed: the one that waits.
+    thread: Thread,
+    armed: AtomicBool,
+}
+
+impl Doorbell {
+    fn new() -> Doorbell {
+        Doorbell {
+            thread: thread::current(),
+            armed: AtomicBool::new(false),
+        }
+    }
+
+    /// Says the owner is about to park. It must look at its queue after this and
+    /// before parking: an item queued before then is seen there, one queued after
+    /// rings the bell.
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    pub fn disarm(&self) {
+        self.armed.store(false, Ordering::Relaxed);
+    }
+
+    fn ring(&self) {
+        // Orders the queue write before the check, against `arm`'s store and fence.
+        fence(Ordering::SeqCst);
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct RegistryConfig {
     pub gop: GopLimits,
@@ -222,6 +266,7 @@ struct PlayerSlot {
     info: PlayerInfo,
     connected: Instant,
     tx: Sender<Queued>,
+    doorbell: Arc<Doorbell>,
     /// Behind: frames are dropped until the next place a decoder can start.
     skipping: bool,
     /// Joined a live stream whose burst had no keyframe (GOP cache off, or a GOP
@@ -234,7 +279,9 @@ struct PlayerSlot {
 impl PlayerSlot {
     /// False once the player is gone.
     fn send(&self, item: PlayerItem) -> bool {
-        self.tx.send(Queued::new(item)).is_ok()
+        let sent = self.tx.send(Queued::new(item)).is_ok();
+        self.doorbell.ring();
+        sent
     }
 }
 
@@ -420,13 +467,14 @@ impl Registry {
     pub fn play_as(self: &Arc<Self>, key: &StreamKey, player: PlayerInfo) -> Subscription {
         let stream = self.entry(&mut self.streams.lock(), key);
         let mut state = stream.state.lock();
-        let (id, rx) = self.subscribe(&mut state, player);
+        let (id, rx, doorbell) = self.subscribe(&mut state, player);
         drop(state);
         Subscription {
             registry: self.clone(),
             stream,
             id,
             rx,
+            doorbell,
         }
     }
 
@@ -442,19 +490,25 @@ impl Registry {
         let mut state = stream.state.lock();
         // Nobody publishing: no subscription (and no entry was created for it).
         state.publisher?;
-        let (id, rx) = self.subscribe(&mut state, player);
+        let (id, rx, doorbell) = self.subscribe(&mut state, player);
         drop(state);
         Some(Subscription {
             registry: self.clone(),
             stream,
             id,
             rx,
+            doorbell,
         })
     }
 
     /// Adds the player's slot (with the burst queued if live); the stream is locked.
-    fn subscribe(&self, state: &mut StreamState, player: PlayerInfo) -> (u64, Receiver<Queued>) {
+    fn subscribe(
+        &self,
+        state: &mut StreamState,
+        player: PlayerInfo,
+    ) -> (u64, Receiver<Queued>, Arc<Doorbell>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let doorbell = Arc::new(Doorbell::new());
         let (tx, rx) = unbounded();
         let mut joining = false;
         if state.publisher.is_some() {
@@ -471,11 +525,12 @@ impl Registry {
             info: player,
             connected: Instant::now(),
             tx,
+            doorbell: doorbell.clone(),
             skipping: false,
             joining,
             dropped: 0,
         });
-        (id, rx)
+        (id, rx, doorbell)
     }
 
     /// Drops the map entry once nobody publishes or plays on it.
@@ -657,6 +712,7 @@ pub struct Subscription {
     stream: Arc<Stream>,
     id: u64,
     rx: Receiver<Queued>,
+    doorbell: Arc<Doorbell>,
 }
 
 impl Subscription {
@@ -673,6 +729,11 @@ impl Subscription {
     /// The queue to read, for a connection that keeps this guard where it reads.
     pub fn queue(&self) -> &Receiver<Queued> {
         &self.rx
+    }
+
+    /// Rung after each item the registry queues; see [`Doorbell`].
+    pub fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
     }
 
     /// Whether a publisher is on the key right now.
@@ -851,6 +912,40 @@ mod tests {
             ts,
             vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0],
         )
+    }
+
+    #[test]
+    fn a_frame_pushed_while_the_player_parks_wakes_it() {
+        let reg = registry(10);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let (subscribed_tx, subscribed) = crossbeam_channel::bounded(1);
+        let player_reg = reg.clone();
+        // The loop a player's writer runs, with a park far longer than the test.
+        let player = std::thread::spawn(move || {
+            let sub = player_reg.play(&key("a"), peer(2));
+            subscribed_tx.send(()).unwrap();
+            let started = Instant::now();
+            loop {
+                if let Ok(q) = sub.queue().try_recv() {
+                    return (q.item, started.elapsed());
+                }
+                sub.doorbell().arm();
+                let next = sub.queue().try_recv();
+                if next.is_err() {
+                    std::thread::park_timeout(Duration::from_secs(30));
+                }
+                sub.doorbell().disarm();
+                if let Ok(q) = next {
+                    return (q.item, started.elapsed());
+                }
+            }
+        });
+        subscribed.recv().unwrap();
+        publisher.push(video(0, true));
+        let (item, took) = player.join().unwrap();
+        assert!(matches!(item, PlayerItem::Frame(_)));
+        // A lost wake-up would show as the whole 30 s park.
+        assert!(took < Duration::from_secs(10), "woke after {took:?}");
     }
 
     #[test]

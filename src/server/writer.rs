@@ -9,9 +9,10 @@
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Select, TryRecvError};
+use crossbeam_channel::TryRecvError;
 use log::warn;
 
 use super::deadline;
@@ -131,33 +132,42 @@ impl Writer {
     }
 
     /// Blocks until a played stream has something queued, or `timeout` passes.
+    /// Sleeps on the subscriptions' doorbells rather than in the queues (see
+    /// `registry::Doorbell`).
     pub fn wait(&mut self, timeout: Duration) -> Waited {
-        let (i, item) = match self.playbacks.as_slice() {
-            [] => return Waited::Timeout,
-            [p] => match p.subscription.queue().recv_timeout(timeout) {
-                Ok(Queued { item, .. }) => (0, item),
-                // The registry holds the sender while the subscription lives.
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    return Waited::Timeout
-                }
-            },
-            many => {
-                let mut select = Select::new();
-                for p in many {
-                    select.recv(p.subscription.queue());
-                }
-                let Ok(op) = select.select_timeout(timeout) else {
-                    return Waited::Timeout;
-                };
-                let i = op.index();
-                match op.recv(many[i].subscription.queue()) {
-                    Ok(Queued { item, .. }) => (i, item),
-                    Err(_) => return Waited::Timeout,
-                }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((i, item)) = self.next_queued() {
+                self.item(i, item);
+                return Waited::Item;
             }
-        };
-        self.item(i, item);
-        Waited::Item
+            for p in &self.playbacks {
+                p.subscription.doorbell().arm();
+            }
+            let next = self.next_queued();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if next.is_none() && !left.is_zero() {
+                thread::park_timeout(left);
+            }
+            for p in &self.playbacks {
+                p.subscription.doorbell().disarm();
+            }
+            if let Some((i, item)) = next {
+                self.item(i, item);
+                return Waited::Item;
+            }
+            if Instant::now() >= deadline {
+                return Waited::Timeout;
+            }
+        }
+    }
+
+    /// The first item waiting in any played stream's queue.
+    fn next_queued(&self) -> Option<(usize, PlayerItem)> {
+        self.playbacks.iter().enumerate().find_map(|(i, p)| {
+            let Queued { item, .. } = p.subscription.queue().try_recv().ok()?;
+            Some((i, item))
+        })
     }
 
     /// Takes what the played streams have queued, up to one write's worth.
