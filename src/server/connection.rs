@@ -119,7 +119,8 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         idle_since: None,
         read_timeout: None,
         nonblocking: false,
-        polled: started,
+        // So the first play round already looks at the client's input.
+        polled: started.checked_sub(INPUT_POLL).unwrap_or(started),
         tick_group: next_tick_group(),
         bytes_out: Arc::new(AtomicU64::new(0)),
     };
@@ -320,19 +321,19 @@ impl Connection {
             None => CloseReason::SetupTimeout(config.handshake_timeout),
         };
         loop {
+            // Reads drive the connection only while it publishes or has nothing
+            // playing (a player is driven by its queue, in `play_round`).
             let timeout = if self.publisher.is_some() {
-                Some(config.publish_timeout)
-            } else if !self.writer.is_playing() {
+                config.publish_timeout
+            } else {
                 let since = self.idle_since.unwrap_or(self.started);
                 let left = config.handshake_timeout.checked_sub(since.elapsed());
                 match left.filter(|d| !d.is_zero()) {
-                    Some(left) => Some(left),
+                    Some(left) => left,
                     None => return Err(idle_timeout),
                 }
-            } else {
-                // Players may stay silent for as long as they like.
-                None
             };
+            let timeout = Some(timeout);
             // Only when it changes: this runs once per read on the publish path.
             if self.read_timeout != Some(timeout) {
                 socket.set_read_timeout(timeout).map_err(CloseReason::Io)?;
@@ -349,9 +350,7 @@ impl Connection {
                     if self.publisher.is_some() {
                         return Err(CloseReason::PublisherIdle(config.publish_timeout));
                     }
-                    if !self.writer.is_playing() {
-                        return Err(idle_timeout);
-                    }
+                    return Err(idle_timeout);
                 }
                 Err(e) if net::is_disconnect(&e) => return Err(CloseReason::PeerClosed),
                 Err(e) => return Err(CloseReason::Io(e)),

@@ -62,10 +62,13 @@ fn write_all<'a>(
             break;
         }
     }
-    if nonblocking && blocking {
-        socket.set_nonblocking(true)?;
-    }
-    result
+    // A failure to restore the mode must not hide why the write failed.
+    let restored = if nonblocking && blocking {
+        socket.set_nonblocking(true)
+    } else {
+        Ok(())
+    };
+    result.and(restored)
 }
 
 /// Writes one group of slices; `blocking` says whether the socket blocks now, and
