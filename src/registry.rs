@@ -144,8 +144,8 @@ impl Queued {
 /// several times before it parks, and a player that writes every frame
 /// (`--merge-writes-ms 0`) waits once per frame, so that spinning was half the
 /// server's CPU. Here the player arms the bell, looks at its queue once more and
-/// parks; the publisher rings after each item it queues, which unparks the player
-/// only if it is armed.
+/// parks ([`wait_for`]); the publisher rings after each item it queues, which unparks
+/// the player only if it is armed.
 #[derive(Debug)]
 pub struct Doorbell {
     /// The thread that subscribed: the one that waits.
@@ -161,15 +161,12 @@ impl Doorbell {
         }
     }
 
-    /// Says the owner is about to park. It must look at its queue after this and
-    /// before parking: an item queued before then is seen there, one queued after
-    /// rings the bell.
-    pub fn arm(&self) {
+    fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
 
-    pub fn disarm(&self) {
+    fn disarm(&self) {
         self.armed.store(false, Ordering::Relaxed);
     }
 
@@ -178,6 +175,39 @@ impl Doorbell {
         fence(Ordering::SeqCst);
         if self.armed.swap(false, Ordering::SeqCst) {
             self.thread.unpark();
+        }
+    }
+}
+
+/// What `check` finds in the queues behind `bells`, parking the calling thread
+/// (the one that subscribed) between looks; None once `deadline` passes. The bells
+/// are armed before the second look, so an item queued before it is seen there and
+/// one queued after it rings: no wake-up is lost.
+pub fn wait_for<'a, T>(
+    bells: impl Iterator<Item = &'a Doorbell> + Clone,
+    deadline: Instant,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        for bell in bells.clone() {
+            bell.arm();
+        }
+        let found = check();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if found.is_none() && !left.is_zero() {
+            thread::park_timeout(left);
+        }
+        for bell in bells.clone() {
+            bell.disarm();
+        }
+        if found.is_some() {
+            return found;
+        }
+        if Instant::now() >= deadline {
+            return None;
         }
     }
 }
@@ -920,30 +950,21 @@ mod tests {
         let publisher = reg.publish(&key("a"), peer(1)).unwrap();
         let (subscribed_tx, subscribed) = crossbeam_channel::bounded(1);
         let player_reg = reg.clone();
-        // The loop a player's writer runs, with a park far longer than the test.
+        // A park far longer than the test: only a ring ends it early.
         let player = std::thread::spawn(move || {
             let sub = player_reg.play(&key("a"), peer(2));
             subscribed_tx.send(()).unwrap();
             let started = Instant::now();
-            loop {
-                if let Ok(q) = sub.queue().try_recv() {
-                    return (q.item, started.elapsed());
-                }
-                sub.doorbell().arm();
-                let next = sub.queue().try_recv();
-                if next.is_err() {
-                    std::thread::park_timeout(Duration::from_secs(30));
-                }
-                sub.doorbell().disarm();
-                if let Ok(q) = next {
-                    return (q.item, started.elapsed());
-                }
-            }
+            let deadline = started + Duration::from_secs(30);
+            let found = wait_for(std::iter::once(sub.doorbell()), deadline, || {
+                sub.queue().try_recv().ok()
+            });
+            (found.map(|q| q.item), started.elapsed())
         });
         subscribed.recv().unwrap();
         publisher.push(video(0, true));
         let (item, took) = player.join().unwrap();
-        assert!(matches!(item, PlayerItem::Frame(_)));
+        assert!(matches!(item, Some(PlayerItem::Frame(_))));
         // A lost wake-up would show as the whole 30 s park.
         assert!(took < Duration::from_secs(10), "woke after {took:?}");
     }

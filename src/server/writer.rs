@@ -9,7 +9,6 @@
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::TryRecvError;
@@ -18,7 +17,7 @@ use log::warn;
 use super::deadline;
 use crate::media::frame::Frame;
 use crate::media::player::PlayerFilter;
-use crate::registry::{PlayerItem, Queued, Subscription};
+use crate::registry::{self, PlayerItem, Queued, Subscription};
 use crate::rtmp::chunk::{self, ChunkEncoder, RawMessage};
 use crate::rtmp::message::{self as msg, UserControl};
 
@@ -135,30 +134,13 @@ impl Writer {
     /// Sleeps on the subscriptions' doorbells rather than in the queues (see
     /// `registry::Doorbell`).
     pub fn wait(&mut self, timeout: Duration) -> Waited {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some((i, item)) = self.next_queued() {
+        let bells = self.playbacks.iter().map(|p| p.subscription.doorbell());
+        match registry::wait_for(bells, Instant::now() + timeout, || self.next_queued()) {
+            Some((i, item)) => {
                 self.item(i, item);
-                return Waited::Item;
+                Waited::Item
             }
-            for p in &self.playbacks {
-                p.subscription.doorbell().arm();
-            }
-            let next = self.next_queued();
-            let left = deadline.saturating_duration_since(Instant::now());
-            if next.is_none() && !left.is_zero() {
-                thread::park_timeout(left);
-            }
-            for p in &self.playbacks {
-                p.subscription.doorbell().disarm();
-            }
-            if let Some((i, item)) = next {
-                self.item(i, item);
-                return Waited::Item;
-            }
-            if Instant::now() >= deadline {
-                return Waited::Timeout;
-            }
+            None => Waited::Timeout,
         }
     }
 
@@ -348,6 +330,7 @@ mod tests {
     use crate::rtmp::chunk::{ChunkDecoder, ChunkLimits};
     use std::io::Read;
     use std::net::TcpListener;
+    use std::thread;
 
     /// xorshift64: a fixed sequence per seed, so a failure names its seed.
     struct Rng(u64);
