@@ -653,36 +653,19 @@ mod tests {
         (v, d)
     }
 
-    fn feed_server(
-        s: &mut ServerHandshake,
+    /// Feeds `bytes` to one side's `process`, whole or a byte at a time.
+    fn feed(
         bytes: &[u8],
         bytewise: bool,
-        out: &mut Vec<u8>,
+        mut process: impl FnMut(&[u8]) -> Result<Progress, HandshakeError>,
     ) -> Result<Progress, HandshakeError> {
         if !bytewise {
-            return s.process(bytes, out);
+            return process(bytes);
         }
         let mut last = Ok(Progress::InProgress);
         for b in bytes {
             assert_eq!(last, Ok(Progress::InProgress));
-            last = s.process(std::slice::from_ref(b), out);
-        }
-        last
-    }
-
-    fn feed_client(
-        c: &mut ClientHandshake,
-        bytes: &[u8],
-        bytewise: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<Progress, HandshakeError> {
-        if !bytewise {
-            return c.process(bytes, out);
-        }
-        let mut last = Ok(Progress::InProgress);
-        for b in bytes {
-            assert_eq!(last, Ok(Progress::InProgress));
-            last = c.process(std::slice::from_ref(b), out);
+            last = process(std::slice::from_ref(b));
         }
         last
     }
@@ -695,18 +678,18 @@ mod tests {
         assert_eq!(c0c1.len(), 1 + HANDSHAKE_SIZE);
 
         let mut s012 = Vec::new();
-        let p = feed_server(&mut server, &c0c1, bytewise, &mut s012).unwrap();
+        let p = feed(&c0c1, bytewise, |b| server.process(b, &mut s012)).unwrap();
         assert_eq!(p, Progress::InProgress);
         assert_eq!(s012.len(), 1 + 2 * HANDSHAKE_SIZE);
         assert_eq!(&s012[1..5], &1234u32.to_be_bytes());
 
         let mut c2 = Vec::new();
-        let p = feed_client(&mut client, &s012, bytewise, &mut c2).unwrap();
+        let p = feed(&s012, bytewise, |b| client.process(b, &mut c2)).unwrap();
         assert_eq!(p, Progress::Done { remaining: vec![] });
         assert_eq!(c2.len(), HANDSHAKE_SIZE);
 
         let mut nothing = Vec::new();
-        let p = feed_server(&mut server, &c2, bytewise, &mut nothing).unwrap();
+        let p = feed(&c2, bytewise, |b| server.process(b, &mut nothing)).unwrap();
         assert_eq!(p, Progress::Done { remaining: vec![] });
         assert!(nothing.is_empty());
 
