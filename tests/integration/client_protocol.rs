@@ -142,11 +142,7 @@ fn extended_timestamps_arrive_unchanged() {
     for (t, ts, payload) in &sent {
         publisher.send_media(*t, *ts, payload).unwrap();
     }
-    let last = sent.last().cloned();
-    let events = events_until(&mut player, "the last frame", |e| {
-        is_media(e, last.as_ref())
-    });
-    assert_same_media(&sent, &media(&events), "extended timestamps");
+    assert_player_receives(&mut player, &sent, "extended timestamps");
 }
 
 #[test]
@@ -173,11 +169,7 @@ fn aggregate_message_is_split_into_frames() {
         .iter()
         .map(|(t, ts, d)| (*t, 5000 + ts - 1000, d.clone()))
         .collect();
-    let last = want.last().cloned();
-    let events = events_until(&mut player, "the aggregate's frames", |e| {
-        is_media(e, last.as_ref())
-    });
-    assert_same_media(&want, &media(&events), "aggregate parts");
+    assert_player_receives(&mut player, &want, "aggregate parts");
 }
 
 /// The chunks of one message encoded with fmt 0 on a chunk stream below 64
@@ -242,11 +234,7 @@ fn interleaved_large_messages_on_two_chunk_streams() {
         (VIDEO, 40, video),
         (VIDEO, 80, after),
     ];
-    let last = want.last().cloned();
-    let events = events_until(&mut player, "the frame after the interleaved ones", |e| {
-        is_media(e, last.as_ref())
-    });
-    assert_same_media(&want, &media(&events), "interleaved messages");
+    assert_player_receives(&mut player, &want, "interleaved messages");
 }
 
 #[test]

@@ -219,6 +219,14 @@ pub fn data_messages(events: &[ClientEvent]) -> Vec<Vec<Amf0Value>> {
         .collect()
 }
 
+/// Reads `player`'s events until the last of `want` arrives, then asserts the
+/// media it received is `want`, message for message.
+pub fn assert_player_receives(player: &mut Client, want: &[Av], what: &str) {
+    let last = want.last();
+    let events = events_until(player, what, |e| is_media(e, last));
+    assert_same_media(want, &media(&events), what);
+}
+
 /// Asserts that `got` is `want`, message for message, naming the first
 /// difference briefly (payloads are too long to print whole).
 pub fn assert_same_media(want: &[Av], got: &[Av], what: &str) {
