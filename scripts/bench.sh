@@ -80,7 +80,9 @@ fits() {
 # --- build ------------------------------------------------------------------
 target=${CARGO_TARGET_DIR:-target}
 log "building rtmpd and rtmpd-bench (release)"
-cargo build --quiet --release --bin rtmpd --bin rtmpd-bench
+# The server is the root package, the load generator the `bench/` workspace member;
+# both land in the workspace's one target directory.
+cargo build --quiet --release -p rtmpd --bin rtmpd -p rtmpd-bench --bin rtmpd-bench
 rtmpd_bin=$target/release/rtmpd
 bench_bin=$target/release/rtmpd-bench
 

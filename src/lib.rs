@@ -11,7 +11,6 @@
 //! the same streams as HTTP-FLV and WebSocket-FLV, plus a JSON stats API and
 //! Prometheus metrics, on its own listener in the same thread-per-connection style.
 
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod http;

@@ -9,8 +9,8 @@
 //! (`0xAF 0x01`). The stamp sits inside the NAL unit (video) or the AAC frame
 //! (audio), so servers forward it untouched.
 
-use crate::rtmp::amf0::{encode_all_to_vec, Amf0Value};
-use crate::rtmp::message as msg;
+use rtmpd::rtmp::amf0::{encode_all_to_vec, Amf0Value};
+use rtmpd::rtmp::message as msg;
 
 /// Marks a stamped payload.
 pub const MAGIC: [u8; 4] = *b"RTBN";
@@ -309,8 +309,8 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::codec::parse_h264_sps;
-    use crate::media::frame::{classify as server_classify, FrameKind, FrameRole};
+    use rtmpd::media::codec::parse_h264_sps;
+    use rtmpd::media::frame::{classify as server_classify, FrameKind, FrameRole};
 
     const STAMP: Stamp = Stamp {
         stream: 7,
@@ -440,7 +440,7 @@ mod tests {
     #[test]
     fn metadata_is_on_metadata() {
         let m = SyntheticConfig::default().metadata();
-        let values = crate::rtmp::amf0::decode_all(&m).unwrap();
+        let values = rtmpd::rtmp::amf0::decode_all(&m).unwrap();
         assert_eq!(values[0].as_str(), Some("onMetaData"));
     }
 }

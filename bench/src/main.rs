@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use getopts::{Matches, Options};
 use serde_json::{json, Value};
 
-use rtmpd::bench::flvfile::FlvFile;
-use rtmpd::bench::report;
-use rtmpd::bench::run::{self, BenchConfig, Source};
-use rtmpd::bench::synthetic::SyntheticConfig;
 use rtmpd::client::RtmpUrl;
+use rtmpd_bench::flvfile::FlvFile;
+use rtmpd_bench::report;
+use rtmpd_bench::run::{self, BenchConfig, Source};
+use rtmpd_bench::synthetic::SyntheticConfig;
 
 const USAGE_HEAD: &str = "\
 Usage: rtmpd-bench [run] --url rtmp://HOST:PORT/APP/NAME [options]

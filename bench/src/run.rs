@@ -24,8 +24,8 @@ use super::flvfile::{is_measured, track_of, FlvFile, SendLog};
 use super::procfs::{self, ProcSample};
 use super::stats::{round3, summary, Histogram};
 use super::synthetic::{self as syn, classify, Schedule, Stamp, SyntheticConfig, TagKind, Track};
-use crate::client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
-use crate::rtmp::message as msg;
+use rtmpd::client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
+use rtmpd::rtmp::message as msg;
 
 /// What the publishers send.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::synthetic::{classify, Stamp, TagKind, Track};
-use crate::media::flv::{self, FlvTag};
-use crate::rtmp::message as msg;
+use rtmpd::media::flv::{self, FlvTag};
+use rtmpd::rtmp::message as msg;
 
 /// Bytes hashed at each end of a payload.
 const EDGE: usize = 64;
@@ -227,7 +227,7 @@ mod tests {
     fn the_fixture_file_loads() {
         let bytes = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/av.flv"
+            "/../tests/fixtures/av.flv"
         ))
         .expect("fixture");
         let f = FlvFile::parse(&bytes).unwrap();

@@ -1,5 +1,6 @@
 //! The load generator behind `rtmpd-bench`: publishes synthetic H.264/AAC (or a
-//! real FLV file) in real time through the crate's own RTMP client, runs many
+//! real FLV file) in real time through the server crate's RTMP client
+//! (`rtmpd::client`), runs many
 //! verifying players (or connect/play/leave churn) against any RTMP server, and
 //! reports delivery, skipped frames, server-added latency, time to the first
 //! keyframe and the server process's CPU, memory and threads read from /proc.
