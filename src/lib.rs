@@ -19,3 +19,4 @@ pub mod net;
 pub mod registry;
 pub mod rtmp;
 pub mod server;
+pub mod stream_key;

@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 
 use super::metrics::process_info;
 use crate::media::codec::{AudioInfo, VideoInfo};
-use crate::registry::{PlayerProtocol, StreamKey, StreamStats};
+use crate::registry::{PlayerProtocol, StreamStats};
 use crate::server::{ConnectionKind, Context};
+use crate::stream_key::StreamKey;
 
 /// `{"streams": [...]}`, every stream with a publisher or a waiting player.
 pub(super) fn streams(ctx: &Context) -> Value {

@@ -33,8 +33,9 @@ use super::response::{self, Body};
 use super::{websocket, Conn};
 use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
 use crate::media::player::PlayerFilter;
-use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, Queued, StreamKey, Subscription};
+use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, Queued, Subscription};
 use crate::server::{deadline, ConnectionKind, Context, THREAD_STACK};
+use crate::stream_key::StreamKey;
 
 /// Stop gathering queued frames once this much is ready, so one write stays bounded.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;

@@ -438,7 +438,7 @@ impl ServerSession {
             }
             "FCUnpublish" => {
                 let name = str_arg(0);
-                let (name, _) = crate::registry::split_query(&name);
+                let (name, _) = crate::stream_key::split_query(&name);
                 let publishing: Vec<u32> = self
                     .streams
                     .iter()
@@ -454,7 +454,7 @@ impl ServerSession {
             }
             "publish" => {
                 let full = str_arg(0);
-                let (name, query) = crate::registry::split_query(&full);
+                let (name, query) = crate::stream_key::split_query(&full);
                 let mode = cmd
                     .arg(1)
                     .and_then(Amf0Value::as_str)
@@ -582,7 +582,7 @@ impl ServerSession {
         reset: bool,
         events: &mut Vec<SessionEvent>,
     ) {
-        let (name, query) = crate::registry::split_query(full_name);
+        let (name, query) = crate::stream_key::split_query(full_name);
         if matches!(self.streams.get(&stream_id), Some(Role::Playing(_))) {
             // Playing something else on the same stream id replaces it.
             events.push(SessionEvent::PlayStopped { stream_id });
@@ -612,7 +612,7 @@ impl ServerSession {
             .get("app")
             .and_then(Amf0Value::as_str)
             .ok_or(SessionError::ConnectWithoutApp)?;
-        let (app, query) = crate::registry::split_query(app_full);
+        let (app, query) = crate::stream_key::split_query(app_full);
         let app = app.trim_end_matches('/').to_owned();
         let tc_url = props
             .get("tcUrl")

@@ -20,9 +20,10 @@ use super::deadline;
 use super::writer::{Waited, Writer};
 use super::{ConnectionKind, Context};
 use crate::net;
-use crate::registry::{PlayerInfo, PlayerProtocol, Publisher, StreamKey};
+use crate::registry::{PlayerInfo, PlayerProtocol, Publisher};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
+use crate::stream_key::StreamKey;
 
 /// Players and idle clients send little (a handshake, a few commands, acks), and
 /// this buffer is theirs for as long as they play; publishers get a larger one so

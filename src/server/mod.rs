@@ -50,6 +50,9 @@ pub enum ConnectionKind {
 impl ConnectionKind {
     pub const ALL: [ConnectionKind; 2] = [ConnectionKind::Rtmp, ConnectionKind::Http];
 
+    /// How many kinds there are: the size of per-kind counters.
+    pub const COUNT: usize = Self::ALL.len();
+
     /// The name used in logs, JSON and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,11 +70,11 @@ impl ConnectionKind {
 /// bytes, so protocol overhead counts too.
 #[derive(Default)]
 pub(crate) struct Counters {
-    open: [AtomicU64; 2],
-    accepted: [AtomicU64; 2],
-    refused: [AtomicU64; 2],
-    bytes_in: [AtomicU64; 2],
-    bytes_out: [AtomicU64; 2],
+    open: [AtomicU64; ConnectionKind::COUNT],
+    accepted: [AtomicU64; ConnectionKind::COUNT],
+    refused: [AtomicU64; ConnectionKind::COUNT],
+    bytes_in: [AtomicU64; ConnectionKind::COUNT],
+    bytes_out: [AtomicU64; ConnectionKind::COUNT],
 }
 
 impl Counters {
@@ -85,7 +88,7 @@ impl Counters {
 
     pub fn snapshot(&self, kind: ConnectionKind) -> ConnectionCounts {
         let i = kind.index();
-        let load = |a: &[AtomicU64; 2]| a[i].load(Ordering::Relaxed);
+        let load = |a: &[AtomicU64; ConnectionKind::COUNT]| a[i].load(Ordering::Relaxed);
         ConnectionCounts {
             open: load(&self.open),
             accepted: load(&self.accepted),

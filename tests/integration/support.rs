@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use rtmpd::cli::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
 use rtmpd::media::frame::{Frame, FrameKind};
-use rtmpd::registry::{PlayerItem, Registry, StreamInfo, StreamKey};
+use rtmpd::registry::{PlayerItem, Registry, StreamInfo};
 use rtmpd::server::Server;
+use rtmpd::stream_key::StreamKey;
 
 // ---------------------------------------------------------------------------------
 // Server

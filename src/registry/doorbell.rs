@@ -1,0 +1,79 @@
+//! How a player thread sleeps until its queue has something, and how the
+//! publisher wakes it: the doorbell each subscription carries.
+
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+/// How a player thread sleeps until its queue has something, without blocking in
+/// the queue itself: crossbeam's blocking receive spins and calls `sched_yield`
+/// several times before it parks, and a player that writes every frame
+/// (`--merge-writes-ms 0`) waits once per frame, so that spinning was half the
+/// server's CPU. Here the player arms the bell, looks at its queue once more and
+/// parks ([`wait_for`]); the publisher rings after each item it queues, which unparks
+/// the player only if it is armed.
+#[derive(Debug)]
+pub struct Doorbell {
+    /// The thread that subscribed: the one that waits.
+    thread: Thread,
+    armed: AtomicBool,
+}
+
+impl Doorbell {
+    pub(super) fn new() -> Doorbell {
+        Doorbell {
+            thread: thread::current(),
+            armed: AtomicBool::new(false),
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::Relaxed);
+    }
+
+    pub(super) fn ring(&self) {
+        // Orders the queue write before the check, against `arm`'s store and fence.
+        fence(Ordering::SeqCst);
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+    }
+}
+
+/// What `check` finds in the queues behind `bells`, parking the calling thread
+/// (the one that subscribed) between looks; None once `deadline` passes. The bells
+/// are armed before the second look, so an item queued before it is seen there and
+/// one queued after it rings: no wake-up is lost.
+pub fn wait_for<'a, T>(
+    bells: impl Iterator<Item = &'a Doorbell> + Clone,
+    deadline: Instant,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        for bell in bells.clone() {
+            bell.arm();
+        }
+        let found = check();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if found.is_none() && !left.is_zero() {
+            thread::park_timeout(left);
+        }
+        for bell in bells.clone() {
+            bell.disarm();
+        }
+        if found.is_some() {
+            return found;
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
