@@ -8,7 +8,7 @@ use getopts::Options;
 
 use std::time::Duration;
 
-use crate::rtmp::amf0::AmfLimits;
+use crate::amf::amf0::AmfLimits;
 use crate::rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
 /// Everything the server needs to run, already validated.

@@ -11,6 +11,7 @@
 //! the same streams as HTTP-FLV and WebSocket-FLV, plus a JSON stats API and
 //! Prometheus metrics, on its own listener in the same thread-per-connection style.
 
+pub mod amf;
 pub mod cli;
 pub mod client;
 pub mod http;

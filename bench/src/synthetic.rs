@@ -9,7 +9,7 @@
 //! (`0xAF 0x01`). The stamp sits inside the NAL unit (video) or the AAC frame
 //! (audio), so servers forward it untouched.
 
-use rtmpd::rtmp::amf0::{encode_all_to_vec, Amf0Value};
+use rtmpd::amf::amf0::{encode_all_to_vec, Amf0Value};
 use rtmpd::rtmp::message as msg;
 
 /// Marks a stamped payload.
@@ -440,7 +440,7 @@ mod tests {
     #[test]
     fn metadata_is_on_metadata() {
         let m = SyntheticConfig::default().metadata();
-        let values = rtmpd::rtmp::amf0::decode_all(&m).unwrap();
+        let values = rtmpd::amf::amf0::decode_all(&m).unwrap();
         assert_eq!(values[0].as_str(), Some("onMetaData"));
     }
 }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub use error::ClientError;
 pub use url::{RtmpUrl, UrlError, DEFAULT_PORT};
 
-use crate::rtmp::amf0::{Amf0Value, AmfLimits};
+use crate::amf::amf0::{Amf0Value, AmfLimits};
 use crate::rtmp::chunk::{
     ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, RawMessage, DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
@@ -468,7 +468,7 @@ impl Client {
     /// Sends FLV script data (`onMetaData` and its values, as an FLV script
     /// tag holds them) the way encoders do: as `@setDataFrame` + the data.
     pub fn send_metadata(&mut self, timestamp: u32, script_data: &[u8]) -> Result<(), ClientError> {
-        let mut payload = crate::rtmp::amf0::encode_all_to_vec(&["@setDataFrame".into()]);
+        let mut payload = crate::amf::amf0::encode_all_to_vec(&["@setDataFrame".into()]);
         payload.extend_from_slice(script_data);
         self.send_media(msg::DATA_AMF0, timestamp, &payload)
     }
@@ -850,7 +850,7 @@ fn dial(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtmp::amf0;
+    use crate::amf::amf0;
     use crate::rtmp::handshake::ServerHandshake;
     use std::net::TcpListener;
     use std::thread;

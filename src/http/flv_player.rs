@@ -373,7 +373,12 @@ impl FlvWriter<'_> {
                     );
                     return Ok(());
                 }
-                flv::write_tag(&mut self.body, frame.kind.type_id(), ts, &frame.payload);
+                flv::write_tag(
+                    &mut self.body,
+                    flv::tag_type(frame.kind),
+                    ts,
+                    &frame.payload,
+                );
                 Ok(())
             }
             PlayerItem::PublishStart => {

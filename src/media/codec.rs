@@ -7,7 +7,7 @@
 //! stays unknown) on anything short or odd; none of this affects what players get.
 
 use super::frame::{Frame, FrameKind, FrameRole};
-use crate::rtmp::amf0::{self, Amf0Value, AmfLimits};
+use crate::amf::amf0::{self, Amf0Value, AmfLimits};
 
 /// The video track as far as it is known.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -643,7 +643,7 @@ fn fill_from_opus_head(head: &[u8], info: &mut AudioInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtmp::amf0::encode_all_to_vec;
+    use crate::amf::amf0::encode_all_to_vec;
 
     /// SPS of x264 Constrained Baseline 320x240 at 25 fps (tests/fixtures/av.flv).
     const SPS_320X240: [u8; 22] = [

@@ -9,12 +9,23 @@
 
 use std::fmt;
 
+use crate::media::frame::FrameKind;
+
 /// Tag type of an audio tag (same as the RTMP audio message type id).
 pub const TAG_AUDIO: u8 = 8;
 /// Tag type of a video tag (same as the RTMP video message type id).
 pub const TAG_VIDEO: u8 = 9;
 /// Tag type of a script data tag (`onMetaData`, AMF0; same as RTMP data message 18).
 pub const TAG_SCRIPT: u8 = 18;
+
+/// The tag type that carries a frame of this kind.
+pub fn tag_type(kind: FrameKind) -> u8 {
+    match kind {
+        FrameKind::Audio => TAG_AUDIO,
+        FrameKind::Video => TAG_VIDEO,
+        FrameKind::Data => TAG_SCRIPT,
+    }
+}
 
 /// Length of the FLV file header.
 pub const HEADER_LEN: usize = 9;

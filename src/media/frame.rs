@@ -1,35 +1,14 @@
 //! A frame is one audio, video or data message as a publisher sent it, with its
 //! payload untouched. `classify` is the one place that knows codec layouts: it
 //! decides whether a payload is a sequence header, a keyframe or an ordinary frame,
-//! for legacy FLV codecs and Enhanced RTMP alike.
-
-use crate::rtmp::message::{AUDIO, CSID_AUDIO, CSID_STREAM_DATA, CSID_VIDEO, DATA_AMF0, VIDEO};
+//! for legacy FLV codecs and Enhanced RTMP alike. How a frame travels (RTMP chunk
+//! stream and message type, FLV tag type) is the business of `rtmp` and `media::flv`.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameKind {
     Audio,
     Video,
     Data,
-}
-
-impl FrameKind {
-    /// The RTMP message type (and FLV tag type) that carries this kind.
-    pub fn type_id(self) -> u8 {
-        match self {
-            FrameKind::Audio => AUDIO,
-            FrameKind::Video => VIDEO,
-            FrameKind::Data => DATA_AMF0,
-        }
-    }
-
-    /// The chunk stream RTMP players receive this kind on.
-    pub fn csid(self) -> u32 {
-        match self {
-            FrameKind::Audio => CSID_AUDIO,
-            FrameKind::Video => CSID_VIDEO,
-            FrameKind::Data => CSID_STREAM_DATA,
-        }
-    }
 }
 
 /// What a frame means to a player joining or resynchronising.

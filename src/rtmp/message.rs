@@ -6,7 +6,8 @@ use std::fmt;
 
 use byteorder::{BigEndian, ByteOrder};
 
-use crate::rtmp::amf0::{self, Amf0Error, Amf0Reader, Amf0Value, AmfLimits};
+use crate::amf::amf0::{self, Amf0Error, Amf0Reader, Amf0Value, AmfLimits};
+use crate::media::frame::FrameKind;
 use crate::rtmp::chunk::RawMessage;
 
 pub const SET_CHUNK_SIZE: u8 = 1;
@@ -32,6 +33,25 @@ pub const CSID_COMMAND: u32 = 3;
 pub const CSID_STREAM_DATA: u32 = 5;
 pub const CSID_AUDIO: u32 = 6;
 pub const CSID_VIDEO: u32 = 7;
+
+/// The message type that carries a frame of this kind (the same number as its FLV
+/// tag type).
+pub fn frame_type_id(kind: FrameKind) -> u8 {
+    match kind {
+        FrameKind::Audio => AUDIO,
+        FrameKind::Video => VIDEO,
+        FrameKind::Data => DATA_AMF0,
+    }
+}
+
+/// The chunk stream players receive a frame of this kind on.
+pub fn frame_csid(kind: FrameKind) -> u32 {
+    match kind {
+        FrameKind::Audio => CSID_AUDIO,
+        FrameKind::Video => CSID_VIDEO,
+        FrameKind::Data => CSID_STREAM_DATA,
+    }
+}
 
 /// Set Peer Bandwidth limit types.
 pub const LIMIT_HARD: u8 = 0;

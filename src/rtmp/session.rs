@@ -15,8 +15,8 @@ use std::fmt;
 
 use log::debug;
 
+use crate::amf::amf0::{Amf0Value, AmfLimits};
 use crate::media::frame::{Frame, FrameKind};
-use crate::rtmp::amf0::{Amf0Value, AmfLimits};
 use crate::rtmp::chunk::{ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
 use crate::rtmp::message::{self as msg, Command, MessageError, UserControl};
 
@@ -682,8 +682,8 @@ fn data_frame(timestamp: u32, body: &[u8]) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amf::amf0;
     use crate::media::frame::FrameRole;
-    use crate::rtmp::amf0;
     use crate::rtmp::chunk::ChunkEncoder;
 
     /// Drives a session the way a client would: messages in, decoded replies out.

@@ -203,8 +203,8 @@ impl Writer {
 
     /// A frame for the player: its own header, then the shared body.
     fn frame(&mut self, frame: Arc<Frame>, ts: u32, stream_id: u32) {
-        let csid = frame.kind.csid();
-        let type_id = frame.kind.type_id();
+        let csid = msg::frame_csid(frame.kind);
+        let type_id = msg::frame_type_id(frame.kind);
         let chunk_size = self.encoder.chunk_size();
         let before = self.own.len();
         let header = self.encoder.encode_header(
@@ -414,9 +414,9 @@ mod tests {
                         let sid = 1 + rng.below(2) as u32;
                         let f = Arc::new(Frame::media(kind, ts[k], payload.clone()));
                         expected.push(RawMessage {
-                            csid: kind.csid(),
+                            csid: msg::frame_csid(kind),
                             timestamp: ts[k],
-                            type_id: kind.type_id(),
+                            type_id: msg::frame_type_id(kind),
                             stream_id: sid,
                             payload,
                         });

@@ -8,9 +8,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use rtmpd::amf::amf0::Amf0Value;
 use rtmpd::client::{Client, ClientError, ClientEvent, ClientOptions};
 use rtmpd::media::flv;
-use rtmpd::rtmp::amf0::Amf0Value;
 use rtmpd::rtmp::chunk::ChunkEncoder;
 use rtmpd::rtmp::message::{self as msg, UserControl, AGGREGATE, AUDIO, VIDEO};
 

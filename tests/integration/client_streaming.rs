@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use rtmpd::amf::amf0::Amf0Value;
 use rtmpd::client::{ClientEvent, ClientOptions};
-use rtmpd::rtmp::amf0::Amf0Value;
 use rtmpd::rtmp::handshake::HandshakeKind;
 use rtmpd::rtmp::message::{UserControl, AUDIO, VIDEO};
 

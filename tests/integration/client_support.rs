@@ -8,9 +8,9 @@
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use rtmpd::amf::amf0::{self, Amf0Value};
 use rtmpd::client::{Client, ClientEvent, ClientOptions, RtmpUrl, Status};
 use rtmpd::media::flv::{FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use rtmpd::rtmp::amf0::{self, Amf0Value};
 
 use crate::support::TestServer;
 

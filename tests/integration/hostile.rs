@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rtmpd::amf::amf0::{self, Amf0Value};
 use rtmpd::client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
 use rtmpd::media::flv::{self, FlvTag};
-use rtmpd::rtmp::amf0::{self, Amf0Value};
 use rtmpd::rtmp::message::{self as msg, UserControl, AUDIO, COMMAND_AMF0, COMMAND_AMF3, VIDEO};
 
 use crate::client_support::*;

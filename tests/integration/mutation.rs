@@ -27,9 +27,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rtmpd::amf::amf0::{self, Amf0Value, AmfLimits};
+use rtmpd::amf::amf3::{self, Amf3Value};
 use rtmpd::media::frame::FrameRole;
-use rtmpd::rtmp::amf0::{self, Amf0Value, AmfLimits};
-use rtmpd::rtmp::amf3::{self, Amf3Value};
 use rtmpd::rtmp::chunk::{ChunkDecoder, ChunkLimits, MAX_HEADER_LEN};
 use rtmpd::rtmp::handshake::{Progress, ServerHandshake, HANDSHAKE_SIZE};
 use rtmpd::rtmp::message::{self as msg, Command, UserControl};

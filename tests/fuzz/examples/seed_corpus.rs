@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-use rtmpd::rtmp::amf0::{self, Amf0Value};
-use rtmpd::rtmp::amf3::{self, Amf3Value};
+use rtmpd::amf::amf0::{self, Amf0Value};
+use rtmpd::amf::amf3::{self, Amf3Value};
 use rtmpd::rtmp::chunk::{ChunkDecoder, ChunkLimits, RawMessage};
 use rtmpd::rtmp::handshake::HANDSHAKE_SIZE;
 use rtmpd::rtmp::message as msg;

@@ -7,7 +7,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use rtmpd::rtmp::amf0::{self, Amf0Reader, AmfLimits};
+use rtmpd::amf::amf0::{self, Amf0Reader, AmfLimits};
 use rtmpd::rtmp::message::{self as msg, Command};
 
 fuzz_target!(|data: &[u8]| {

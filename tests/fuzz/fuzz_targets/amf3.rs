@@ -7,8 +7,8 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use rtmpd::rtmp::amf0::AmfLimits;
-use rtmpd::rtmp::amf3::{self, Amf3Reader};
+use rtmpd::amf::amf0::AmfLimits;
+use rtmpd::amf::amf3::{self, Amf3Reader};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((value, used)) = amf3::decode_value(data) {

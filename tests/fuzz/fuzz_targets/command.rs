@@ -8,7 +8,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use rtmpd::rtmp::amf0::{Amf0Value, AmfLimits};
+use rtmpd::amf::amf0::{Amf0Value, AmfLimits};
 use rtmpd::rtmp::chunk::ChunkEncoder;
 use rtmpd::rtmp::message::{self as msg, Command};
 use rtmpd::rtmp::session::{ServerSession, SessionConfig, SessionEvent};

@@ -1,8 +1,8 @@
 //! Helpers shared by the fuzz targets (each target includes this file as `mod common`).
 #![allow(dead_code)]
 
-use rtmpd::rtmp::amf0::{self, Amf0Value, AmfLimits};
-use rtmpd::rtmp::amf3::{self, Amf3Value};
+use rtmpd::amf::amf0::{self, Amf0Value, AmfLimits};
+use rtmpd::amf::amf3::{self, Amf3Value};
 use rtmpd::rtmp::chunk::RawMessage;
 use rtmpd::rtmp::message::{self as msg, Command, UserControl};
 

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::rtmp::amf3::{self, Amf3Error, Amf3Reader, Amf3Value};
+use crate::amf::amf3::{self, Amf3Error, Amf3Reader, Amf3Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Amf0Value {

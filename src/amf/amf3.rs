@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::rtmp::amf0::AmfLimits;
+use crate::amf::amf0::AmfLimits;
 
 /// Largest length or count a U29 header with a one-bit flag can carry.
 const MAX_INLINE: usize = 0x0FFF_FFFF;
