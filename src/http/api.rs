@@ -6,9 +6,9 @@
 use serde_json::{json, Value};
 
 use super::metrics::process_info;
+use crate::connections::{ConnectionCounts, ConnectionKind, Context};
 use crate::media::codec::{AudioInfo, VideoInfo};
 use crate::registry::{PlayerProtocol, StreamStats};
-use crate::server::{ConnectionKind, Context};
 use crate::stream_key::StreamKey;
 
 /// `{"streams": [...]}`, every stream with a publisher or a waiting player.
@@ -43,7 +43,7 @@ pub(super) fn server(ctx: &Context) -> Value {
     let live = streams.iter().filter(|s| s.publisher.is_some()).count();
     let players: usize = streams.iter().map(|s| s.players.len()).sum();
     let process = process_info();
-    let connection = |c: crate::server::ConnectionCounts| {
+    let connection = |c: ConnectionCounts| {
         json!({
             "open": c.open,
             "accepted": c.accepted,

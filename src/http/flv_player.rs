@@ -31,10 +31,11 @@ use log::{info, warn};
 use super::request::{Request, Version};
 use super::response::{self, Body};
 use super::{websocket, Conn};
+use crate::connections::{ConnectionKind, Context, THREAD_STACK};
 use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
 use crate::media::player::PlayerFilter;
+use crate::net::deadline;
 use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, Queued, Subscription};
-use crate::server::{deadline, ConnectionKind, Context, THREAD_STACK};
 use crate::stream_key::StreamKey;
 
 /// Stop gathering queued frames once this much is ready, so one write stays bounded.

@@ -9,8 +9,8 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::connections::{ConnectionCounts, ConnectionKind, Context};
 use crate::registry::PlayerProtocol;
-use crate::server::{ConnectionKind, Context};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -40,7 +40,7 @@ pub(super) fn render(ctx: &Context) -> String {
     m.sample("rtmpd_uptime_seconds", &[], uptime);
 
     let kinds = ConnectionKind::ALL.map(|k| (k, ctx.counters.snapshot(k)));
-    type Field = fn(&crate::server::ConnectionCounts) -> u64;
+    type Field = fn(&ConnectionCounts) -> u64;
     let per_kind: [(&str, &str, &str, Field); 5] = [
         (
             "rtmpd_connections",

@@ -1,6 +1,6 @@
 //! The HTTP side of the server: HTTP-FLV and WebSocket-FLV players, the JSON stats
 //! API and Prometheus metrics, on the `--http` listener. Same style as RTMP: the
-//! accept loop in `server` starts one thread per connection, which reads one request
+//! accept loop (`crate::connections`) starts one thread per connection, which reads one request
 //! (bounded in size by `request::MAX_HEADER_BYTES` and in time by
 //! `--handshake-timeout`), answers it and closes. A player's thread then becomes the
 //! writer of its stream, with a second thread watching the socket for the client
@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
+use crate::connections::{ConnectionKind, Context};
 use crate::net;
-use crate::server::{deadline, ConnectionKind, Context};
+use crate::net::deadline;
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
 

@@ -19,7 +19,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::flv_player::WatchEvent;
-use crate::server::{ConnectionKind, Context};
+use crate::connections::{ConnectionKind, Context};
 
 /// Players send only control frames; anything bigger than this is not a player.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;

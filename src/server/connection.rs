@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::deadline;
 use super::writer::{Waited, Writer};
-use super::{ConnectionKind, Context};
+use crate::connections::{ConnectionKind, Context};
 use crate::net;
+use crate::net::deadline;
 use crate::registry::{PlayerInfo, PlayerProtocol, Publisher};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::TryRecvError;
 use log::warn;
 
-use super::deadline;
 use crate::media::frame::Frame;
 use crate::media::player::PlayerFilter;
+use crate::net::deadline;
 use crate::registry::{self, PlayerItem, Queued, Subscription};
 use crate::rtmp::chunk::{self, ChunkEncoder, RawMessage};
 use crate::rtmp::message::{self as msg, UserControl};

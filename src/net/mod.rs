@@ -1,6 +1,9 @@
-//! What socket errors mean, for every side that reads or writes one (server
-//! connections, HTTP players, the client): a timeout is our own deadline passing,
-//! a disconnect is the peer gone, anything else is worth reporting.
+//! Sockets, below every protocol: what socket errors mean, for every side that
+//! reads or writes one (server connections, HTTP players, the client): a timeout is
+//! our own deadline passing, a disconnect is the peer gone, anything else is worth
+//! reporting; and writes that give up once the peer stalls (`deadline`).
+
+pub(crate) mod deadline;
 
 use std::io;
 

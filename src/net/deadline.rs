@@ -8,7 +8,7 @@ use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::net;
+use super as net;
 
 /// The socket send timeout to set on a connection whose peer may stall for `stall`.
 pub(crate) fn send_timeout(stall: Duration) -> Duration {
