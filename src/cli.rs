@@ -1,5 +1,5 @@
-//! Command line → validated `Config`. Parsing never exits the process itself: it
-//! returns what `main` should do, so the rules are unit-testable.
+//! Command line → validated `Config` (`crate::config`). Parsing never exits the
+//! process itself: it returns what `main` should do, so the rules are unit-testable.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -8,72 +8,8 @@ use getopts::Options;
 
 use std::time::Duration;
 
-use crate::amf::amf0::AmfLimits;
-use crate::rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
-
-/// Everything the server needs to run, already validated.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    /// HTTP-FLV, WebSocket-FLV, the JSON API and metrics; `None` serves no HTTP.
-    /// `Config::default()` leaves it off so embedders and tests opt in (and never
-    /// collide on a fixed port); the command line's default is [`DEFAULT_HTTP`].
-    pub http: Option<SocketAddr>,
-    /// Chunk size we announce and send with; larger chunks mean fewer headers.
-    pub chunk_size: u32,
-    /// Keep the current GOP so players joining mid-stream start at once.
-    pub gop_cache: bool,
-    /// Upper bounds of the cached GOP; past either, the cache waits for the next keyframe.
-    pub gop_max_frames: usize,
-    pub gop_max_bytes: usize,
-    /// Frames a player may have queued before it starts skipping to the next keyframe.
-    pub player_queue_frames: usize,
-    /// Connections beyond this are closed as soon as they are accepted.
-    pub max_connections: usize,
-    /// Handshake, connect and publish/play must be done within this long.
-    pub handshake_timeout: Duration,
-    /// A publisher that sends nothing for this long is dropped and its key freed.
-    pub publish_timeout: Duration,
-    /// A player whose socket accepts no bytes for this long is dropped.
-    pub play_timeout: Duration,
-    /// Per-connection limits on what a peer may make us buffer.
-    pub chunk_limits: ChunkLimits,
-    pub amf_limits: AmfLimits,
-    /// Longest app or stream name, in bytes.
-    pub max_name_len: usize,
-    /// A busy player gets at most one socket write per window; zero writes every
-    /// frame as it comes. The cost of serving a player is per write, not per byte.
-    pub merge_writes: Duration,
-}
-
-/// Where `rtmpd` serves HTTP unless `--http` says otherwise.
-pub const DEFAULT_HTTP: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
-            http: None,
-            chunk_size: 4096,
-            gop_cache: true,
-            gop_max_frames: 2048,
-            gop_max_bytes: 32 * 1024 * 1024,
-            player_queue_frames: 1024,
-            max_connections: 2000,
-            handshake_timeout: Duration::from_secs(10),
-            publish_timeout: Duration::from_secs(10),
-            play_timeout: Duration::from_secs(30),
-            chunk_limits: ChunkLimits::default(),
-            amf_limits: AmfLimits::default(),
-            max_name_len: 256,
-            merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
-        }
-    }
-}
-
-/// Measured with scripts/bench.sh; see README "Performance".
-const DEFAULT_MERGE_WRITES_MS: u64 = 60;
+use crate::config::{Config, DEFAULT_HTTP};
+use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
 /// What `main` should do after reading the command line.
 #[derive(Debug)]
@@ -216,9 +152,9 @@ where
     let mut merge_ms = c.merge_writes.as_millis() as u64;
     set(&matches, "merge-writes-ms", 0, 1000, &mut merge_ms)?;
     c.merge_writes = Duration::from_millis(merge_ms);
-    seconds(&matches, "handshake-timeout", &mut c.handshake_timeout)?;
+    seconds(&matches, "handshake-timeout", &mut c.setup_timeout)?;
     seconds(&matches, "publish-timeout", &mut c.publish_timeout)?;
-    seconds(&matches, "play-timeout", &mut c.play_timeout)?;
+    seconds(&matches, "play-timeout", &mut c.write_stall_timeout)?;
     Ok(Command::Run(config))
 }
 
@@ -272,7 +208,7 @@ const NUMERIC_FLAGS: [(&str, &str, &str); 12] = [
     (
         "handshake-timeout",
         "SECS",
-        "time allowed from accept to publish/play (default 10)",
+        "time allowed from accept (or the end of a stream) to publish/play, and for a whole HTTP request (default 10)",
     ),
     (
         "publish-timeout",
@@ -282,7 +218,7 @@ const NUMERIC_FLAGS: [(&str, &str, &str); 12] = [
     (
         "play-timeout",
         "SECS",
-        "time a player's socket may accept nothing before it is dropped (default 30)",
+        "time any client's socket may accept nothing we send before it is dropped (default 30)",
     ),
 ];
 
@@ -437,9 +373,9 @@ mod tests {
         );
         assert_eq!(c.max_name_len, 32);
         assert_eq!(c.player_queue_frames, 64);
-        assert_eq!(c.handshake_timeout, Duration::from_millis(2500));
+        assert_eq!(c.setup_timeout, Duration::from_millis(2500));
         assert_eq!(c.publish_timeout, Duration::from_secs(3));
-        assert_eq!(c.play_timeout, Duration::from_secs(60));
+        assert_eq!(c.write_stall_timeout, Duration::from_secs(60));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use log::{error, warn};
 
-use crate::cli::Config;
+use crate::config::Config;
 use crate::registry::Registry;
 
 /// Stack for connection threads. Their deepest path is AMF decoding, bounded by the

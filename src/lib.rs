@@ -14,6 +14,7 @@
 pub mod amf;
 pub mod cli;
 pub mod client;
+pub mod config;
 mod connections;
 pub mod http;
 pub mod media;

@@ -220,7 +220,7 @@ fn play(
         pending: head,
         body: Vec::with_capacity(16 * 1024),
         bytes_out: player.bytes_out.clone(),
-        play_timeout: conn.ctx.config.play_timeout,
+        write_stall_timeout: conn.ctx.config.write_stall_timeout,
     };
     let codecs = sub.codecs();
     let flv_header = match (codecs.audio.is_some(), codecs.video.is_some()) {
@@ -304,7 +304,7 @@ struct FlvWriter<'a> {
     /// FLV bytes (header, tags) of the next write.
     body: Vec<u8>,
     bytes_out: Arc<AtomicU64>,
-    play_timeout: Duration,
+    write_stall_timeout: Duration,
 }
 
 enum Next {
@@ -418,11 +418,11 @@ impl FlvWriter<'_> {
             }
         }
         let parts = [&self.pending[..], &prefix, &self.body, suffix];
-        let result = deadline::write_all_within(self.socket, parts, self.play_timeout);
+        let result = deadline::write_all_within(self.socket, parts, self.write_stall_timeout);
         let sent: usize = parts.iter().map(|p| p.len()).sum();
         result.map_err(|e| {
             if crate::net::is_timeout(&e) {
-                End::Stalled(self.play_timeout)
+                End::Stalled(self.write_stall_timeout)
             } else {
                 End::WriteFailed(e)
             }
@@ -460,7 +460,9 @@ impl FlvWriter<'_> {
             Framing::UntilClose => Vec::new(),
         };
         if !last.is_empty() {
-            if deadline::write_all_within(self.socket, [&last[..]], self.play_timeout).is_err() {
+            if deadline::write_all_within(self.socket, [&last[..]], self.write_stall_timeout)
+                .is_err()
+            {
                 return;
             }
             self.count(last.len());

@@ -72,7 +72,8 @@ impl std::error::Error for HttpError {}
 /// Serves one HTTP connection to the end.
 pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let _ = socket.set_nodelay(true);
-    if let Err(e) = socket.set_write_timeout(Some(deadline::send_timeout(ctx.config.play_timeout)))
+    if let Err(e) =
+        socket.set_write_timeout(Some(deadline::send_timeout(ctx.config.write_stall_timeout)))
     {
         debug!("{peer}: {e}");
         return;
@@ -122,7 +123,7 @@ pub(crate) struct Conn {
 impl Conn {
     /// Reads until a complete header block; returns the request and any bytes after it.
     fn read_request(&mut self) -> Result<(Request, Vec<u8>), HttpError> {
-        let timeout = self.ctx.config.handshake_timeout;
+        let timeout = self.ctx.config.setup_timeout;
         let deadline = Instant::now() + timeout;
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 2048];

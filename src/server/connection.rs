@@ -182,7 +182,9 @@ impl Connection {
         // Small writes (status replies) must not wait for Nagle.
         let _ = socket.set_nodelay(true);
         socket
-            .set_write_timeout(Some(deadline::send_timeout(self.ctx.config.play_timeout)))
+            .set_write_timeout(Some(deadline::send_timeout(
+                self.ctx.config.write_stall_timeout,
+            )))
             .map_err(CloseReason::Io)?;
         let mut buf = vec![0u8; READ_BUFFER];
         let rest = self.handshake(socket, &mut buf)?;
@@ -279,7 +281,7 @@ impl Connection {
 
     /// Writes what waits, counting the bytes.
     fn write(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
-        let stall = self.ctx.config.play_timeout;
+        let stall = self.ctx.config.write_stall_timeout;
         match self.writer.write(socket, self.nonblocking, stall) {
             Ok(n) => {
                 self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
@@ -297,12 +299,12 @@ impl Connection {
         let result = self.session().handle_input(input, events);
         // Events first: a writer state change (pause) must be in effect before the
         // status reply announcing it is written. Anything that must precede a writer
-        // command (play's status sequence) is flushed by its handler.
+        // command (play's status sequence) is queued by its handler.
         for event in events.drain(..) {
             self.handle(event)?;
         }
         // Replies to what did parse still go out before an error closes us.
-        self.flush();
+        self.queue_session_output();
         result.map_err(CloseReason::Session)
     }
 
@@ -318,8 +320,8 @@ impl Connection {
         // A client with nothing playing or publishing gets the setup allowance,
         // counted from connecting or from the end of its last stream.
         let idle_timeout = match self.idle_since {
-            Some(_) => CloseReason::IdleAfterStream(config.handshake_timeout),
-            None => CloseReason::SetupTimeout(config.handshake_timeout),
+            Some(_) => CloseReason::IdleAfterStream(config.setup_timeout),
+            None => CloseReason::SetupTimeout(config.setup_timeout),
         };
         loop {
             // Reads drive the connection only while it publishes or has nothing
@@ -328,7 +330,7 @@ impl Connection {
                 config.publish_timeout
             } else {
                 let since = self.idle_since.unwrap_or(self.started);
-                let left = config.handshake_timeout.checked_sub(since.elapsed());
+                let left = config.setup_timeout.checked_sub(since.elapsed());
                 match left.filter(|d| !d.is_zero()) {
                     Some(left) => left,
                     None => return Err(idle_timeout),
@@ -381,7 +383,7 @@ impl Connection {
     }
 
     /// Queues whatever the session produced while handling input.
-    fn flush(&mut self) {
+    fn queue_session_output(&mut self) {
         let output = self.session().take_output();
         self.writer.messages(output);
     }
@@ -452,7 +454,7 @@ impl Connection {
                 }
             }
         }
-        self.flush();
+        self.queue_session_output();
         Ok(())
     }
 
@@ -480,7 +482,7 @@ impl Connection {
             }
             Err(why) => {
                 self.session().reject_publish(stream_id, &why);
-                self.flush();
+                self.queue_session_output();
                 Err(CloseReason::Refused(format!("publish {name:?}: {why}")))
             }
         }
@@ -492,7 +494,7 @@ impl Connection {
             Err(why) => {
                 self.session()
                     .reject_play(stream_id, "NetStream.Play.StreamNotFound", &why);
-                self.flush();
+                self.queue_session_output();
                 return Err(CloseReason::Refused(format!("play {name:?}: {why}")));
             }
         };
@@ -515,7 +517,7 @@ impl Connection {
         );
         // The status replies must precede the first frame of the queue.
         self.session().accept_play(stream_id, name, reset);
-        self.flush();
+        self.queue_session_output();
         self.writer.play(stream_id, subscription);
         Ok(())
     }

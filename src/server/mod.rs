@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use log::info;
 
-use crate::cli::Config;
+use crate::config::Config;
 use crate::connections::{accept_loop, Context, Counters};
 use crate::media::gop::GopLimits;
 use crate::registry::{Registry, RegistryConfig};

@@ -290,7 +290,7 @@ fn bad_bytes_close_only_the_offending_connection() {
     // A long setup timeout, so every close below is a reaction to the bytes.
     let server = start_server_with(|c| {
         c.http = None;
-        c.handshake_timeout = Duration::from_secs(60);
+        c.setup_timeout = Duration::from_secs(60);
     });
     let addr = server.addr;
     let mut healthy = healthy_in_process(&server);
@@ -493,7 +493,7 @@ fn bad_bytes_close_only_the_offending_connection() {
 fn command_with_more_top_level_values_than_the_limit_is_refused() {
     let server = start_server_with(|c| {
         c.http = None;
-        c.handshake_timeout = Duration::from_secs(60);
+        c.setup_timeout = Duration::from_secs(60);
     });
     let mut payload = amf(&["connect".into(), 1.0.into(), connect_object("live")]);
     payload.resize(payload.len() + 70_000, 0x05);
@@ -527,7 +527,7 @@ const BAD_NAMES: [&str; 12] = [
 fn bad_stream_and_app_names_are_refused() {
     let server = start_server_with(|c| {
         c.http = None;
-        c.handshake_timeout = Duration::from_secs(60);
+        c.setup_timeout = Duration::from_secs(60);
     });
     let mut healthy = healthy_in_process(&server);
     let too_long = "n".repeat(257);
@@ -636,9 +636,9 @@ fn holds_for(what: &str, duration: Duration, mut condition: impl FnMut() -> bool
 fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
     let server = start_server_with(|c| {
         c.http = None;
-        c.handshake_timeout = SETUP_TIMEOUT;
+        c.setup_timeout = SETUP_TIMEOUT;
         c.publish_timeout = PUBLISH_TIMEOUT;
-        c.play_timeout = Duration::from_secs(2);
+        c.write_stall_timeout = Duration::from_secs(2);
     });
     let server = Arc::new(server);
     let addr = server.addr;

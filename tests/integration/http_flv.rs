@@ -94,7 +94,7 @@ fn ffmpeg_and_ffprobe_play_http_flv() {
 
 #[test]
 fn unknown_streams_and_bad_requests_get_clear_errors() {
-    let server = start_server_with(|c| c.handshake_timeout = Duration::from_millis(500));
+    let server = start_server_with(|c| c.setup_timeout = Duration::from_millis(500));
     let addr = server.http_addr();
 
     let resp = get(addr, "/live/nobody.flv");

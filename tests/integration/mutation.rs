@@ -1341,9 +1341,9 @@ fn replies_stay_bounded() {
     use std::io::Write;
     use std::net::{SocketAddr, TcpStream};
 
-    let config = rtmpd::cli::Config {
+    let config = rtmpd::config::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ..rtmpd::cli::Config::default()
+        ..rtmpd::config::Config::default()
     };
     let server = rtmpd::server::Server::bind(config).expect("binding a server");
     let addr = server.local_addr();

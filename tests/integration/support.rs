@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rtmpd::cli::Config;
+use rtmpd::config::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
 use rtmpd::media::frame::{Frame, FrameKind};
 use rtmpd::registry::{PlayerItem, Registry, StreamInfo};

@@ -1,0 +1,76 @@
+//! What the server runs with: one validated `Config`, with the defaults in one
+//! place. The command line (`crate::cli`) maps its flags onto it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::amf::amf0::AmfLimits;
+use crate::rtmp::chunk::ChunkLimits;
+
+/// Everything the server needs to run, already validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// HTTP-FLV, WebSocket-FLV, the JSON API and metrics; `None` serves no HTTP.
+    /// `Config::default()` leaves it off so embedders and tests opt in (and never
+    /// collide on a fixed port); the command line's default is [`DEFAULT_HTTP`].
+    pub http: Option<SocketAddr>,
+    /// Chunk size we announce and send with; larger chunks mean fewer headers.
+    pub chunk_size: u32,
+    /// Keep the current GOP so players joining mid-stream start at once.
+    pub gop_cache: bool,
+    /// Upper bounds of the cached GOP; past either, the cache waits for the next keyframe.
+    pub gop_max_frames: usize,
+    pub gop_max_bytes: usize,
+    /// Frames a player may have queued before it starts skipping to the next keyframe.
+    pub player_queue_frames: usize,
+    /// Connections beyond this are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// How long a client may take to get going (`--handshake-timeout`): an RTMP
+    /// client from accept through handshake and connect to publish or play, and
+    /// again after its last stream ended; an HTTP client to send its whole request.
+    pub setup_timeout: Duration,
+    /// A publisher that sends nothing for this long is dropped and its key freed.
+    pub publish_timeout: Duration,
+    /// Any client whose socket accepts none of the bytes we write for this long is
+    /// dropped (`--play-timeout`): players mostly, but also an RTMP or HTTP client
+    /// that does not read our replies.
+    pub write_stall_timeout: Duration,
+    /// Per-connection limits on what a peer may make us buffer.
+    pub chunk_limits: ChunkLimits,
+    pub amf_limits: AmfLimits,
+    /// Longest app or stream name, in bytes.
+    pub max_name_len: usize,
+    /// A busy player gets at most one socket write per window; zero writes every
+    /// frame as it comes. The cost of serving a player is per write, not per byte.
+    pub merge_writes: Duration,
+}
+
+/// Where `rtmpd` serves HTTP unless `--http` says otherwise.
+pub const DEFAULT_HTTP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            http: None,
+            chunk_size: 4096,
+            gop_cache: true,
+            gop_max_frames: 2048,
+            gop_max_bytes: 32 * 1024 * 1024,
+            player_queue_frames: 1024,
+            max_connections: 2000,
+            setup_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(10),
+            write_stall_timeout: Duration::from_secs(30),
+            chunk_limits: ChunkLimits::default(),
+            amf_limits: AmfLimits::default(),
+            max_name_len: 256,
+            merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
+        }
+    }
+}
+
+/// Measured with scripts/bench.sh; see README "Performance".
+const DEFAULT_MERGE_WRITES_MS: u64 = 60;
