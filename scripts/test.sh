@@ -1,30 +1,81 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The integration tests drive real clients (ffmpeg,
-# ffprobe, rtmpdump) against the server, so install them first if any is missing
-# (Debian/Ubuntu). Extra arguments are passed on to `cargo test`.
+# Runs the whole test suite. The integration tests drive real clients against the
+# server (ffmpeg, ffprobe, rtmpdump, VLC, GStreamer, and the static ffmpeg 9 from
+# PyPI's imageio-ffmpeg for the Enhanced RTMP codecs), so install whatever is missing
+# first (Debian/Ubuntu); with everything present this only checks. Extra arguments
+# are passed on to `cargo test`.
+#
+# Environment: RTMPD_TEST_SKIP_FFMPEG9=1 skips (visibly) the ffmpeg 9 checks instead
+# of installing it; RTMPD_TEST_FFMPEG9=PATH uses that ffmpeg 9.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-missing=()
-for tool in ffmpeg ffprobe rtmpdump; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-
-if ((${#missing[@]} > 0)); then
-    echo "test.sh: missing ${missing[*]}; installing ffmpeg and rtmpdump" >&2
-    if [[ $(id -u) -eq 0 ]]; then
-        sudo=()
-    elif command -v sudo >/dev/null 2>&1; then
+apt_install() {
+    echo "test.sh: installing $*" >&2
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "test.sh: not root and sudo is not available; install $*" >&2
+            exit 1
+        fi
         sudo=(sudo)
-    else
-        echo "test.sh: not root and sudo is not available; install ffmpeg and rtmpdump" >&2
-        exit 1
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
+    if [[ -z ${apt_updated-} ]]; then
+        ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
+        apt_updated=1
+    fi
     ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends ffmpeg rtmpdump
+        apt-get install -y --no-install-recommends "$@"
+}
+
+# Each client the tests run, and the Debian packages that provide it.
+packages=()
+command -v ffmpeg >/dev/null 2>&1 || packages+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || packages+=(ffmpeg)
+command -v rtmpdump >/dev/null 2>&1 || packages+=(rtmpdump)
+command -v cvlc >/dev/null 2>&1 || packages+=(vlc-bin vlc-plugin-base)
+command -v gst-launch-1.0 >/dev/null 2>&1 || packages+=(gstreamer1.0-tools)
+# rtmpsrc and h264parse are in -bad, flvdemux and aacparse in -good.
+if command -v gst-inspect-1.0 >/dev/null 2>&1; then
+    for element in rtmpsrc:bad h264parse:bad flvdemux:good aacparse:good filesink:base; do
+        gst-inspect-1.0 --exists "${element%%:*}" ||
+            packages+=("gstreamer1.0-plugins-${element##*:}")
+    done
+else
+    packages+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+fi
+if ((${#packages[@]} > 0)); then
+    # shellcheck disable=SC2207 # package names have no spaces
+    apt_install $(printf '%s\n' "${packages[@]}" | sort -u)
+fi
+
+# VLC refuses to run as root: the tests run it as this unprivileged user.
+if [[ $(id -u) -eq 0 ]] && ! id rtmpd-test >/dev/null 2>&1; then
+    echo "test.sh: creating user rtmpd-test to run VLC" >&2
+    useradd --system --no-create-home --shell /usr/sbin/nologin rtmpd-test
+fi
+
+# ffmpeg 9 (static, no ffprobe) from PyPI, for the Enhanced RTMP codecs that Debian's
+# ffmpeg can neither publish nor read. Kept in a venv under target/.
+find_ffmpeg9='import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())'
+if [[ -z ${RTMPD_TEST_FFMPEG9-} && -z ${RTMPD_TEST_SKIP_FFMPEG9-} ]]; then
+    venv=${CARGO_TARGET_DIR:-target}/test-tools/venv
+    if ffmpeg9=$(python3 -c "$find_ffmpeg9" 2>/dev/null); then
+        :
+    elif ffmpeg9=$("$venv/bin/python" -c "$find_ffmpeg9" 2>/dev/null); then
+        :
+    else
+        python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3 python3-venv
+        echo "test.sh: pip install imageio-ffmpeg (into $venv)" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'imageio-ffmpeg>=0.8.1'
+        ffmpeg9=$("$venv/bin/python" -c "$find_ffmpeg9")
+    fi
+    export RTMPD_TEST_FFMPEG9=$ffmpeg9
+fi
+if [[ -n ${RTMPD_TEST_SKIP_FFMPEG9-} ]]; then
+    echo "test.sh: RTMPD_TEST_SKIP_FFMPEG9 is set: the Enhanced RTMP codec checks will be skipped" >&2
 fi
 
 cargo test --all-targets "$@"

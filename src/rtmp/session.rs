@@ -215,7 +215,10 @@ impl ServerSession {
     }
 
     /// The status sequence players expect before media: StreamBegin, Play.Reset,
-    /// Play.Start, |RtmpSampleAccess, Data.Start.
+    /// Play.Start, |RtmpSampleAccess. No `onStatus {NetStream.Data.Start}` data
+    /// message (nginx-rtmp sends none either): ffmpeg's and VLC's FLV demuxers turn a
+    /// data message that is not onMetaData into an extra "Data" stream, which breaks
+    /// `-map 0` remuxing and stream counts.
     pub fn accept_play(&mut self, stream_id: u32, name: &str, reset: bool) {
         self.out
             .push(msg::user_control(UserControl::StreamBegin(stream_id)));
@@ -239,16 +242,6 @@ impl ServerSession {
                 Amf0Value::String("|RtmpSampleAccess".into()),
                 Amf0Value::Boolean(true),
                 Amf0Value::Boolean(true),
-            ],
-        ));
-        self.out.push(msg::data(
-            stream_id,
-            &[
-                Amf0Value::String("onStatus".into()),
-                Amf0Value::Object(vec![(
-                    "code".into(),
-                    Amf0Value::String("NetStream.Data.Start".into()),
-                )]),
             ],
         ));
     }
@@ -986,7 +979,6 @@ mod tests {
                 "NetStream.Play.Reset",
                 "NetStream.Play.Start",
                 "|RtmpSampleAccess",
-                "NetStream.Data.Start"
             ]
         );
         assert!(out[1..].iter().all(|m| m.stream_id == 1));

@@ -155,22 +155,18 @@ pub fn is_status(event: &ClientEvent, code: &str) -> bool {
     status(event, code).is_some()
 }
 
-/// Whether `event` is the `onStatus {code: NetStream.Data.Start}` data message
-/// that ends the server's answer to `play`.
-pub fn is_data_start(event: &ClientEvent) -> bool {
+/// Whether `event` is the `|RtmpSampleAccess` data message that ends the
+/// server's answer to `play`.
+pub fn is_sample_access(event: &ClientEvent) -> bool {
     let values = data_messages(std::slice::from_ref(event));
-    values.first().is_some_and(|v| {
-        v.first().and_then(Amf0Value::as_str) == Some("onStatus")
-            && v.get(1)
-                .and_then(|info| info.get("code"))
-                .and_then(Amf0Value::as_str)
-                == Some("NetStream.Data.Start")
-    })
+    values
+        .first()
+        .is_some_and(|v| v.first().and_then(Amf0Value::as_str) == Some("|RtmpSampleAccess"))
 }
 
-/// Reads the answer to `play` up to NetStream.Data.Start.
+/// Reads the answer to `play` up to |RtmpSampleAccess.
 pub fn play_preamble(client: &mut Client) -> Vec<ClientEvent> {
-    events_until(client, "NetStream.Data.Start", is_data_start)
+    events_until(client, "|RtmpSampleAccess", is_sample_access)
 }
 
 /// Whether `event` is this audio or video message.

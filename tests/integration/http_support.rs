@@ -1,7 +1,7 @@
 //! Helpers of the HTTP tests: a raw HTTP/1.x client on a std `TcpStream` (so the
 //! tests see exactly what went over the wire: status line, headers, chunking), a
-//! chunked-body decoder, and a publisher that loops a fixture for as long as a test
-//! needs a live stream.
+//! chunked-body decoder, a WebSocket client, and a publisher that loops a fixture for
+//! as long as a test needs a live stream.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -9,6 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use tungstenite::WebSocket;
 
 /// A response as received: the body is de-chunked when it was chunked.
 #[derive(Debug)]
@@ -174,7 +176,13 @@ pub fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
 /// Publishes `input` in real time with ffmpeg, `loops` extra times over (so a test
 /// has a live stream for as long as it needs; stop it with `support::stop`).
 pub fn publish_looped(url: &str, input: &Path, loops: u32) -> Child {
-    let mut cmd = Command::new("ffmpeg");
+    publish_looped_with(Path::new("ffmpeg"), url, input, loops)
+}
+
+/// Like [`publish_looped`] with another ffmpeg binary (e.g. a newer one that knows
+/// more codecs).
+pub fn publish_looped_with(ffmpeg: &Path, url: &str, input: &Path, loops: u32) -> Child {
+    let mut cmd = Command::new(ffmpeg);
     cmd.args(["-hide_banner", "-loglevel", "error", "-re"]);
     cmd.args(["-stream_loop", &loops.to_string()]);
     cmd.arg("-i").arg(input);
@@ -182,8 +190,33 @@ pub fn publish_looped(url: &str, input: &Path, loops: u32) -> Child {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    cmd.spawn()
-        .unwrap_or_else(|e| panic!("starting ffmpeg: {e} (run scripts/test.sh to install it)"))
+    cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "starting {}: {e} (run scripts/test.sh to install it)",
+            ffmpeg.display()
+        )
+    })
+}
+
+/// Opens `ws://ADDR/PATH` with tungstenite's client on a blocking std stream whose
+/// reads time out after `timeout`; an HTTP refusal comes back as
+/// `tungstenite::Error::Http`.
+pub fn websocket(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let url = format!("ws://{addr}/{}", path.trim_start_matches('/'));
+    match tungstenite::client(url.as_str(), stream) {
+        Ok((ws, response)) => {
+            assert_eq!(response.status(), 101);
+            Ok(ws)
+        }
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => unreachable!("blocking stream"),
+    }
 }
 
 #[test]

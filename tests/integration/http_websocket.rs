@@ -10,22 +10,13 @@ use rtmpd::media::flv;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
+use crate::http_support::websocket;
 use crate::support::*;
 
 const STREAM_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn connect(server: &TestServer, path: &str) -> Result<WebSocket<TcpStream>, tungstenite::Error> {
-    let stream = TcpStream::connect(server.http_addr()).unwrap();
-    stream.set_read_timeout(Some(STREAM_TIMEOUT)).unwrap();
-    let url = format!("ws://{}/{path}", server.http_addr());
-    match tungstenite::client(url.as_str(), stream) {
-        Ok((ws, response)) => {
-            assert_eq!(response.status(), 101);
-            Ok(ws)
-        }
-        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
-        Err(tungstenite::HandshakeError::Interrupted(_)) => unreachable!("blocking stream"),
-    }
+    websocket(server.http_addr(), path, STREAM_TIMEOUT)
 }
 
 #[test]

@@ -234,25 +234,6 @@ fn ffprobe_on_the_live_url_sees_both_tracks() {
     assert_av_streams(&streams, "ffprobe on the live URL");
 }
 
-/// ffmpeg's FLV demuxer turns a script tag with a non-zero timestamp that is not
-/// onMetaData-at-0 into a "text" subtitle stream; the cached onMetaData a late
-/// joiner gets must not become one. (A data stream for the NetStream.Data.Start
-/// notification is normal for RTMP servers and is allowed.)
-#[test]
-fn ffprobe_on_the_live_url_sees_no_subtitle_stream() {
-    let streams = probe_live("live/probe-meta");
-    let media: Vec<_> = streams
-        .iter()
-        .filter_map(|s| s.get("codec_type").map(String::as_str))
-        .filter(|t| *t != "data")
-        .collect();
-    assert_eq!(
-        media,
-        ["video", "audio"],
-        "streams other than the published video and audio: {streams:?}"
-    );
-}
-
 #[test]
 fn audio_only_late_joiner_gets_audio_at_once() {
     let server = start_server();

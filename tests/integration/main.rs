@@ -19,3 +19,4 @@ mod mutation;
 mod playback;
 mod publishing;
 mod support;
+mod tracks;

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -224,17 +224,66 @@ pub fn play_ffmpeg(url: &str, out: &Path) -> Child {
 /// (those that apply to the stream). Panics if ffprobe fails or takes longer than
 /// `timeout`.
 pub fn ffprobe_streams(target: &str, timeout: Duration) -> Vec<BTreeMap<String, String>> {
+    run_ffprobe(STREAM_ENTRIES, target, None, timeout)
+}
+
+/// The packets ffprobe reads from `target`, in order, one map per packet with the
+/// fields codec_type and size.
+pub fn ffprobe_packets(target: &str, timeout: Duration) -> Vec<BTreeMap<String, String>> {
+    run_ffprobe("packet=codec_type,size", target, None, timeout)
+}
+
+/// Like [`ffprobe_streams`] on what `feed` writes to ffprobe's stdin (`ffprobe -`),
+/// e.g. a stream the test reads from a socket. `feed` runs on a thread of its own;
+/// its writes fail once ffprobe has seen enough and exited, which should end it.
+pub fn ffprobe_stdin_streams(
+    feed: impl FnOnce(ChildStdin) + Send + 'static,
+    timeout: Duration,
+) -> Vec<BTreeMap<String, String>> {
+    run_ffprobe(STREAM_ENTRIES, "-", Some(Box::new(feed)), timeout)
+}
+
+const STREAM_ENTRIES: &str = "stream=index,codec_type,codec_name,width,height,sample_rate,channels";
+
+/// Writes to `child`'s stdin (which must be piped) from a thread of its own.
+pub fn feed_stdin(
+    child: &mut Child,
+    feed: impl FnOnce(ChildStdin) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    let stdin = child.stdin.take().expect("the child's stdin is piped");
+    thread::spawn(move || feed(stdin))
+}
+
+type StdinFeed = Box<dyn FnOnce(ChildStdin) + Send>;
+
+/// Runs ffprobe `-show_entries ENTRIES` on `target`; one map per section printed.
+fn run_ffprobe(
+    entries: &str,
+    target: &str,
+    feed: Option<StdinFeed>,
+    timeout: Duration,
+) -> Vec<BTreeMap<String, String>> {
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error", "-show_entries"])
-        .arg("stream=index,codec_type,codec_name,width,height,sample_rate,channels")
+    cmd.args(["-v", "error", "-show_entries", entries])
         .args(["-of", "compact=p=0", target])
-        .stdin(Stdio::null())
+        .stdin(if feed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    // The report is a few hundred bytes: it cannot fill the pipe before exit.
+    let feeder = feed.map(|feed| feed_stdin(&mut child, feed));
+    // A packet list can outgrow the pipe: read it while ffprobe runs.
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = thread::spawn(move || {
+        let mut report = String::new();
+        let _ = stdout.read_to_string(&mut report);
+        report
+    });
     let Some(status) = wait_until(&mut child, Instant::now() + timeout) else {
         let _ = child.kill();
         let _ = child.wait();
@@ -243,10 +292,12 @@ pub fn ffprobe_streams(target: &str, timeout: Duration) -> Vec<BTreeMap<String, 
             take_stderr(&mut child)
         );
     };
-    let mut report = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut report);
+    if let Some(feeder) = feeder {
+        feeder.join().expect("the thread feeding ffprobe panicked");
     }
+    let report = reader
+        .join()
+        .expect("the thread reading ffprobe's report panicked");
     assert!(
         status.success(),
         "ffprobe {target} failed with {status}; stderr:\n{}",
@@ -324,6 +375,25 @@ pub fn wait_with_stderr(mut child: Child, timeout: Duration) -> (ExitStatus, Str
         );
     };
     (status, take_stderr(&mut child))
+}
+
+/// A client that must not outlive its test: killed when dropped, e.g. when the test
+/// panics before it waits for the client; `take` it to wait for it.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    pub fn take(&mut self) -> Child {
+        self.0.take().expect("the child was already taken")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Asks `child` to stop with SIGINT (ffmpeg then finishes its output file; rtmpdump
