@@ -5,7 +5,6 @@
 //! test with a message naming what was awaited instead of hanging.
 #![allow(dead_code)]
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use rtmpd::amf::amf0::{self, Amf0Value};
@@ -267,28 +266,5 @@ pub fn summary(event: &ClientEvent) -> String {
             Err(e) => format!("data (undecodable: {e}) on stream {stream_id}"),
         },
         other => format!("{other:?}"),
-    }
-}
-
-/// Kills an external client if the test ends (or panics) while it runs.
-pub struct ChildGuard(Option<Child>);
-
-impl ChildGuard {
-    pub fn new(child: Child) -> ChildGuard {
-        ChildGuard(Some(child))
-    }
-
-    /// Hands the child back, e.g. to `wait_with_timeout`.
-    pub fn take(mut self) -> Child {
-        self.0.take().expect("the child is taken only once")
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -377,17 +377,21 @@ pub fn wait_with_stderr(mut child: Child, timeout: Duration) -> (ExitStatus, Str
     (status, take_stderr(&mut child))
 }
 
-/// A client that must not outlive its test: killed when dropped, e.g. when the test
-/// panics before it waits for the client; `take` it to wait for it.
-pub struct KillOnDrop(pub Option<Child>);
+/// Kills an external client if the test ends (or panics) while it runs.
+pub struct ChildGuard(Option<Child>);
 
-impl KillOnDrop {
-    pub fn take(&mut self) -> Child {
-        self.0.take().expect("the child was already taken")
+impl ChildGuard {
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
+    /// Hands the child back, e.g. to `wait_with_timeout`.
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("the child is taken only once")
     }
 }
 
-impl Drop for KillOnDrop {
+impl Drop for ChildGuard {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
             let _ = child.kill();

@@ -144,9 +144,10 @@ fn vlc_plays_exactly_the_published_tracks() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(File::create(&log).unwrap());
-    let mut vlc = KillOnDrop(Some(cmd.spawn().unwrap_or_else(|e| {
-        panic!("starting {cmd:?}: {e} (run scripts/test.sh to install VLC)")
-    })));
+    let vlc =
+        ChildGuard::new(cmd.spawn().unwrap_or_else(|e| {
+            panic!("starting {cmd:?}: {e} (run scripts/test.sh to install VLC)")
+        }));
     server.wait_for_players(path, 1, CLIENT_TIMEOUT);
     let publisher = publish_ffmpeg(&server.url(path), &fixture("av.flv"), false);
     wait_success(publisher, CLIENT_TIMEOUT, "publisher");
@@ -252,7 +253,7 @@ fn gstreamer_receives_every_published_frame() {
         .args(sink(&video_out))
         .args(["demux.audio", "!", "queue", "!", "aacparse", "!"])
         .args(sink(&audio_out));
-    let mut gst = KillOnDrop(Some(spawn(cmd)));
+    let gst = ChildGuard::new(spawn(cmd));
     server.wait_for_players(path, 1, CLIENT_TIMEOUT);
     let publisher = publish_ffmpeg(&server.url(path), &fixture("av.flv"), false);
     wait_success(publisher, CLIENT_TIMEOUT, "publisher");
