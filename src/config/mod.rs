@@ -1,5 +1,9 @@
 //! What the server runs with: one validated `Config`, with the defaults in one
-//! place. The command line (`crate::cli`) maps its flags onto it.
+//! place, and the table of every setting that can change it (`settings`: name,
+//! kind and range of value, help, field). The command line (`crate::cli`) maps its
+//! flags onto it through that table.
+
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,6 +72,17 @@ impl Default for Config {
             amf_limits: AmfLimits::default(),
             max_name_len: 256,
             merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
+        }
+    }
+}
+
+impl Config {
+    /// What `rtmpd` runs with where no setting says otherwise: the defaults, with
+    /// HTTP served on [`DEFAULT_HTTP`].
+    pub fn rtmpd_defaults() -> Config {
+        Config {
+            http: Some(DEFAULT_HTTP),
+            ..Config::default()
         }
     }
 }

@@ -1,0 +1,422 @@
+//! Every setting the server takes, once. An entry knows its long name (the flag
+//! `--NAME`; a config file's key will be NAME with `-` turned into `_`), the kind
+//! of value it takes with the range that value must be in, its help text and the
+//! `Config` field it sets. Its default is what [`Config::rtmpd_defaults`] holds.
+//!
+//! The command line (`crate::cli`) reads values as text through [`Setting::set_text`];
+//! a reader of typed values (a config file's integers, floats, booleans and
+//! strings) goes through the same `store_*` checks, so both refuse the same values
+//! with the same words.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use super::Config;
+use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
+
+/// One setting: a flag today, a config file key tomorrow.
+pub struct Setting {
+    /// The long name: `--NAME` on the command line.
+    pub name: &'static str,
+    /// A one-letter alias (`-l`), if any.
+    pub short: Option<&'static str>,
+    /// What the value looks like in the usage text (`ADDR`, `SECS`).
+    pub hint: &'static str,
+    /// What the setting does; the usage text adds the default.
+    pub help: &'static str,
+    pub kind: Kind,
+}
+
+/// Where a setting's value lives in a `Config`.
+pub type Field<T> = fn(&mut Config) -> &mut T;
+
+/// The kind of value a setting takes, its valid range, and the field it sets.
+pub enum Kind {
+    /// `HOST:PORT`, or a bare port on all interfaces.
+    Address(Field<SocketAddr>),
+    /// An address as for [`Kind::Address`], or `off` for none.
+    AddressOrOff(Field<Option<SocketAddr>>),
+    /// `on` or `off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
+    OnOff(Field<bool>),
+    /// A whole number from `min` to `max`.
+    Integer {
+        min: u64,
+        max: u64,
+        field: IntegerField,
+    },
+    /// A number of seconds, fractions allowed, from [`MIN_SECONDS`] to [`MAX_SECONDS`].
+    Seconds(Field<Duration>),
+    /// A whole number of milliseconds from `min` to `max`.
+    Millis {
+        min: u64,
+        max: u64,
+        field: Field<Duration>,
+    },
+}
+
+/// The integer types `Config` counts in.
+#[derive(Clone, Copy)]
+pub enum IntegerField {
+    U32(Field<u32>),
+    Usize(Field<usize>),
+}
+
+/// Durations in seconds, as flags and config files give them.
+pub const MIN_SECONDS: f64 = 0.1;
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// Why a value is refused, said of the value: `--NAME VALUE: <this>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem(pub String);
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Every setting, in the order the usage text lists them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "listen",
+        short: Some("l"),
+        hint: "ADDR",
+        help: "address to accept RTMP clients on",
+        kind: Kind::Address(|c| &mut c.listen),
+    },
+    Setting {
+        name: "http",
+        short: None,
+        hint: "ADDR|off",
+        help: "address for HTTP-FLV, WebSocket-FLV, /api and /metrics, or off",
+        kind: Kind::AddressOrOff(|c| &mut c.http),
+    },
+    Setting {
+        name: "gop-cache",
+        short: None,
+        hint: "on|off",
+        help: "cache the current GOP for fast start",
+        kind: Kind::OnOff(|c| &mut c.gop_cache),
+    },
+    Setting {
+        name: "chunk-size",
+        short: None,
+        hint: "N",
+        help: "outgoing RTMP chunk size, 128..=2147483647",
+        kind: Kind::Integer {
+            min: 128,
+            max: MAX_CHUNK_SIZE as u64,
+            field: IntegerField::U32(|c| &mut c.chunk_size),
+        },
+    },
+    Setting {
+        name: "player-queue",
+        short: None,
+        hint: "FRAMES",
+        help: "frames a player may fall behind before skipping to the next keyframe",
+        kind: Kind::Integer {
+            min: 16,
+            max: 1 << 20,
+            field: IntegerField::Usize(|c| &mut c.player_queue_frames),
+        },
+    },
+    Setting {
+        name: "max-connections",
+        short: None,
+        hint: "N",
+        help: "connections served at once; more are refused at accept",
+        kind: Kind::Integer {
+            min: 1,
+            max: 1 << 20,
+            field: IntegerField::Usize(|c| &mut c.max_connections),
+        },
+    },
+    Setting {
+        name: "max-message-size",
+        short: None,
+        hint: "BYTES",
+        help: "longest RTMP message a client may send",
+        kind: Kind::Integer {
+            min: 1024,
+            max: MAX_MESSAGE_LEN as u64,
+            field: IntegerField::U32(|c| &mut c.chunk_limits.max_message_len),
+        },
+    },
+    Setting {
+        name: "max-chunk-streams",
+        short: None,
+        hint: "N",
+        help: "chunk streams one client may open",
+        kind: Kind::Integer {
+            min: 2,
+            max: 65600,
+            field: IntegerField::Usize(|c| &mut c.chunk_limits.max_chunk_streams),
+        },
+    },
+    Setting {
+        name: "amf-max-depth",
+        short: None,
+        hint: "N",
+        help: "deepest AMF nesting accepted",
+        kind: Kind::Integer {
+            min: 1,
+            max: 1024,
+            field: IntegerField::Usize(|c| &mut c.amf_limits.max_depth),
+        },
+    },
+    Setting {
+        name: "amf-max-values",
+        short: None,
+        hint: "N",
+        help: "most AMF values in one message",
+        kind: Kind::Integer {
+            min: 16,
+            max: 1 << 24,
+            field: IntegerField::Usize(|c| &mut c.amf_limits.max_elements),
+        },
+    },
+    Setting {
+        name: "max-name-length",
+        short: None,
+        hint: "BYTES",
+        help: "longest app or stream name",
+        kind: Kind::Integer {
+            min: 1,
+            max: 4096,
+            field: IntegerField::Usize(|c| &mut c.max_name_len),
+        },
+    },
+    Setting {
+        name: "merge-writes-ms",
+        short: None,
+        hint: "MS",
+        help: "send a busy player's queued frames at most once per MS milliseconds; 0 writes each frame at once",
+        kind: Kind::Millis {
+            min: 0,
+            max: 1000,
+            field: |c| &mut c.merge_writes,
+        },
+    },
+    Setting {
+        name: "handshake-timeout",
+        short: None,
+        hint: "SECS",
+        help: "time allowed from accept (or the end of a stream) to publish/play, and for a whole HTTP request",
+        kind: Kind::Seconds(|c| &mut c.setup_timeout),
+    },
+    Setting {
+        name: "publish-timeout",
+        short: None,
+        hint: "SECS",
+        help: "silence after which a publisher is dropped",
+        kind: Kind::Seconds(|c| &mut c.publish_timeout),
+    },
+    Setting {
+        name: "play-timeout",
+        short: None,
+        hint: "SECS",
+        help: "time any client's socket may accept nothing we send before it is dropped",
+        kind: Kind::Seconds(|c| &mut c.write_stall_timeout),
+    },
+];
+
+impl Setting {
+    /// The key of this setting in a config file: the long name with `-` as `_`.
+    pub fn key(&self) -> String {
+        self.name.replace('-', "_")
+    }
+
+    /// Sets the value given as text (a command-line argument).
+    pub fn set_text(&self, config: &mut Config, text: &str) -> Result<(), Problem> {
+        match self.kind {
+            Kind::Address(field) => *field(config) = parse_address(text)?,
+            Kind::AddressOrOff(field) => {
+                *field(config) = match text {
+                    "off" => None,
+                    _ => Some(parse_address(text)?),
+                }
+            }
+            Kind::OnOff(_) => {
+                let on = match text {
+                    "on" | "true" | "yes" | "1" => true,
+                    "off" | "false" | "no" | "0" => false,
+                    _ => return Err(Problem("expected on or off".into())),
+                };
+                self.store_bool(config, on)?;
+            }
+            Kind::Integer { .. } | Kind::Millis { .. } => {
+                let n = text.parse::<u64>().map_err(|_| self.range_problem())?;
+                self.store_integer(config, n)?;
+            }
+            Kind::Seconds(_) => {
+                let secs = text.parse::<f64>().map_err(|_| self.range_problem())?;
+                self.store_seconds(config, secs)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets an on/off setting.
+    pub fn store_bool(&self, config: &mut Config, on: bool) -> Result<(), Problem> {
+        match self.kind {
+            Kind::OnOff(field) => *field(config) = on,
+            _ => return Err(self.range_problem()),
+        }
+        Ok(())
+    }
+
+    /// Sets a whole-number setting (milliseconds for [`Kind::Millis`]) if `n` is
+    /// in its range.
+    pub fn store_integer(&self, config: &mut Config, n: u64) -> Result<(), Problem> {
+        match self.kind {
+            Kind::Integer { min, max, field } if (min..=max).contains(&n) => match field {
+                IntegerField::U32(field) => {
+                    *field(config) = u32::try_from(n).map_err(|_| self.range_problem())?
+                }
+                IntegerField::Usize(field) => {
+                    *field(config) = usize::try_from(n).map_err(|_| self.range_problem())?
+                }
+            },
+            Kind::Millis { min, max, field } if (min..=max).contains(&n) => {
+                *field(config) = Duration::from_millis(n)
+            }
+            _ => return Err(self.range_problem()),
+        }
+        Ok(())
+    }
+
+    /// Sets a duration given in seconds if it is in range.
+    pub fn store_seconds(&self, config: &mut Config, secs: f64) -> Result<(), Problem> {
+        match self.kind {
+            Kind::Seconds(field) if (MIN_SECONDS..=MAX_SECONDS).contains(&secs) => {
+                *field(config) = Duration::from_secs_f64(secs)
+            }
+            _ => return Err(self.range_problem()),
+        }
+        Ok(())
+    }
+
+    /// The value `config` holds, written as a flag takes it (`0.0.0.0:1935`, `on`,
+    /// `10`).
+    pub fn value_text(&self, config: &Config) -> String {
+        let mut config = config.clone();
+        let c = &mut config;
+        match self.kind {
+            Kind::Address(field) => field(c).to_string(),
+            Kind::AddressOrOff(field) => match field(c) {
+                Some(addr) => addr.to_string(),
+                None => "off".into(),
+            },
+            Kind::OnOff(field) => if *field(c) { "on" } else { "off" }.into(),
+            Kind::Integer { field, .. } => match field {
+                IntegerField::U32(field) => field(c).to_string(),
+                IntegerField::Usize(field) => field(c).to_string(),
+            },
+            Kind::Seconds(field) => field(c).as_secs_f64().to_string(),
+            Kind::Millis { field, .. } => field(c).as_millis().to_string(),
+        }
+    }
+
+    /// What a value of this kind must be, for an error message.
+    fn range_problem(&self) -> Problem {
+        Problem(match self.kind {
+            Kind::Address(_) | Kind::AddressOrOff(_) => ADDRESS_PROBLEM.into(),
+            Kind::OnOff(_) => "expected on or off".into(),
+            Kind::Integer { min, max, .. } | Kind::Millis { min, max, .. } => {
+                format!("must be a whole number from {min} to {max}")
+            }
+            Kind::Seconds(_) => {
+                format!("must be a number of seconds from {MIN_SECONDS} to {MAX_SECONDS}")
+            }
+        })
+    }
+}
+
+const ADDRESS_PROBLEM: &str = "not an address like 0.0.0.0:1935";
+
+/// `HOST:PORT`, or a bare port (the common shorthand, `-l 1936`) on all interfaces.
+fn parse_address(text: &str) -> Result<SocketAddr, Problem> {
+    let with_host;
+    let addr = if text.parse::<u16>().is_ok() {
+        with_host = format!("0.0.0.0:{text}");
+        &with_host
+    } else {
+        text
+    };
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| Problem(ADDRESS_PROBLEM.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_keys_are_snake_case() {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            assert!(
+                SETTINGS[..i].iter().all(|t| t.name != s.name),
+                "{} twice",
+                s.name
+            );
+            assert!(!s.key().contains('-'), "{}", s.key());
+        }
+        let keys: Vec<_> = SETTINGS.iter().map(Setting::key).collect();
+        assert!(keys.contains(&"max_connections".to_string()));
+        assert!(keys.contains(&"gop_cache".to_string()));
+    }
+
+    /// Every entry takes its own default back, and the ends of its range: the
+    /// table's kinds fit the fields they set.
+    #[test]
+    fn every_setting_takes_its_default_and_range_ends() {
+        let defaults = Config::rtmpd_defaults();
+        for s in SETTINGS {
+            let mut c = Config::rtmpd_defaults();
+            let text = s.value_text(&defaults);
+            s.set_text(&mut c, &text)
+                .unwrap_or_else(|e| panic!("--{} {text}: {e}", s.name));
+            assert_eq!(s.value_text(&c), text, "--{}", s.name);
+            let ends: Vec<String> = match s.kind {
+                Kind::Integer { min, max, .. } | Kind::Millis { min, max, .. } => {
+                    vec![min.to_string(), max.to_string()]
+                }
+                Kind::Seconds(_) => vec![MIN_SECONDS.to_string(), MAX_SECONDS.to_string()],
+                _ => vec![],
+            };
+            for end in ends {
+                s.set_text(&mut c, &end)
+                    .unwrap_or_else(|e| panic!("--{} {end}: {e}", s.name));
+                assert_eq!(s.value_text(&c), end, "--{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn typed_values_pass_the_same_checks() {
+        let find = |name| SETTINGS.iter().find(|s| s.name == name).unwrap();
+        let mut c = Config::rtmpd_defaults();
+        find("max-connections").store_integer(&mut c, 500).unwrap();
+        assert_eq!(c.max_connections, 500);
+        assert_eq!(
+            find("max-connections")
+                .store_integer(&mut c, 0)
+                .unwrap_err()
+                .to_string(),
+            "must be a whole number from 1 to 1048576"
+        );
+        find("gop-cache").store_bool(&mut c, false).unwrap();
+        assert!(!c.gop_cache);
+        find("handshake-timeout")
+            .store_seconds(&mut c, 2.5)
+            .unwrap();
+        assert_eq!(c.setup_timeout, Duration::from_millis(2500));
+        assert!(find("handshake-timeout")
+            .store_seconds(&mut c, 0.0)
+            .is_err());
+        assert!(find("gop-cache").store_integer(&mut c, 1).is_err());
+    }
+}
