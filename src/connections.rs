@@ -1,11 +1,12 @@
 //! What every client connection shares, whichever protocol it speaks: the accept
-//! loop that gives each accepted socket a thread of its own, the connection limit
-//! it enforces, and the context those threads share (config, registry, counters by
-//! kind of connection). The RTMP and HTTP sides both build on this; `server` wires
-//! their listeners to it.
+//! loop that registers each accepted socket in the connection table
+//! (`crate::lifecycle`, which enforces the connection budgets) and gives it a thread
+//! of its own, and the context those threads share (config, registry, the table
+//! and its stop, counters by kind of connection). The RTMP and HTTP sides both build
+//! on this; `server` wires their listeners to it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use log::{error, warn};
 
 use crate::config::Config;
+use crate::lifecycle::{Lifecycle, Registration};
 use crate::registry::Registry;
 
 /// Stack for connection threads. Their deepest path is AMF decoding, bounded by the
@@ -28,9 +30,27 @@ pub(crate) struct Context {
     pub config: Config,
     pub registry: Arc<Registry>,
     pub started: Instant,
-    /// Connections being served now, of both kinds, for `--max-connections`.
-    pub connections: AtomicUsize,
+    /// Every open connection, the connection budgets and the stop.
+    pub lifecycle: Arc<Lifecycle>,
     pub counters: Counters,
+}
+
+impl Context {
+    /// One kind's connection numbers: the table's and the traffic counters'.
+    pub fn connection_counts(&self, kind: ConnectionKind) -> ConnectionCounts {
+        let table = self.lifecycle.counts(kind);
+        let i = kind.index();
+        let load = |a: &[AtomicU64; ConnectionKind::COUNT]| a[i].load(Ordering::Relaxed);
+        ConnectionCounts {
+            open: table.open(),
+            pending: table.pending,
+            accepted: load(&self.counters.accepted),
+            refused: table.refused,
+            evicted: table.evicted,
+            bytes_in: load(&self.counters.bytes_in),
+            bytes_out: load(&self.counters.bytes_out),
+        }
+    }
 }
 
 /// The two kinds of connection the server accepts.
@@ -54,7 +74,7 @@ impl ConnectionKind {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -63,9 +83,7 @@ impl ConnectionKind {
 /// bytes, so protocol overhead counts too.
 #[derive(Default)]
 pub(crate) struct Counters {
-    open: [AtomicU64; ConnectionKind::COUNT],
     accepted: [AtomicU64; ConnectionKind::COUNT],
-    refused: [AtomicU64; ConnectionKind::COUNT],
     bytes_in: [AtomicU64; ConnectionKind::COUNT],
     bytes_out: [AtomicU64; ConnectionKind::COUNT],
 }
@@ -78,52 +96,38 @@ impl Counters {
     pub fn add_bytes_out(&self, kind: ConnectionKind, n: usize) {
         self.bytes_out[kind.index()].fetch_add(n as u64, Ordering::Relaxed);
     }
-
-    pub fn snapshot(&self, kind: ConnectionKind) -> ConnectionCounts {
-        let i = kind.index();
-        let load = |a: &[AtomicU64; ConnectionKind::COUNT]| a[i].load(Ordering::Relaxed);
-        ConnectionCounts {
-            open: load(&self.open),
-            accepted: load(&self.accepted),
-            refused: load(&self.refused),
-            bytes_in: load(&self.bytes_in),
-            bytes_out: load(&self.bytes_out),
-        }
-    }
 }
 
 /// One kind's numbers: `open` now, the rest since the server started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionCounts {
+    /// Open now, in any phase.
     pub open: u64,
+    /// Open now and not yet publishing, playing or with a complete request.
+    pub pending: u64,
     pub accepted: u64,
-    /// Closed at accept because of `--max-connections`.
+    /// Refused when about to publish, play or be answered: `--max-connections`
+    /// connections were established.
     pub refused: u64,
+    /// Closed while pending to make room for newer connections (`--max-pending`).
+    pub evicted: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
 
-/// Counts a connection for as long as its thread runs, panics included.
-struct ConnectionSlot(Arc<Context>, ConnectionKind);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-        self.0.counters.open[self.1.index()].fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Accepts forever, starting one thread per client that runs `serve`.
+/// Accepts until the server stops, registering each client in the connection
+/// table and starting one thread per client that runs `serve`.
 pub(crate) fn accept_loop(
     listener: &TcpListener,
     ctx: &Arc<Context>,
     kind: ConnectionKind,
-    serve: fn(TcpStream, SocketAddr, Arc<Context>),
+    serve: fn(Registration, Arc<Context>),
 ) {
-    let counters = &ctx.counters;
+    let lifecycle = &ctx.lifecycle;
     loop {
         let (socket, peer) = match listener.accept() {
             Ok(accepted) => accepted,
+            Err(_) if lifecycle.is_stopping() => return,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
                 warn!("{} accept failed: {e}", kind.as_str());
@@ -131,26 +135,15 @@ pub(crate) fn accept_loop(
                 continue;
             }
         };
-        let open = ctx.connections.fetch_add(1, Ordering::Relaxed);
-        counters.open[kind.index()].fetch_add(1, Ordering::Relaxed);
-        let slot = ConnectionSlot(ctx.clone(), kind);
-        if open >= ctx.config.max_connections {
-            counters.refused[kind.index()].fetch_add(1, Ordering::Relaxed);
-            warn!(
-                "{peer}: refused: {open} connections open (--max-connections {})",
-                ctx.config.max_connections
-            );
-            continue;
-        }
-        counters.accepted[kind.index()].fetch_add(1, Ordering::Relaxed);
+        let Some(entry) = lifecycle.admit(kind, peer, Arc::new(socket)) else {
+            return;
+        };
+        ctx.counters.accepted[kind.index()].fetch_add(1, Ordering::Relaxed);
         let thread_ctx = ctx.clone();
         let spawned = thread::Builder::new()
             .name(format!("{} {peer}", kind.as_str()))
             .stack_size(THREAD_STACK)
-            .spawn(move || {
-                let _slot = slot;
-                serve(socket, peer, thread_ctx)
-            });
+            .spawn(move || serve(entry, thread_ctx));
         if let Err(e) = spawned {
             error!("{peer}: cannot start a thread for the connection: {e}");
         }

@@ -10,6 +10,9 @@
 //! for a player, writes the stream in merged writes. `http` serves
 //! the same streams as HTTP-FLV and WebSocket-FLV, plus a JSON stats API and
 //! Prometheus metrics, on its own listener in the same thread-per-connection style.
+//! Every connection is registered in the server's connection table
+//! (`lifecycle`), which enforces the connection budgets and carries a
+//! graceful stop (`signals` turns SIGINT/SIGTERM into one) to every thread.
 
 pub mod amf;
 pub mod cli;
@@ -17,9 +20,11 @@ pub mod client;
 pub mod config;
 mod connections;
 pub mod http;
+pub mod lifecycle;
 pub mod media;
 pub mod net;
 pub mod registry;
 pub mod rtmp;
 pub mod server;
 pub mod stream_key;
+pub mod signals;

@@ -1,4 +1,4 @@
-//! The `rtmpd` binary: command line → config → logging → server.
+//! The `rtmpd` binary: command line → config → logging → signals → server.
 
 use std::process::ExitCode;
 
@@ -30,6 +30,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = rtmpd::signals::handle_signals(server.handle()) {
+        error!("cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -28,8 +28,12 @@ pub struct Config {
     pub gop_max_bytes: usize,
     /// Frames a player may have queued before it starts skipping to the next keyframe.
     pub player_queue_frames: usize,
-    /// Connections beyond this are closed as soon as they are accepted.
+    /// Established connections (publishing, playing, or with a complete HTTP
+    /// request) served at once; more are refused when they try.
     pub max_connections: usize,
+    /// Connections not yet established; at the limit the oldest of the address
+    /// with the most of them is closed for the newcomer.
+    pub max_pending: usize,
     /// How long a client may take to get going (`--handshake-timeout`): an RTMP
     /// client from accept through handshake and connect to publish or play, and
     /// again after its last stream ended; an HTTP client to send its whole request.
@@ -40,6 +44,8 @@ pub struct Config {
     /// dropped (`--play-timeout`): players mostly, but also an RTMP or HTTP client
     /// that does not read our replies.
     pub write_stall_timeout: Duration,
+    /// How long a graceful stop waits for connections to end before cutting them.
+    pub shutdown_timeout: Duration,
     /// Per-connection limits on what a peer may make us buffer.
     pub chunk_limits: ChunkLimits,
     pub amf_limits: AmfLimits,
@@ -65,9 +71,11 @@ impl Default for Config {
             gop_max_bytes: 32 * 1024 * 1024,
             player_queue_frames: 1024,
             max_connections: 2000,
+            max_pending: 1000,
             setup_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(5),
             chunk_limits: ChunkLimits::default(),
             amf_limits: AmfLimits::default(),
             max_name_len: 256,

@@ -125,11 +125,22 @@ pub const SETTINGS: &[Setting] = &[
         name: "max-connections",
         short: None,
         hint: "N",
-        help: "connections served at once; more are refused at accept",
+        help: "connections publishing, playing or being answered at once; more are refused",
         kind: Kind::Integer {
             min: 1,
             max: 1 << 20,
             field: IntegerField::Usize(|c| &mut c.max_connections),
+        },
+    },
+    Setting {
+        name: "max-pending",
+        short: None,
+        hint: "N",
+        help: "connections not yet publishing, playing or with a whole request; at the limit the oldest gives way",
+        kind: Kind::Integer {
+            min: 1,
+            max: 1 << 20,
+            field: IntegerField::Usize(|c| &mut c.max_pending),
         },
     },
     Setting {
@@ -218,6 +229,13 @@ pub const SETTINGS: &[Setting] = &[
         hint: "SECS",
         help: "time any client's socket may accept nothing we send before it is dropped",
         kind: Kind::Seconds(|c| &mut c.write_stall_timeout),
+    },
+    Setting {
+        name: "shutdown-timeout",
+        short: None,
+        hint: "SECS",
+        help: "on SIGINT/SIGTERM, time connections get to end before they are cut",
+        kind: Kind::Seconds(|c| &mut c.shutdown_timeout),
     },
 ];
 

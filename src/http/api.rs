@@ -36,7 +36,7 @@ pub(super) fn stream(ctx: &Context, app: &str, key: &str) -> (u16, Value) {
 
 /// `/api/server`: version, uptime, connections, threads and totals.
 pub(super) fn server(ctx: &Context) -> Value {
-    let counts = |kind| ctx.counters.snapshot(kind);
+    let counts = |kind| ctx.connection_counts(kind);
     let (rtmp, http) = (counts(ConnectionKind::Rtmp), counts(ConnectionKind::Http));
     let totals = ctx.registry.totals();
     let streams = ctx.registry.stream_stats();
@@ -46,8 +46,10 @@ pub(super) fn server(ctx: &Context) -> Value {
     let connection = |c: ConnectionCounts| {
         json!({
             "open": c.open,
+            "pending": c.pending,
             "accepted": c.accepted,
             "refused": c.refused,
+            "evicted": c.evicted,
             "bytes_in": c.bytes_in,
             "bytes_out": c.bytes_out,
         })
@@ -65,7 +67,9 @@ pub(super) fn server(ctx: &Context) -> Value {
         },
         "connections": {
             "open": rtmp.open + http.open,
+            "pending": rtmp.pending + http.pending,
             "max": ctx.config.max_connections,
+            "max_pending": ctx.config.max_pending,
             "rtmp": connection(rtmp),
             "http": connection(http),
         },
@@ -75,6 +79,7 @@ pub(super) fn server(ctx: &Context) -> Value {
         "totals": {
             "connections_accepted": rtmp.accepted + http.accepted,
             "connections_refused": rtmp.refused + http.refused,
+            "connections_evicted": rtmp.evicted + http.evicted,
             "bytes_in": rtmp.bytes_in + http.bytes_in,
             "bytes_out": rtmp.bytes_out + http.bytes_out,
             "media_bytes_in": totals.bytes_in,

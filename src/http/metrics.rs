@@ -39,14 +39,20 @@ pub(super) fn render(ctx: &Context) -> String {
     );
     m.sample("rtmpd_uptime_seconds", &[], uptime);
 
-    let kinds = ConnectionKind::ALL.map(|k| (k, ctx.counters.snapshot(k)));
+    let kinds = ConnectionKind::ALL.map(|k| (k, ctx.connection_counts(k)));
     type Field = fn(&ConnectionCounts) -> u64;
-    let per_kind: [(&str, &str, &str, Field); 5] = [
+    let per_kind: [(&str, &str, &str, Field); 7] = [
         (
             "rtmpd_connections",
             "gauge",
             "Connections open now, by kind (rtmp, http).",
             |c| c.open,
+        ),
+        (
+            "rtmpd_connections_pending",
+            "gauge",
+            "Connections open now that are not yet publishing, playing or with a complete request, by kind.",
+            |c| c.pending,
         ),
         (
             "rtmpd_connections_accepted_total",
@@ -57,8 +63,14 @@ pub(super) fn render(ctx: &Context) -> String {
         (
             "rtmpd_connections_refused_total",
             "counter",
-            "Connections closed at accept because of --max-connections, by kind.",
+            "Connections refused when about to publish, play or be answered because --max-connections were established, by kind.",
             |c| c.refused,
+        ),
+        (
+            "rtmpd_connections_evicted_total",
+            "counter",
+            "Pending connections closed to make room for newer ones (--max-pending), by kind.",
+            |c| c.evicted,
         ),
         (
             "rtmpd_received_bytes_total",

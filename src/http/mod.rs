@@ -27,6 +27,7 @@ use log::{debug, warn};
 use crate::connections::{ConnectionKind, Context};
 use crate::net;
 use crate::net::deadline;
+use crate::lifecycle::{Phase, Refusal, Registration};
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
 
@@ -70,7 +71,9 @@ impl fmt::Display for HttpError {
 impl std::error::Error for HttpError {}
 
 /// Serves one HTTP connection to the end.
-pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
+    let socket = entry.socket().clone();
+    let peer = entry.peer();
     let _ = socket.set_nodelay(true);
     if let Err(e) =
         socket.set_write_timeout(Some(deadline::send_timeout(ctx.config.write_stall_timeout)))
@@ -79,11 +82,18 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
         return;
     }
     let mut conn = Conn { socket, peer, ctx };
-    match conn.read_request() {
-        Ok((req, rest)) => conn.respond(&req, rest),
+    let request = conn.read_request();
+    // A complete request makes the connection established (`--max-connections`).
+    match request.map(|r| (entry.establish(), r)) {
+        Ok((Ok(()), (req, rest))) => conn.respond(&req, rest),
+        Ok((Err(refusal), _)) => conn.refuse_established(refusal),
+        Err(_) if entry.phase() == Phase::Closing || conn.ctx.lifecycle.is_stopping() => {
+            debug!("{peer}: closed while pending (eviction or stop)");
+            return;
+        }
         Err(e) => conn.refuse(e),
     }
-    linger(&conn.socket);
+    net::linger(&conn.socket, LINGER, LINGER_BYTES);
     let _ = conn.socket.shutdown(Shutdown::Both);
 }
 
@@ -91,31 +101,10 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
 const LINGER: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// Closing a socket with unread input makes the kernel reset the connection, which
-/// can destroy a response (an error about that very input, say) before the client
-/// reads it. So: end our side, then read and discard briefly until the client closes.
-fn linger(socket: &TcpStream) {
-    if socket.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let deadline = Instant::now() + LINGER;
-    let mut buf = [0u8; 4096];
-    let mut left = LINGER_BYTES;
-    while left > 0 {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        if wait.is_zero() || socket.set_read_timeout(Some(wait)).is_err() {
-            return;
-        }
-        match (&*socket).read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
-}
-
 /// One HTTP connection and what the handlers need of it.
 pub(crate) struct Conn {
-    pub socket: TcpStream,
+    /// Shared with the server's connection table, which can shut it down.
+    pub socket: Arc<TcpStream>,
     pub peer: SocketAddr,
     pub ctx: Arc<Context>,
 }
@@ -146,7 +135,7 @@ impl Conn {
             let room = (MAX_HEADER_BYTES + 1)
                 .saturating_sub(buf.len())
                 .min(chunk.len());
-            match self.socket.read(&mut chunk[..room.max(1)]) {
+            match (&*self.socket).read(&mut chunk[..room.max(1)]) {
                 Ok(0) => {
                     return Err(HttpError::ClosedEarly {
                         received: buf.len(),
@@ -160,6 +149,25 @@ impl Conn {
                 Err(e) if net::is_timeout(&e) => return Err(timed_out),
                 Err(e) => return Err(HttpError::Io(e)),
             }
+        }
+    }
+
+    /// Answers a complete request that may not be served now.
+    fn refuse_established(&mut self, refusal: Refusal) {
+        match refusal {
+            Refusal::Full { .. } => {
+                warn!("{}: refused: {refusal}", self.peer);
+                self.send(&response::text(
+                    503,
+                    &refusal.to_string(),
+                    true,
+                    &[("Retry-After", "5")],
+                ));
+            }
+            Refusal::Stopping => {
+                self.send(&response::text(503, &refusal.to_string(), true, &[]));
+            }
+            Refusal::Evicted => {}
         }
     }
 
@@ -272,7 +280,7 @@ impl Conn {
 
     /// Writes a whole response; a client that went away is only worth a debug line.
     pub fn send(&mut self, bytes: &[u8]) -> bool {
-        match self.socket.write_all(bytes) {
+        match (&*self.socket).write_all(bytes) {
             Ok(()) => {
                 self.ctx
                     .counters

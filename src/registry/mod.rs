@@ -23,7 +23,7 @@ mod stats;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,7 +53,12 @@ pub struct RegistryConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishError {
-    AlreadyPublishing { key: StreamKey, by: SocketAddr },
+    AlreadyPublishing {
+        key: StreamKey,
+        by: SocketAddr,
+    },
+    /// The server is stopping ([`Registry::close`]).
+    Closed,
 }
 
 impl fmt::Display for PublishError {
@@ -62,6 +67,7 @@ impl fmt::Display for PublishError {
             PublishError::AlreadyPublishing { key, by } => {
                 write!(f, "stream {key} is already being published by {by}")
             }
+            PublishError::Closed => f.write_str("the server is shutting down"),
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct Registry {
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     next_id: AtomicU64,
     totals: Totals,
+    /// Set by `close`: no more publishing; every subscription ends at once.
+    closed: AtomicBool,
 }
 
 impl Registry {
@@ -94,7 +102,27 @@ impl Registry {
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             totals: Totals::default(),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// Ends every stream the way a publisher's stop ends it, for the server's
+    /// graceful stop: each player, live or still waiting, gets `PublishStop`;
+    /// publishers lose their keys (what they push from now on goes nowhere, and
+    /// `publish` is refused); a player that subscribes later gets `PublishStop`
+    /// at once.
+    pub fn close(&self) {
+        let streams = self.streams.lock();
+        // Set under the map lock and before any stream is visited, so a subscriber
+        // either is among the players below or sees the flag (`subscribe`).
+        self.closed.store(true, Ordering::SeqCst);
+        for stream in streams.values() {
+            let mut state = stream.state.lock();
+            state.publisher = None;
+            state.ingress = None;
+            state.cache.clear();
+            state.players.retain(|p| p.send(PlayerItem::PublishStop));
+        }
     }
 
     /// The entry for `key`, created empty if needed. Called with the map locked.
@@ -123,6 +151,9 @@ impl Registry {
     ) -> Result<Publisher, PublishError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut streams = self.streams.lock();
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(PublishError::Closed);
+        }
         let stream = self.entry(&mut streams, key);
         let mut state = stream.state.lock();
         if let Some((_, by)) = state.publisher {
@@ -214,6 +245,9 @@ impl Registry {
                 let _ = tx.send(Queued::new(PlayerItem::Frame(frame)));
             }
         }
+        if self.closed.load(Ordering::SeqCst) {
+            let _ = tx.send(Queued::new(PlayerItem::PublishStop));
+        }
         self.totals.add_play(player.protocol);
         state.players.push(PlayerSlot {
             id,
@@ -290,6 +324,10 @@ impl Publisher {
         let len = frame.payload.len() as u64;
         totals.bytes_in.fetch_add(len, Ordering::Relaxed);
         let mut state = self.stream.state.lock();
+        if state.publisher.map(|(id, _)| id) != Some(self.id) {
+            // The registry was closed under us: the players have had their ending.
+            return;
+        }
         if let Some(ingress) = &mut state.ingress {
             ingress.bytes += len;
             ingress.rate.record(Instant::now(), len);
@@ -629,6 +667,29 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["start", "stop", "start", "frame"]);
+    }
+
+    #[test]
+    fn close_ends_live_and_waiting_players_and_refuses_what_comes_after() {
+        let reg = registry(10);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let live = reg.play(&key("a"), peer(2));
+        let waiting = reg.play(&key("b"), peer(3));
+        publisher.push(video(0, true));
+        reg.close();
+        publisher.push(video(40, false));
+        drop(publisher);
+        let items = drain(&live);
+        assert_eq!(frame_timestamps(&items), [0], "nothing after the close");
+        assert!(matches!(items.last(), Some(PlayerItem::PublishStop)));
+        assert_eq!(items.len(), 2, "exactly one stop: {items:?}");
+        assert!(matches!(drain(&waiting)[..], [PlayerItem::PublishStop]));
+        assert_eq!(
+            reg.publish(&key("c"), peer(4)).err(),
+            Some(PublishError::Closed)
+        );
+        let late = reg.play(&key("c"), peer(5));
+        assert!(matches!(drain(&late)[..], [PlayerItem::PublishStop]));
     }
 
     #[test]

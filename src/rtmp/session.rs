@@ -214,6 +214,20 @@ impl ServerSession {
         ));
     }
 
+    /// Tells a publisher that the server ended its stream and is closing the
+    /// connection (the server is stopping). At level "error" ffmpeg prints the
+    /// description ("Server error: ...") and stops at once; at level "status" it
+    /// ignores the message and only reports "End of file" once the socket closes.
+    pub fn end_publish(&mut self, stream_id: u32, description: &str) {
+        self.streams.insert(stream_id, Role::Idle);
+        self.out.push(msg::on_status(
+            0,
+            "error",
+            "NetConnection.Connect.Closed",
+            description,
+        ));
+    }
+
     /// The status sequence players expect before media: StreamBegin, Play.Reset,
     /// Play.Start, |RtmpSampleAccess. No `onStatus {NetStream.Data.Start}` data
     /// message (nginx-rtmp sends none either): ffmpeg's and VLC's FLV demuxers turn a

@@ -18,6 +18,7 @@ use log::{debug, info, warn};
 
 use super::writer::{Waited, Writer};
 use crate::connections::{ConnectionKind, Context};
+use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::net;
 use crate::net::deadline;
 use crate::registry::{PlayerInfo, PlayerProtocol, Publisher};
@@ -44,6 +45,14 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const INPUT_POLL: Duration = Duration::from_millis(100);
 /// Reads a playing client gets per look, so a chatty one cannot hold its frames.
 const READS_PER_POLL: usize = 8;
+/// The longest a blocking read waits before looking at the stop flag, so a
+/// publisher whose encoder is silent, or a client between streams, notices a
+/// stop within this. Only silent clients pay the wake-ups.
+const STOP_POLL: Duration = Duration::from_millis(500);
+/// At a stop, how long a connection that has written its ending keeps reading
+/// (and discarding) until the client closes: closing with unread input would
+/// reset the connection and could destroy that ending before the client reads it.
+const STOP_LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 enum CloseReason {
@@ -58,6 +67,10 @@ enum CloseReason {
     /// The client took none of our bytes for this long.
     WriteStalled(Duration),
     Refused(String),
+    /// The server is stopping.
+    Stopping,
+    /// Closed while pending for a newer connection (`--max-pending`).
+    Evicted,
 }
 
 impl fmt::Display for CloseReason {
@@ -86,6 +99,10 @@ impl fmt::Display for CloseReason {
                 write!(f, "client accepted no data for {:.1} s", t.as_secs_f64())
             }
             CloseReason::Refused(why) => write!(f, "refused: {why}"),
+            CloseReason::Stopping => f.write_str("the server is stopping"),
+            CloseReason::Evicted => f.write_str(
+                "closed while pending to make room for a newer connection (--max-pending)",
+            ),
         }
     }
 }
@@ -105,12 +122,25 @@ impl CloseReason {
     }
 }
 
+impl From<Refusal> for CloseReason {
+    fn from(refusal: Refusal) -> CloseReason {
+        match refusal {
+            Refusal::Full { .. } => CloseReason::Refused(refusal.to_string()),
+            Refusal::Evicted => CloseReason::Evicted,
+            Refusal::Stopping => CloseReason::Stopping,
+        }
+    }
+}
+
 /// Runs one client to the end and logs why it ended.
-pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
+    let socket = entry.socket().clone();
+    let peer = entry.peer();
     debug!("{peer}: accepted");
     let started = Instant::now();
     let mut conn = Connection {
         peer,
+        entry,
         ctx,
         started,
         app: None,
@@ -127,13 +157,23 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     };
     let reason = conn.run(&socket);
     let bytes_in = conn.session.as_ref().map_or(0, |s| s.bytes_received());
+    let stopping = matches!(reason, CloseReason::Stopping);
+    if stopping {
+        conn.end_for_stop(&socket);
+    }
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
     conn.writer.stop_all();
-    if !matches!(reason, CloseReason::Io(_) | CloseReason::WriteStalled(_)) {
+    if !matches!(
+        reason,
+        CloseReason::Io(_) | CloseReason::WriteStalled(_) | CloseReason::Evicted
+    ) {
         // What is still queued (a refusal's status message, say) goes out before
         // the socket closes; a peer that takes nothing holds us up to the stall.
         let _ = conn.write(&socket);
+    }
+    if stopping {
+        net::linger(&socket, STOP_LINGER, usize::MAX);
     }
     let _ = socket.shutdown(Shutdown::Both);
     let summary = format!(
@@ -143,6 +183,9 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     );
     if reason.is_client_fault() {
         warn!("{summary}");
+    } else if matches!(reason, CloseReason::Evicted) {
+        // A flood evicts thousands: the table logs a summary at warn instead.
+        debug!("{summary}");
     } else {
         info!("{summary}");
     }
@@ -150,6 +193,8 @@ pub(crate) fn serve(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
 
 struct Connection {
     peer: SocketAddr,
+    /// This connection's entry in the server's connection table.
+    entry: Registration,
     ctx: Arc<Context>,
     started: Instant,
     app: Option<String>,
@@ -223,6 +268,9 @@ impl Connection {
         buf: &mut [u8],
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), CloseReason> {
+        if self.ctx.lifecycle.is_stopping() {
+            return Err(CloseReason::Stopping);
+        }
         let (more, poll) = match self.writer.wait(IDLE_POLL) {
             Waited::Item => (self.writer.gather(), self.polled.elapsed() >= INPUT_POLL),
             Waited::Timeout => (false, true),
@@ -257,15 +305,15 @@ impl Connection {
         self.set_nonblocking(socket, true)?;
         for _ in 0..READS_PER_POLL {
             match (&*socket).read(buf) {
-                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(0) => return Err(self.ended(CloseReason::PeerClosed)),
                 Ok(n) => {
                     self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, n);
                     self.feed(&buf[..n], events)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if net::is_disconnect(&e) => return Err(CloseReason::PeerClosed),
-                Err(e) => return Err(CloseReason::Io(e)),
+                Err(e) if net::is_disconnect(&e) => return Err(self.ended(CloseReason::PeerClosed)),
+                Err(e) => return Err(self.ended(CloseReason::Io(e))),
             }
         }
         Ok(())
@@ -323,40 +371,71 @@ impl Connection {
             Some(_) => CloseReason::IdleAfterStream(config.setup_timeout),
             None => CloseReason::SetupTimeout(config.setup_timeout),
         };
+        let called = Instant::now();
         loop {
+            if self.ctx.lifecycle.is_stopping() {
+                return Err(CloseReason::Stopping);
+            }
             // Reads drive the connection only while it publishes or has nothing
             // playing (a player is driven by its queue, in `play_round`).
-            let timeout = if self.publisher.is_some() {
-                config.publish_timeout
+            let left = if self.publisher.is_some() {
+                config.publish_timeout.checked_sub(called.elapsed())
             } else {
                 let since = self.idle_since.unwrap_or(self.started);
-                let left = config.setup_timeout.checked_sub(since.elapsed());
-                match left.filter(|d| !d.is_zero()) {
-                    Some(left) => left,
-                    None => return Err(idle_timeout),
-                }
+                config.setup_timeout.checked_sub(since.elapsed())
             };
-            let timeout = Some(timeout);
+            let Some(left) = left.filter(|d| !d.is_zero()) else {
+                if self.publisher.is_some() {
+                    return Err(CloseReason::PublisherIdle(config.publish_timeout));
+                }
+                return Err(idle_timeout);
+            };
+            let timeout = Some(left.min(STOP_POLL));
             // Only when it changes: this runs once per read on the publish path.
             if self.read_timeout != Some(timeout) {
                 socket.set_read_timeout(timeout).map_err(CloseReason::Io)?;
                 self.read_timeout = Some(timeout);
             }
             match (&*socket).read(buf) {
-                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(0) => return Err(self.ended(CloseReason::PeerClosed)),
                 Ok(n) => {
                     self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, n);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if net::is_timeout(&e) => {
-                    if self.publisher.is_some() {
-                        return Err(CloseReason::PublisherIdle(config.publish_timeout));
-                    }
-                    return Err(idle_timeout);
-                }
-                Err(e) if net::is_disconnect(&e) => return Err(CloseReason::PeerClosed),
-                Err(e) => return Err(CloseReason::Io(e)),
+                // The allowance and the stop flag are looked at again above.
+                Err(e) if net::is_timeout(&e) => continue,
+                Err(e) if net::is_disconnect(&e) => return Err(self.ended(CloseReason::PeerClosed)),
+                Err(e) => return Err(self.ended(CloseReason::Io(e))),
+            }
+        }
+    }
+
+    /// Why the socket ended: the peer, or our own table (eviction, a stop).
+    fn ended(&self, reason: CloseReason) -> CloseReason {
+        if self.ctx.lifecycle.is_stopping() {
+            CloseReason::Stopping
+        } else if self.entry.phase() == Phase::Closing {
+            CloseReason::Evicted
+        } else {
+            reason
+        }
+    }
+
+    /// Ends the connection for the server's stop the way a publisher's stop ends
+    /// it: a publisher is told its stream ended; a player gets what its queue still
+    /// holds, which ends with the registry's `PublishStop` (StreamEOF,
+    /// UnpublishNotify).
+    fn end_for_stop(&mut self, socket: &TcpStream) {
+        if let Some((stream_id, _)) = &self.publisher {
+            let stream_id = *stream_id;
+            self.session()
+                .end_publish(stream_id, "The server is shutting down.");
+            self.queue_session_output();
+        }
+        while self.writer.gather() {
+            if self.write(socket).is_err() {
+                return;
             }
         }
     }
@@ -460,6 +539,12 @@ impl Connection {
 
     fn publish(&mut self, stream_id: u32, name: &str, mode: &str) -> Result<(), CloseReason> {
         let peer = self.peer;
+        if let Err(refusal) = self.entry.establish() {
+            self.session()
+                .reject_publish(stream_id, &refusal.to_string());
+            self.queue_session_output();
+            return Err(refusal.into());
+        }
         let claimed = if self.publisher.is_some() {
             Err("this connection is already publishing".to_owned())
         } else {
@@ -489,6 +574,12 @@ impl Connection {
     }
 
     fn play(&mut self, stream_id: u32, name: &str, reset: bool) -> Result<(), CloseReason> {
+        if let Err(refusal) = self.entry.establish() {
+            self.session()
+                .reject_play(stream_id, "NetStream.Play.Failed", &refusal.to_string());
+            self.queue_session_output();
+            return Err(refusal.into());
+        }
         let key = match self.key(name) {
             Ok(key) => key,
             Err(why) => {

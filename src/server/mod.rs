@@ -1,24 +1,26 @@
-//! The server: binds the RTMP and HTTP listeners and runs the accept loop
-//! (`crate::connections`) on each, RTMP on the calling thread and HTTP on one of
-//! its own. An RTMP client's thread runs the handshake and the session and writes
-//! the replies and, for a player, the stream's frames (`connection`, `writer`);
-//! nothing here parses protocol bytes: that is `rtmp`'s job. HTTP clients are
-//! served by `crate::http`. Both share the connection limit and the counters.
+//! The server: binds the RTMP and HTTP listeners, runs the accept loop
+//! (`crate::connections`) on each, on threads of their own, and runs the stop: once
+//! a stop begins ([`ServerHandle::shutdown`]) it wakes the accept loops, waits for
+//! the connection table (`crate::lifecycle`) to empty and cuts what is left at
+//! `--shutdown-timeout`. An RTMP client's thread runs the handshake and the session
+//! and writes the replies and, for a player, the stream's frames (`connection`,
+//! `writer`); nothing here parses protocol bytes: that is `rtmp`'s job. HTTP clients
+//! are served by `crate::http`. Both share the connection table and the counters.
 
 mod connection;
 mod writer;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 
 use crate::config::Config;
 use crate::connections::{accept_loop, Context, Counters};
+use crate::lifecycle::{Lifecycle, Limits, Registration};
 use crate::media::gop::GopLimits;
 use crate::registry::{Registry, RegistryConfig};
 
@@ -31,12 +33,37 @@ pub struct ServerStats(Arc<Context>);
 impl ServerStats {
     /// Connections being served right now, RTMP and HTTP together.
     pub fn connections(&self) -> usize {
-        self.0.connections.load(Ordering::Relaxed)
+        self.0.lifecycle.open()
     }
 
     /// Connection and byte counters of one kind.
     pub fn counts(&self, kind: ConnectionKind) -> ConnectionCounts {
-        self.0.counters.snapshot(kind)
+        self.0.connection_counts(kind)
+    }
+}
+
+/// Stops a running server from another thread (the signal handler, a test, an
+/// embedding program).
+#[derive(Clone)]
+pub struct ServerHandle(Arc<Context>);
+
+impl ServerHandle {
+    /// Begins the graceful stop: no new connections, every stream ended the way a
+    /// publisher's stop ends it, pending connections closed; `Server::run` returns
+    /// once every connection has closed or `--shutdown-timeout` has passed, cutting
+    /// what is left. `cause` starts the one log line (e.g. "SIGTERM"). Returns
+    /// false if a stop had begun already.
+    pub fn shutdown(&self, cause: &str) -> bool {
+        self.0.lifecycle.stop(cause, self.0.config.shutdown_timeout)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.0.lifecycle.is_stopping()
+    }
+
+    /// Connections open now, in any phase.
+    pub fn open_connections(&self) -> usize {
+        self.0.lifecycle.open()
     }
 }
 
@@ -67,6 +94,12 @@ impl Server {
             },
             player_queue_frames: config.player_queue_frames,
         });
+        let lifecycle = Arc::new(Lifecycle::new(Limits {
+            max_established: config.max_connections,
+            max_pending: config.max_pending,
+        }));
+        let ended = registry.clone();
+        lifecycle.on_stop("end every stream", move || ended.close());
         Ok(Server {
             listener,
             http,
@@ -74,7 +107,7 @@ impl Server {
                 config,
                 registry,
                 started: Instant::now(),
-                connections: AtomicUsize::new(0),
+                lifecycle,
                 counters: Counters::default(),
             }),
         })
@@ -100,26 +133,85 @@ impl Server {
         ServerStats(self.ctx.clone())
     }
 
-    /// Accepts clients forever: HTTP on a thread of its own, RTMP on this one.
+    /// A handle that stops the server while `run` owns it.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle(self.ctx.clone())
+    }
+
+    /// Accepts clients (RTMP and HTTP each on a thread of its own) until a stop
+    /// begins ([`ServerHandle::shutdown`]), then waits for every connection to end,
+    /// at most `--shutdown-timeout`, and cuts what is left.
     pub fn run(self) -> io::Result<()> {
-        if let Some(http) = &self.http {
+        let Server {
+            listener,
+            http,
+            ctx,
+        } = self;
+        let mut accepting = Vec::new();
+        if let Some(http) = http {
             let addr = http.local_addr()?;
             info!("listening for HTTP on {addr}");
-            let http = http.try_clone()?;
-            let ctx = self.ctx.clone();
-            thread::Builder::new()
-                .name("http accept".into())
-                .spawn(move || {
-                    accept_loop(&http, &ctx, ConnectionKind::Http, crate::http::serve)
-                })?;
+            let thread = spawn_accept_loop(http, &ctx, ConnectionKind::Http, crate::http::serve)?;
+            accepting.push((addr, thread));
         }
-        info!("listening for RTMP on {}", self.local_addr());
-        accept_loop(
-            &self.listener,
-            &self.ctx,
-            ConnectionKind::Rtmp,
-            connection::serve,
+        let addr = listener.local_addr()?;
+        info!("listening for RTMP on {addr}");
+        let thread = spawn_accept_loop(listener, &ctx, ConnectionKind::Rtmp, connection::serve)?;
+        accepting.push((addr, thread));
+
+        let lifecycle = &ctx.lifecycle;
+        lifecycle.wait_stopping(None);
+        let deadline = Instant::now() + ctx.config.shutdown_timeout;
+        for (addr, thread) in accepting {
+            // accept() blocks; a connection of our own makes it return and see the flag.
+            match TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1)) {
+                Ok(_) => {
+                    let _ = thread.join();
+                }
+                Err(e) => warn!("could not wake the accept loop on {addr}: {e}"),
+            }
+        }
+        if lifecycle.wait_empty(deadline) {
+            info!("stopped: every connection closed");
+            return Ok(());
+        }
+        let cut = lifecycle.cut_all();
+        let listed: Vec<String> = cut.iter().take(20).map(|c| c.to_string()).collect();
+        info!(
+            "stopped: {} connection(s) still open after {:.1} s (--shutdown-timeout) cut: {}{}",
+            cut.len(),
+            ctx.config.shutdown_timeout.as_secs_f64(),
+            listed.join(", "),
+            if cut.len() > listed.len() { ", ..." } else { "" }
         );
+        // Their sockets are shut: the threads end at once; give them a moment to log.
+        lifecycle.wait_empty(Instant::now() + CUT_GRACE);
         Ok(())
     }
+}
+
+/// How long `run` waits, after cutting, for the cut connections' threads.
+const CUT_GRACE: Duration = Duration::from_millis(200);
+
+/// Where to connect to reach a listener bound to `addr` (a wildcard address is
+/// reached on loopback).
+fn wake_address(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+fn spawn_accept_loop(
+    listener: TcpListener,
+    ctx: &Arc<Context>,
+    kind: ConnectionKind,
+    serve: fn(Registration, Arc<Context>),
+) -> io::Result<thread::JoinHandle<()>> {
+    let ctx = ctx.clone();
+    thread::Builder::new()
+        .name(format!("{} accept", kind.as_str()))
+        .spawn(move || accept_loop(&listener, &ctx, kind, serve))
 }

@@ -17,6 +17,8 @@ mod http_websocket;
 mod late_join;
 mod mutation;
 mod playback;
+mod process;
 mod publishing;
+mod shutdown;
 mod support;
 mod tracks;
