@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The integration tests drive real clients against the
-# server (ffmpeg, ffprobe, rtmpdump, VLC, GStreamer, and the static ffmpeg 9 from
+# server (ffmpeg, ffprobe, rtmpdump, curl, VLC, GStreamer, and the static ffmpeg 9 from
 # PyPI's imageio-ffmpeg for the Enhanced RTMP codecs), so install whatever is missing
 # first (Debian/Ubuntu); with everything present this only checks. Extra arguments
 # are passed on to `cargo test`.
@@ -34,6 +34,7 @@ packages=()
 command -v ffmpeg >/dev/null 2>&1 || packages+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || packages+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || packages+=(rtmpdump)
+command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v cvlc >/dev/null 2>&1 || packages+=(vlc-bin vlc-plugin-base)
 command -v gst-launch-1.0 >/dev/null 2>&1 || packages+=(gstreamer1.0-tools)
 # rtmpsrc and h264parse are in -bad, flvdemux and aacparse in -good.

@@ -13,7 +13,8 @@ use crate::config::Config;
 /// What `main` should do after reading the command line.
 #[derive(Debug)]
 pub enum Command {
-    Run(Config),
+    /// Boxed: the config is far bigger than the other variants.
+    Run(Box<Config>),
     Help(String),
     Version,
 }
@@ -72,7 +73,7 @@ where
                 .map_err(|problem| UsageError(format!("--{} {text}: {problem}", s.name)))?;
         }
     }
-    Ok(Command::Run(config))
+    Ok(Command::Run(Box::new(config)))
 }
 
 #[cfg(test)]
@@ -82,7 +83,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Config {
         match parse(args).expect("valid command line") {
-            Command::Run(c) => c,
+            Command::Run(c) => *c,
             other => panic!("expected Run, got {other:?}"),
         }
     }
@@ -151,8 +152,14 @@ mod tests {
             "60",
             "--merge-writes-ms",
             "0",
+            "--max-pending",
+            "7",
+            "--shutdown-timeout",
+            "0.5",
         ]);
         assert_eq!(c.merge_writes, Duration::ZERO);
+        assert_eq!(c.max_pending, 7);
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(500));
         assert_eq!(c.max_connections, 10);
         assert_eq!(c.chunk_limits.max_message_len, 65536);
         assert_eq!(c.chunk_limits.max_chunk_streams, 8);

@@ -26,5 +26,5 @@ pub mod net;
 pub mod registry;
 pub mod rtmp;
 pub mod server;
-pub mod stream_key;
 pub mod signals;
+pub mod stream_key;

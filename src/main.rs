@@ -8,7 +8,7 @@ use rtmpd::server::Server;
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Run(config)) => *config,
         Ok(Command::Help(usage)) => {
             println!("{usage}");
             return ExitCode::SUCCESS;

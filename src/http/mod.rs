@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use crate::connections::{ConnectionKind, Context};
+use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::net;
 use crate::net::deadline;
-use crate::lifecycle::{Phase, Refusal, Registration};
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
 

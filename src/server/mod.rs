@@ -182,7 +182,11 @@ impl Server {
             cut.len(),
             ctx.config.shutdown_timeout.as_secs_f64(),
             listed.join(", "),
-            if cut.len() > listed.len() { ", ..." } else { "" }
+            if cut.len() > listed.len() {
+                ", ..."
+            } else {
+                ""
+            }
         );
         // Their sockets are shut: the threads end at once; give them a moment to log.
         lifecycle.wait_empty(Instant::now() + CUT_GRACE);

@@ -21,7 +21,7 @@ use rtmpd::config::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
 use rtmpd::media::frame::{Frame, FrameKind};
 use rtmpd::registry::{PlayerItem, Registry, StreamInfo};
-use rtmpd::server::Server;
+use rtmpd::server::{Server, ServerHandle};
 use rtmpd::stream_key::StreamKey;
 
 // ---------------------------------------------------------------------------------
@@ -36,6 +36,10 @@ pub struct TestServer {
     /// The HTTP listener (HTTP-FLV, WebSocket-FLV, API, metrics), on 127.0.0.1 and
     /// a free port unless the test turned HTTP off.
     pub http: Option<SocketAddr>,
+    /// Stops the server (graceful stop, as on SIGTERM).
+    pub handle: ServerHandle,
+    /// Set once `Server::run` has returned.
+    pub stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts a server with the default configuration on 127.0.0.1 and a free port.
@@ -60,18 +64,24 @@ pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
     let addr = server.local_addr();
     let registry = server.registry();
     let http = server.http_addr();
+    let handle = server.handle();
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let returned = stopped.clone();
     thread::Builder::new()
         .name(format!("rtmpd-{}", addr.port()))
         .spawn(move || {
             if let Err(e) = server.run() {
                 eprintln!("test server on {addr} stopped: {e}");
             }
+            returned.store(true, Ordering::SeqCst);
         })
         .expect("spawning the server thread");
     TestServer {
         addr,
         registry,
         http,
+        handle,
+        stopped,
     }
 }
 
