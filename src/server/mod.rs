@@ -163,12 +163,14 @@ impl Server {
         lifecycle.wait_stopping(None);
         let deadline = Instant::now() + ctx.config.shutdown_timeout;
         for (addr, thread) in accepting {
-            // accept() blocks; a connection of our own makes it return and see the flag.
-            match TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1)) {
-                Ok(_) => {
-                    let _ = thread.join();
-                }
-                Err(e) => warn!("could not wake the accept loop on {addr}: {e}"),
+            // accept() blocks; a connection of our own makes it return and see the
+            // flag (unless a client's connection already did).
+            let woken = thread.is_finished()
+                || TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1))
+                    .map_err(|e| warn!("could not wake the accept loop on {addr}: {e}"))
+                    .is_ok();
+            if woken {
+                let _ = thread.join();
             }
         }
         if lifecycle.wait_empty(deadline) {
