@@ -1,10 +1,12 @@
-//! What the bench reads about a server process from /proc: CPU time of all its
-//! threads (`/proc/PID/stat` utime + stime), resident memory now and at its peak
-//! and the thread count (`/proc/PID/status`).
+//! What the bench reads from /proc: a server process's CPU time of all its
+//! threads, resident memory now and at its peak and its thread count (parsed by
+//! `rtmpd::procfs`), and the whole machine's CPU time and load.
 
 use std::fs;
 use std::io;
 use std::process::Command;
+
+use rtmpd::procfs;
 
 /// One look at a process.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -16,43 +18,6 @@ pub struct ProcSample {
     /// VmHWM (peak RSS since the process started), KiB.
     pub hwm_kb: u64,
     pub threads: u64,
-}
-
-/// utime and stime (clock ticks) from the text of `/proc/PID/stat`. The command
-/// name in parentheses may contain spaces and parentheses, so fields are counted
-/// from the last `)`.
-pub fn parse_stat(text: &str) -> Option<(u64, u64)> {
-    let rest = &text[text.rfind(')')? + 1..];
-    // After ")": state is field 3, utime field 14, stime field 15.
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime = fields.next()?.parse().ok()?;
-    let stime = fields.next()?.parse().ok()?;
-    Some((utime, stime))
-}
-
-/// VmRSS, VmHWM (KiB) and Threads from the text of `/proc/PID/status`; fields
-/// that are missing (a kernel thread has no Vm lines) are 0.
-pub fn parse_status(text: &str) -> (u64, u64, u64) {
-    let (mut rss, mut hwm, mut threads) = (0, 0, 0);
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let number = || {
-            value
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        match key {
-            "VmRSS" => rss = number(),
-            "VmHWM" => hwm = number(),
-            "Threads" => threads = number(),
-            _ => {}
-        }
-    }
-    (rss, hwm, threads)
 }
 
 /// Busy and total CPU time of the whole machine, in clock ticks, from the first
@@ -105,16 +70,13 @@ pub fn clock_ticks() -> u64 {
 
 /// Samples a process; `pid` is a number or `self`.
 pub fn sample(pid: &str, ticks_per_sec: u64) -> io::Result<ProcSample> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let (utime, stime) = parse_stat(&stat)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable stat"))?;
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let (rss_kb, hwm_kb, threads) = parse_status(&status);
+    let ticks = procfs::cpu_ticks(pid)?;
+    let status = procfs::Status::read(pid)?;
     Ok(ProcSample {
-        cpu_seconds: (utime + stime) as f64 / ticks_per_sec.max(1) as f64,
-        rss_kb,
-        hwm_kb,
-        threads,
+        cpu_seconds: ticks as f64 / ticks_per_sec.max(1) as f64,
+        rss_kb: status.rss_kib.unwrap_or(0),
+        hwm_kb: status.hwm_kib.unwrap_or(0),
+        threads: status.threads.unwrap_or(0),
     })
 }
 
@@ -128,23 +90,6 @@ pub fn loadavg() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_are_counted_after_the_command_name() {
-        let stat = "4242 (rtmp (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 \
-                    731 269 0 0 20 0 9 0 12345 1000000 500 18446744073709551615";
-        assert_eq!(parse_stat(stat), Some((731, 269)));
-        assert_eq!(parse_stat("1 (init) S 0 1"), None);
-        assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn status_gives_rss_peak_and_threads() {
-        let status = "Name:\trtmpd\nVmPeak:\t  900000 kB\nVmHWM:\t   52000 kB\n\
-                      VmRSS:\t   48123 kB\nThreads:\t1003\nSigQ:\t0/96365\n";
-        assert_eq!(parse_status(status), (48123, 52000, 1003));
-        assert_eq!(parse_status("Name:\tkthreadd\nThreads:\t1\n"), (0, 0, 1));
-    }
 
     #[test]
     fn machine_cpu_counts_everything_but_idle_and_iowait() {

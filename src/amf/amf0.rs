@@ -834,13 +834,8 @@ mod tests {
     #[test]
     fn random_mutations_never_panic() {
         let base = [ffmpeg_connect(), encoded(&every_type())].concat();
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::rng::Rng::new(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = move || rng.next_u64();
         for _ in 0..20_000 {
             let mut bytes = base.clone();
             for _ in 0..(next() % 4 + 1) {

@@ -1219,13 +1219,8 @@ mod tests {
     #[test]
     fn random_mutations_never_panic() {
         let base = encode(&every_type());
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::rng::Rng::new(0x2545_F491_4F6C_DD1Du64);
+        let mut next = move || rng.next_u64();
         for _ in 0..20_000 {
             let mut bytes = base.clone();
             for _ in 0..(next() % 4 + 1) {

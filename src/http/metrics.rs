@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::connections::{ConnectionCounts, ConnectionKind, Context};
+use crate::procfs;
 use crate::registry::PlayerProtocol;
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -324,54 +325,16 @@ pub(super) struct ProcessInfo {
 }
 
 pub(super) fn process_info() -> ProcessInfo {
-    let mut info = ProcessInfo::default();
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        let s = parse_status(&status);
-        info.resident_bytes = s.resident_bytes;
-        info.virtual_bytes = s.virtual_bytes;
-        info.threads = s.threads;
+    let status = procfs::Status::read("self").unwrap_or_default();
+    ProcessInfo {
+        cpu_seconds: procfs::cpu_ticks("self")
+            .ok()
+            .map(|ticks| ticks as f64 / procfs::USER_HZ as f64),
+        resident_bytes: status.rss_kib.map(|kib| kib * 1024),
+        virtual_bytes: status.size_kib.map(|kib| kib * 1024),
+        threads: status.threads,
+        open_fds: procfs::open_fds("self").ok(),
     }
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        info.cpu_seconds = parse_stat_cpu_seconds(&stat);
-    }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        // The directory handle being read counts itself; leave it out.
-        info.open_fds = Some(dir.count().saturating_sub(1) as u64);
-    }
-    info
-}
-
-/// VmRSS, VmSize (kB) and Threads from /proc/self/status.
-fn parse_status(text: &str) -> ProcessInfo {
-    let mut info = ProcessInfo::default();
-    for line in text.lines() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let number = value
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse::<u64>().ok());
-        match name {
-            "VmRSS" => info.resident_bytes = number.map(|kb| kb * 1024),
-            "VmSize" => info.virtual_bytes = number.map(|kb| kb * 1024),
-            "Threads" => info.threads = number,
-            _ => {}
-        }
-    }
-    info
-}
-
-/// utime + stime from /proc/self/stat. They are in clock ticks of USER_HZ, which
-/// the kernel fixes at 100 for user space on every architecture Linux supports.
-fn parse_stat_cpu_seconds(text: &str) -> Option<f64> {
-    // The command name (field 2) is in parentheses and may contain anything.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
 }
 
 #[cfg(test)]
@@ -391,21 +354,6 @@ mod tests {
         );
         assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_value(1e20), "100000000000000000000");
-    }
-
-    #[test]
-    fn proc_files() {
-        let status = "Name:\trtmpd\nVmSize:\t  123456 kB\nVmRSS:\t    2048 kB\nThreads:\t7\n";
-        let s = parse_status(status);
-        assert_eq!(
-            (s.resident_bytes, s.virtual_bytes, s.threads),
-            (Some(2048 * 1024), Some(123_456 * 1024), Some(7))
-        );
-        let stat =
-            "4242 (rt mpd) (x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 7 0 100 0 0";
-        assert_eq!(parse_stat_cpu_seconds(stat), Some(3.0));
-        assert_eq!(parse_stat_cpu_seconds("garbage"), None);
-        assert_eq!(parse_stat_cpu_seconds("1 (x) S 1"), None);
     }
 
     #[test]

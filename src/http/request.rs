@@ -534,16 +534,11 @@ mod tests {
                 }
             }
         }
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::rng::Rng::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
-            let len = (rng % 64) as usize;
+            let len = rng.below(64);
             let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    b"GET /a.flv HTTP/1.1\r\n:% \x00\xff"[(rng % 25) as usize]
-                })
+                .map(|_| *rng.pick(b"GET /a.flv HTTP/1.1\r\n:% \x00\xff"))
                 .collect();
             if let Ok(Some((r, _))) = parse(&bytes) {
                 let _ = route(&r);

@@ -13,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::rng::Rng;
+
 /// Size of C1, C2, S1 and S2.
 pub const HANDSHAKE_SIZE: usize = 1536;
 
@@ -224,7 +226,7 @@ fn tail_is_signed(long_key: &[u8], peer_digest: &[u8], block: &Block) -> bool {
 
 // Handshake filler only has to look random to the peer; nothing secret rides
 // on it (the digest keys are public knowledge), so this is not a security
-// boundary. A clock-seeded splitmix64 spares us a `rand` dependency; the
+// boundary. A clock-seeded generator spares us a `rand` dependency; the
 // counter keeps two connections in the same clock tick apart.
 fn fill_random(buf: &mut [u8]) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -232,16 +234,7 @@ fn fill_random(buf: &mut [u8]) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut state = nanos ^ COUNTER.fetch_add(0xA076_1D64_78BD_642F, Ordering::Relaxed);
-    for chunk in buf.chunks_mut(8) {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let bytes = z.to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
+    Rng::new(nanos ^ COUNTER.fetch_add(0xA076_1D64_78BD_642F, Ordering::Relaxed)).fill(buf);
 }
 
 /// Moves bytes from `input` into `buf` until `buf` holds `want`; true when

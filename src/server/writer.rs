@@ -327,24 +327,11 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::media::frame::FrameKind;
+    use crate::rng::Rng;
     use crate::rtmp::chunk::{ChunkDecoder, ChunkLimits};
     use std::io::Read;
     use std::net::TcpListener;
     use std::thread;
-
-    /// xorshift64: a fixed sequence per seed, so a failure names its seed.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
 
     /// Replies, frames (with extended and wrapping timestamps, two stream ids) and
     /// chunk size changes, written at random points over a real socket in both
@@ -352,7 +339,7 @@ mod tests {
     #[test]
     fn random_writes_decode_to_what_was_queued() {
         for seed in 1..9u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9E3779B97F4A7C15));
+            let mut rng = Rng::new(seed);
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let (server, _) = listener.accept().unwrap();
@@ -382,7 +369,7 @@ mod tests {
             for _ in 0..200 {
                 match rng.below(10) {
                     0 => {
-                        let size = [1u32, 7, 128, 4096, 60000][rng.below(5) as usize];
+                        let size = [1u32, 7, 128, 4096, 60000][rng.below(5)];
                         let m = msg::set_chunk_size(size);
                         expected.push(m.clone());
                         w.message(&m);
@@ -397,11 +384,10 @@ mod tests {
                             .unwrap();
                     }
                     _ => {
-                        let k = rng.below(3) as usize;
+                        let k = rng.below(3);
                         let kind = [FrameKind::Audio, FrameKind::Video, FrameKind::Data][k];
-                        let len =
-                            [0usize, 1, 5, 127, 128, 129, 4096, 5000, 70000][rng.below(9) as usize];
-                        let base = rng.next();
+                        let len = [0usize, 1, 5, 127, 128, 129, 4096, 5000, 70000][rng.below(9)];
+                        let base = rng.next_u64();
                         let payload: Vec<u8> = (0..len)
                             .map(|i| (base >> (i % 57)) as u8 ^ i as u8)
                             .collect();

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rtmpd::amf::amf0::{self, Amf0Value};
 use rtmpd::client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
 use rtmpd::media::flv::{self, FlvTag};
+use rtmpd::procfs;
 use rtmpd::rtmp::message::{self as msg, UserControl, AUDIO, COMMAND_AMF0, COMMAND_AMF3, VIDEO};
 
 use crate::client_support::*;
@@ -1248,13 +1249,7 @@ fn send_queue(server: SocketAddr, peer: SocketAddr) -> Option<(String, u64)> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    procfs::Status::read(pid).ok()?.rss_kib
 }
 
 // ---------------------------------------------------------------------------------

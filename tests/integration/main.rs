@@ -9,6 +9,9 @@ mod client_streaming;
 mod client_support;
 mod fanout;
 mod handshake;
+// Shared with the fuzz targets in tests/fuzz.
+#[path = "../harness/mod.rs"]
+mod harness;
 mod hostile;
 mod http_api;
 mod http_flv;

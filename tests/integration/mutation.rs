@@ -28,12 +28,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rtmpd::amf::amf0::{self, Amf0Value, AmfLimits};
-use rtmpd::amf::amf3::{self, Amf3Value};
 use rtmpd::media::frame::FrameRole;
+use rtmpd::rng::Rng;
 use rtmpd::rtmp::chunk::{ChunkDecoder, ChunkLimits, MAX_HEADER_LEN};
-use rtmpd::rtmp::handshake::{Progress, ServerHandshake, HANDSHAKE_SIZE};
-use rtmpd::rtmp::message::{self as msg, Command, UserControl};
-use rtmpd::rtmp::session::{ServerSession, SessionConfig, SessionEvent};
+use rtmpd::rtmp::handshake::HANDSHAKE_SIZE;
+use rtmpd::rtmp::message::{self as msg, Command};
+use rtmpd::rtmp::session::SessionEvent;
+
+use crate::harness::{self, amf0_weight, replay, Outcome, AMF_EXPANSION_SLACK, HANDSHAKE_LEN};
 
 const FFMPEG_PUBLISH: &[u8] = include_bytes!("../fixtures/sessions/ffmpeg_publish.bin");
 const RTMPDUMP_PLAY: &[u8] = include_bytes!("../fixtures/sessions/rtmpdump_play.bin");
@@ -45,55 +47,12 @@ const RECORDINGS: [(&str, &[u8]); 3] = [
     ("ffmpeg_play", FFMPEG_PLAY),
 ];
 
-/// C0 + C1 + C2.
-const HANDSHAKE_LEN: usize = 1 + 2 * HANDSHAKE_SIZE;
 const DEFAULT_CASES: u64 = 5000;
 const BASE_SEED: u64 = 0x5EED_0F2A_7D00_0001;
 /// A case still running after this long counts as a hang.
 const CASE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Mutated inputs never grow past this, so every case is quick.
 const MAX_CASE_LEN: usize = 160 * 1024;
-/// A loose bound on what AMF3 references may expand one message by (amf3.rs allows
-/// far less beyond the input's own size).
-const AMF_EXPANSION_SLACK: usize = 16 << 20;
-
-// ---------------------------------------------------------------------------------
-// Deterministic randomness
-
-/// splitmix64: tiny, seedable, good enough for choosing mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`; `n` must be positive.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn between(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn percent(&mut self, p: usize) -> bool {
-        self.below(100) < p
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn case_seed(case: u64) -> u64 {
     BASE_SEED ^ case.wrapping_mul(0xA076_1D64_78BD_642F)
@@ -533,8 +492,8 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, rec: &Recording, all: &[Recording])
                 4 => {
                     // Re-encode the chunk stream id in the 1-, 2- or 3-byte form.
                     let basic: Vec<u8> = match rng.below(4) {
-                        0 => vec![c.fmt << 6, rng.next() as u8],
-                        1 => vec![(c.fmt << 6) | 1, rng.next() as u8, rng.next() as u8],
+                        0 => vec![c.fmt << 6, rng.next_u64() as u8],
+                        1 => vec![(c.fmt << 6) | 1, rng.next_u64() as u8, rng.next_u64() as u8],
                         2 => vec![(c.fmt << 6) | 1, 0xFF, 0xFF],
                         _ => vec![(c.fmt << 6) | rng.between(2, 63) as u8],
                     };
@@ -617,250 +576,17 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, rec: &Recording, all: &[Recording])
 }
 
 // ---------------------------------------------------------------------------------
-// Replay
-
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    handshake_error: Option<String>,
-    handshake_done: bool,
-    session_error: Option<String>,
-    events: Vec<SessionEvent>,
-}
-
-/// Random piece lengths: mostly small, sometimes large, sometimes all the rest.
-fn piece_len(rng: &mut Rng, left: usize) -> usize {
-    let n = match rng.below(10) {
-        0..=3 => rng.between(1, 16),
-        4..=6 => rng.between(17, 512),
-        7 | 8 => rng.between(513, 8192),
-        _ => left,
-    };
-    n.clamp(1, left.max(1))
-}
-
-/// FCUnpublish stops a name's streams in HashMap order (session.rs), so a run of
-/// PublishStopped events has no defined order: sort it.
-fn normalize(events: &mut [SessionEvent]) {
-    let mut i = 0;
-    while i < events.len() {
-        let run = events[i..]
-            .iter()
-            .take_while(|e| matches!(e, SessionEvent::PublishStopped { .. }))
-            .count();
-        events[i..i + run].sort_by_key(|e| match e {
-            SessionEvent::PublishStopped { stream_id } => *stream_id,
-            _ => 0,
-        });
-        i += run.max(1);
-    }
-}
-
-/// Drives the server side over `input` like a connection's reader thread would,
-/// accepting every publish and play request. `pieces: None` feeds everything at once.
-fn replay(input: &[u8], mut pieces: Option<&mut Rng>) -> Outcome {
-    let mut outcome = Outcome {
-        handshake_error: None,
-        handshake_done: false,
-        session_error: None,
-        events: Vec::new(),
-    };
-    let mut handshake = ServerHandshake::new(1234);
-    let mut session: Option<ServerSession> = None;
-    let mut sent = Vec::new();
-    let mut fed = 0;
-    let mut queued = 0usize;
-    let mut rest = input;
-    while !rest.is_empty() {
-        let n = match pieces.as_deref_mut() {
-            Some(rng) => piece_len(rng, rest.len()),
-            None => rest.len(),
-        };
-        let (piece, tail) = rest.split_at(n);
-        rest = tail;
-        fed += n;
-        let bytes = match &mut session {
-            Some(_) => piece.to_vec(),
-            None => match handshake.process(piece, &mut sent) {
-                Err(e) => {
-                    outcome.handshake_error = Some(e.to_string());
-                    return outcome;
-                }
-                Ok(Progress::InProgress) => continue,
-                Ok(Progress::Done { remaining }) => {
-                    assert_eq!(sent.len(), HANDSHAKE_LEN, "S0+S1+S2");
-                    outcome.handshake_done = true;
-                    session = Some(ServerSession::new(SessionConfig::default()));
-                    remaining
-                }
-            },
-        };
-        let Some(s) = session.as_mut() else { continue };
-        let before = outcome.events.len();
-        let result = s.handle_input(&bytes, &mut outcome.events);
-        for event in &outcome.events[before..] {
-            match event {
-                SessionEvent::PublishRequested {
-                    stream_id, name, ..
-                } => s.accept_publish(*stream_id, name),
-                SessionEvent::PlayRequested {
-                    stream_id, name, ..
-                } => s.accept_play(*stream_id, name, true),
-                _ => {}
-            }
-        }
-        queued += s.take_output().len();
-        // Every event and reply needs at least a byte of input behind it.
-        assert!(
-            outcome.events.len() <= fed && queued <= 8 * fed + 8,
-            "{} events and {queued} replies from {fed} bytes",
-            outcome.events.len()
-        );
-        if let Err(e) = result {
-            outcome.session_error = Some(e.to_string());
-            normalize(&mut outcome.events);
-            return outcome;
-        }
-    }
-    let media: usize = outcome
-        .events
-        .iter()
-        .map(|e| match e {
-            SessionEvent::Frame { frame, .. } => frame.payload.len(),
-            _ => 0,
-        })
-        .sum();
-    assert!(
-        media <= input.len(),
-        "{media} bytes of frames from {} bytes",
-        input.len()
-    );
-    normalize(&mut outcome.events);
-    outcome
-}
-
-/// Bytes of strings and data plus one per node: what a decoded value costs, give or
-/// take a constant factor.
-fn amf0_weight(v: &Amf0Value) -> usize {
-    let pairs = |p: &[(String, Amf0Value)]| -> usize {
-        p.iter().map(|(k, v)| k.len() + amf0_weight(v)).sum()
-    };
-    1 + match v {
-        Amf0Value::String(s) | Amf0Value::LongString(s) | Amf0Value::XmlDocument(s) => s.len(),
-        Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => pairs(p),
-        Amf0Value::StrictArray(items) => items.iter().map(amf0_weight).sum(),
-        Amf0Value::TypedObject {
-            class_name,
-            properties,
-        } => class_name.len() + pairs(properties),
-        Amf0Value::Amf3(v) => amf3_weight(v),
-        _ => 0,
-    }
-}
-
-fn amf3_weight(v: &Amf3Value) -> usize {
-    let pairs = |p: &[(String, Amf3Value)]| -> usize {
-        p.iter().map(|(k, v)| k.len() + amf3_weight(v)).sum()
-    };
-    1 + match v {
-        Amf3Value::String(s) | Amf3Value::XmlDocument(s) | Amf3Value::Xml(s) => s.len(),
-        Amf3Value::Array { assoc, dense } => {
-            pairs(assoc) + dense.iter().map(amf3_weight).sum::<usize>()
-        }
-        Amf3Value::Object {
-            class_name,
-            properties,
-        } => class_name.len() + pairs(properties),
-        Amf3Value::ByteArray(b) => b.len(),
-        Amf3Value::VectorInt(v) => v.len(),
-        Amf3Value::VectorUint(v) => v.len(),
-        Amf3Value::VectorDouble(v) => v.len(),
-        Amf3Value::VectorObject { type_name, items } => {
-            type_name.len() + items.iter().map(amf3_weight).sum::<usize>()
-        }
-        Amf3Value::Dictionary(entries) => entries
-            .iter()
-            .map(|(k, v)| amf3_weight(k) + amf3_weight(v))
-            .sum(),
-        _ => 0,
-    }
-}
+// Replay (the harness is tests/harness, shared with the fuzz targets)
 
 /// The chunk layer and the message parsers on their own, over the chunk stream after
-/// the handshake: a drained decoder keeps at most one partial header, reassembled
-/// messages never add up to more than was pushed, and decoded AMF stays within the
-/// documented expansion.
+/// the handshake (see `harness::decode_chunks` for what is checked).
 fn decode_messages(stream: &[u8], rng: &mut Rng) {
-    let mut decoder = ChunkDecoder::new(ChunkLimits::default());
-    let limits = AmfLimits::default();
-    let mut pushed = 0;
-    let mut reassembled = 0;
-    let mut rest = stream;
-    while !rest.is_empty() {
-        let n = piece_len(rng, rest.len());
-        let (piece, tail) = rest.split_at(n);
-        rest = tail;
-        decoder.push(piece);
-        pushed += n;
-        loop {
-            let m = match decoder.next_message() {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(_) => return,
-            };
-            reassembled += m.payload.len();
-            assert!(
-                reassembled <= pushed,
-                "{reassembled} message bytes from {pushed}"
-            );
-            let weight_limit = 4 * m.payload.len() + AMF_EXPANSION_SLACK;
-            match m.type_id {
-                msg::SET_CHUNK_SIZE => match msg::read_u32("set chunk size", &m.payload) {
-                    Ok(size) if decoder.set_chunk_size(size).is_ok() => {}
-                    _ => return,
-                },
-                msg::ABORT => match msg::read_u32("abort", &m.payload) {
-                    Ok(csid) => decoder.abort(csid),
-                    Err(_) => return,
-                },
-                msg::USER_CONTROL => {
-                    let _ = UserControl::parse(&m.payload);
-                }
-                msg::AGGREGATE => {
-                    if let Ok(parts) = msg::split_aggregate(m.timestamp, &m.payload) {
-                        let total: usize = parts.iter().map(|p| p.payload.len()).sum();
-                        assert!(total <= m.payload.len());
-                    }
-                }
-                msg::COMMAND_AMF0 | msg::COMMAND_AMF3 | msg::DATA_AMF0 | msg::DATA_AMF3 => {
-                    let body = msg::strip_amf3_marker(m.type_id, &m.payload);
-                    if let Ok(cmd) = Command::parse(body, limits) {
-                        let weight = amf0_weight(&cmd.command_object)
-                            + cmd.args.iter().map(amf0_weight).sum::<usize>();
-                        assert!(weight <= weight_limit, "command decodes to {weight}");
-                    }
-                    if let Ok(values) = amf0::decode_all_with(body, limits) {
-                        let weight: usize = values.iter().map(amf0_weight).sum();
-                        assert!(weight <= weight_limit, "AMF0 decodes to {weight}");
-                    }
-                    if let Ok((value, _)) = amf3::decode_value(body) {
-                        let weight = amf3_weight(&value);
-                        assert!(weight <= weight_limit, "AMF3 decodes to {weight}");
-                    }
-                }
-                _ => {}
-            }
-        }
-        assert!(
-            decoder.buffered_len() <= MAX_HEADER_LEN,
-            "a drained decoder holds {} bytes",
-            decoder.buffered_len()
-        );
-    }
+    let _ = harness::decode_chunks(stream, Some(rng), ChunkLimits::default(), true);
 }
 
 /// One mutation case: returns how it ended.
 fn run_case(seed: u64, recs: &[Recording]) -> &'static str {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let rec = rng.pick(recs);
     let mut data = rec.bytes.to_vec();
     let mut what = vec![rec.name.to_string()];
@@ -1031,7 +757,7 @@ fn recordings_replay_to_the_expected_events() {
         assert_eq!(whole.session_error, None, "{}", rec.name);
         // Any split of the same bytes gives the same events.
         for seed in 0..8 {
-            let piecewise = replay(rec.bytes, Some(&mut Rng(seed)));
+            let piecewise = replay(rec.bytes, Some(&mut Rng::new(seed)));
             assert_eq!(whole, piecewise, "{}: split with seed {seed}", rec.name);
         }
         // The walker used for targeted mutations agrees with the decoder.
@@ -1318,9 +1044,7 @@ fn deepest_amf() {
 
 /// Resident memory of this process in KiB (Linux).
 fn resident_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    rtmpd::procfs::Status::read("self").ok()?.rss_kib
 }
 
 /// Every reply the session produces goes to the connection's writer through a

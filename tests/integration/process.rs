@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rtmpd::client::RtmpUrl;
+use rtmpd::procfs;
 
 use crate::support::*;
 
@@ -114,18 +115,15 @@ impl ServerProcess {
     }
 
     pub fn status(&self) -> ProcStatus {
-        let path = format!("/proc/{}/status", self.child.id());
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no {name} in {path}"))
+        let pid = self.child.id();
+        let status =
+            procfs::Status::read(pid).unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        let field = |value: Option<u64>, name: &str| {
+            value.unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
         };
         ProcStatus {
-            threads: field("Threads:"),
-            rss_kib: field("VmRSS:"),
+            threads: field(status.threads, "Threads:"),
+            rss_kib: field(status.rss_kib, "VmRSS:"),
         }
     }
 

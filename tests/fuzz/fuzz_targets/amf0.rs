@@ -4,7 +4,8 @@
 //! stable (encode(decode(encode(decode(x)))) == encode(decode(x))).
 #![no_main]
 
-mod common;
+#[path = "../../harness/mod.rs"]
+mod harness;
 
 use libfuzzer_sys::fuzz_target;
 use rtmpd::amf::amf0::{self, Amf0Reader, AmfLimits};
@@ -19,8 +20,8 @@ fuzz_target!(|data: &[u8]| {
     };
     for limits in [limits, tight] {
         if let Ok(values) = amf0::decode_all_with(data, limits) {
-            let weight = values.iter().map(common::amf0_weight).sum();
-            common::assert_bounded(weight, data.len(), "decode_all");
+            let weight = values.iter().map(harness::amf0_weight).sum();
+            harness::assert_bounded(weight, data.len(), "decode_all");
             let encoded = amf0::encode_all_to_vec(&values);
             // What we encode must decode again (with room for the nesting and
             // element counts it had), and encode to the same bytes.
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         match reader.read_value() {
             Ok(v) => {
                 assert!(reader.position() > before, "read_value made no progress");
-                common::assert_bounded(common::amf0_weight(&v), data.len(), "read_value");
+                harness::assert_bounded(harness::amf0_weight(&v), data.len(), "read_value");
             }
             Err(_) => break,
         }

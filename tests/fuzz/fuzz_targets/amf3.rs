@@ -4,7 +4,8 @@
 //! is stable.
 #![no_main]
 
-mod common;
+#[path = "../../harness/mod.rs"]
+mod harness;
 
 use libfuzzer_sys::fuzz_target;
 use rtmpd::amf::amf0::AmfLimits;
@@ -13,7 +14,7 @@ use rtmpd::amf::amf3::{self, Amf3Reader};
 fuzz_target!(|data: &[u8]| {
     if let Ok((value, used)) = amf3::decode_value(data) {
         assert!(used <= data.len());
-        common::assert_bounded(common::amf3_weight(&value), data.len(), "decode_value");
+        harness::assert_bounded(harness::amf3_weight(&value), data.len(), "decode_value");
         let mut encoded = Vec::new();
         amf3::encode_value(&value, &mut encoded);
         let (again, n) = amf3::decode_value(&encoded)
@@ -32,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
         match reader.read_value() {
             Ok(v) => {
                 assert!(reader.position() > before, "read_value made no progress");
-                total += common::amf3_weight(&v);
-                common::assert_bounded(total, data.len(), "read_value sequence");
+                total += harness::amf3_weight(&v);
+                harness::assert_bounded(total, data.len(), "read_value sequence");
             }
             Err(_) => break,
         }

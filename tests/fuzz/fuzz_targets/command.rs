@@ -5,7 +5,8 @@
 //! one that does not parse closes the connection); replies and events stay bounded.
 #![no_main]
 
-mod common;
+#[path = "../../harness/mod.rs"]
+mod harness;
 
 use libfuzzer_sys::fuzz_target;
 use rtmpd::amf::amf0::{Amf0Value, AmfLimits};

@@ -3,7 +3,8 @@
 //! after C2 untouched, fails only on a bad C0. Client: never panics on any S0+S1+S2.
 #![no_main]
 
-mod common;
+#[path = "../../harness/mod.rs"]
+mod harness;
 
 use libfuzzer_sys::fuzz_target;
 use rtmpd::rtmp::handshake::{ClientHandshake, Progress, ServerHandshake, HANDSHAKE_SIZE};
@@ -18,7 +19,7 @@ fuzz_target!(|input: &[u8]| {
     let mut fed = 0;
     let mut after = Vec::new();
     let mut done = false;
-    for piece in common::Pieces::new(seed, data) {
+    for piece in harness::Pieces::new(data, harness::fuzz_rng(seed)) {
         fed += piece.len();
         match server.process(piece, &mut out) {
             Ok(Progress::InProgress) => assert!(!done),
@@ -51,7 +52,7 @@ fuzz_target!(|input: &[u8]| {
     client.start(&mut c0c1);
     assert_eq!(c0c1.len(), 1 + HANDSHAKE_SIZE);
     let mut c2 = Vec::new();
-    for piece in common::Pieces::new(seed, data) {
+    for piece in harness::Pieces::new(data, harness::fuzz_rng(seed)) {
         match client.process(piece, &mut c2) {
             Ok(_) => assert!(c2.is_empty() || c2.len() == HANDSHAKE_SIZE),
             Err(_) => break,
