@@ -10,6 +10,8 @@
 //! (audio), so servers forward it untouched.
 
 use rtmpd::amf::amf0::{encode_all_to_vec, Amf0Value};
+use rtmpd::media::flv;
+use rtmpd::media::frame::{self, FrameKind, FrameRole};
 use rtmpd::rtmp::message as msg;
 
 /// Marks a stamped payload.
@@ -87,22 +89,22 @@ pub enum TagKind {
     Other,
 }
 
-/// Classifies an RTMP audio (8) or video (9) payload.
+/// Classifies an RTMP audio (8) or video (9) payload with the server's rules
+/// (`rtmpd::media::frame`); end-of-sequence markers and other types are `Other`.
 pub fn classify(type_id: u8, payload: &[u8]) -> TagKind {
-    match (type_id, payload) {
-        (msg::VIDEO, [flags, packet, ..]) if matches!(flags & 0x0f, 7 | 12) => {
-            match (flags >> 4, packet) {
-                (_, 0) => TagKind::SequenceHeader(Track::Video),
-                (1, 1) => TagKind::Keyframe,
-                (_, 1) => TagKind::InterFrame,
-                _ => TagKind::Other,
-            }
-        }
-        (msg::VIDEO, [flags, ..]) if flags >> 4 == 1 => TagKind::Keyframe,
-        (msg::VIDEO, [_, ..]) => TagKind::InterFrame,
-        (msg::AUDIO, [flags, 0, ..]) if flags >> 4 == 10 => TagKind::SequenceHeader(Track::Audio),
-        (msg::AUDIO, [_, ..]) => TagKind::AudioFrame,
-        _ => TagKind::Other,
+    let Some(kind) = flv::frame_kind(type_id) else {
+        return TagKind::Other;
+    };
+    if frame::is_end_of_sequence(kind, payload) {
+        return TagKind::Other;
+    }
+    match (kind, frame::classify(kind, payload)) {
+        (FrameKind::Audio, FrameRole::SequenceHeader) => TagKind::SequenceHeader(Track::Audio),
+        (FrameKind::Video, FrameRole::SequenceHeader) => TagKind::SequenceHeader(Track::Video),
+        (FrameKind::Video, FrameRole::Keyframe) => TagKind::Keyframe,
+        (FrameKind::Video, _) => TagKind::InterFrame,
+        (FrameKind::Audio, _) => TagKind::AudioFrame,
+        (FrameKind::Data, _) => TagKind::Other,
     }
 }
 

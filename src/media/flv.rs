@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::media::frame::FrameKind;
+use crate::media::frame::{self, FrameKind, FrameRole};
 
 /// Tag type of an audio tag (same as the RTMP audio message type id).
 pub const TAG_AUDIO: u8 = 8;
@@ -17,6 +17,16 @@ pub const TAG_AUDIO: u8 = 8;
 pub const TAG_VIDEO: u8 = 9;
 /// Tag type of a script data tag (`onMetaData`, AMF0; same as RTMP data message 18).
 pub const TAG_SCRIPT: u8 = 18;
+
+/// The kind of frame a tag type carries; `None` for types FLV does not define.
+pub fn frame_kind(tag_type: u8) -> Option<FrameKind> {
+    match tag_type {
+        TAG_AUDIO => Some(FrameKind::Audio),
+        TAG_VIDEO => Some(FrameKind::Video),
+        TAG_SCRIPT => Some(FrameKind::Data),
+        _ => None,
+    }
+}
 
 /// The tag type that carries a frame of this kind.
 pub fn tag_type(kind: FrameKind) -> u8 {
@@ -46,6 +56,25 @@ pub struct FlvTag {
     pub tag_type: u8,
     pub timestamp: u32,
     pub data: Vec<u8>,
+}
+
+impl FlvTag {
+    /// The kind of frame the tag carries; `None` for an unknown tag type.
+    pub fn frame_kind(&self) -> Option<FrameKind> {
+        frame_kind(self.tag_type)
+    }
+
+    /// What an audio or video tag is to a player ([`frame::classify`]); script
+    /// data tags are [`FrameRole::Data`], unknown tag types `None`.
+    pub fn role(&self) -> Option<FrameRole> {
+        Some(frame::classify(self.frame_kind()?, &self.data))
+    }
+
+    /// Whether the tag is a video track's end-of-sequence marker.
+    pub fn is_end_of_sequence(&self) -> bool {
+        self.frame_kind()
+            .is_some_and(|kind| frame::is_end_of_sequence(kind, &self.data))
+    }
 }
 
 /// The flags of the FLV file header.

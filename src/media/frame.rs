@@ -90,6 +90,7 @@ const VIDEO_FRAME_KEY: u8 = 1;
 // Enhanced RTMP video packet types.
 const EX_SEQUENCE_START: u8 = 0;
 const EX_CODED_FRAMES: u8 = 1;
+const EX_SEQUENCE_END: u8 = 2;
 const EX_CODED_FRAMES_X: u8 = 3;
 const EX_MPEG2TS_SEQUENCE_START: u8 = 5;
 const EX_MULTITRACK: u8 = 6;
@@ -156,6 +157,23 @@ fn classify_audio(payload: &[u8]) -> FrameRole {
     }
 }
 
+/// The end-of-sequence marker of a video track (AVC/HEVC packet type 2, Enhanced
+/// RTMP SequenceEnd): an encoder's last word, which ffmpeg flags as a keyframe
+/// although no decoder can start there.
+pub fn is_end_of_sequence(kind: FrameKind, payload: &[u8]) -> bool {
+    match (kind, payload) {
+        (FrameKind::Video, [flags, ..]) if flags & 0x80 != 0 => flags & 0x0f == EX_SEQUENCE_END,
+        (FrameKind::Video, [flags, packet, ..]) => {
+            *packet == 2
+                && matches!(
+                    flags & 0x0f,
+                    CODEC_AVC | CODEC_HEVC_LEGACY | CODEC_AV1_LEGACY
+                )
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +189,9 @@ mod tests {
         assert_eq!(classify(v, &[0x27, 1, 0, 0, 0]), FrameRole::Frame);
         // End of sequence is not a keyframe even with the key flag.
         assert_eq!(classify(v, &[0x17, 2, 0, 0, 0]), FrameRole::Frame);
+        assert!(is_end_of_sequence(v, &[0x17, 2, 0, 0, 0]));
+        assert!(!is_end_of_sequence(v, &[0x17, 1, 0, 0, 0]));
+        assert!(!is_end_of_sequence(FrameKind::Audio, &[0xaf, 2]));
         // A video info/command frame (type 5) never starts decoding.
         assert_eq!(classify(v, &[0x57, 1]), FrameRole::Frame);
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rtmpd::config::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
-use rtmpd::media::frame::{Frame, FrameKind};
+use rtmpd::media::frame::{Frame, FrameKind, FrameRole};
 use rtmpd::registry::{PlayerItem, Registry, StreamInfo};
 use rtmpd::server::{Server, ServerHandle};
 use rtmpd::stream_key::StreamKey;
@@ -609,25 +609,23 @@ impl Drop for TempDir {
 /// for audio-only streams), measured between its first and last timestamp.
 pub const MIN_RECEIVED_MS: u32 = 1000;
 
-/// AAC sequence header (AudioSpecificConfig) or AVC sequence header (decoder config).
+/// An audio or video sequence header (AAC AudioSpecificConfig, AVC decoder
+/// configuration, ...).
 pub fn is_sequence_header(tag: &FlvTag) -> bool {
-    match tag.tag_type {
-        TAG_AUDIO => tag.data.len() >= 2 && tag.data[0] >> 4 == 10 && tag.data[1] == 0,
-        TAG_VIDEO => tag.data.len() >= 2 && tag.data[0] & 0x0f == 7 && tag.data[1] == 0,
-        _ => false,
-    }
+    tag.role() == Some(FrameRole::SequenceHeader)
 }
 
-/// AVC end-of-sequence marker (ffmpeg writes one when it finishes a stream). Whether
+/// The end-of-sequence marker (ffmpeg writes one when it finishes a stream). Whether
 /// a player gets it depends on when the server tears the stream down, so the
 /// comparison ignores it.
 pub fn is_end_of_sequence(tag: &FlvTag) -> bool {
-    tag.tag_type == TAG_VIDEO && tag.data.len() >= 2 && tag.data[0] & 0x0f == 7 && tag.data[1] == 2
+    tag.is_end_of_sequence()
 }
 
-/// A video tag whose frame type is "keyframe".
+/// A video tag flagged as a keyframe: one a decoder can start at, or the
+/// end-of-sequence marker (ffmpeg flags it as one).
 pub fn is_keyframe(tag: &FlvTag) -> bool {
-    tag.tag_type == TAG_VIDEO && !tag.data.is_empty() && tag.data[0] >> 4 == 1
+    tag.role() == Some(FrameRole::Keyframe) || tag.is_end_of_sequence()
 }
 
 /// The (audio, video) media tags, without sequence headers, AVC end-of-sequence
