@@ -39,7 +39,11 @@ fn options() -> Options {
         opts.optopt(s.short.unwrap_or(""), s.name, &help, s.hint);
     }
     opts.optflag("h", "help", "print this help and exit");
-    opts.optflag("V", "version", "print the version and exit");
+    opts.optflag(
+        "V",
+        "version",
+        "print the version, git commit and build date, and exit",
+    );
     opts
 }
 

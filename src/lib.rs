@@ -15,6 +15,7 @@
 //! graceful stop (`signals` turns SIGINT/SIGTERM into one) to every thread.
 
 pub mod amf;
+pub mod build_info;
 pub mod cli;
 pub mod client;
 pub mod config;

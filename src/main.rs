@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use log::error;
+use log::{error, info};
 use rtmpd::cli::{self, Command};
 use rtmpd::server::Server;
 
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("rtmpd {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", rtmpd::build_info::describe());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    info!("{} starting", rtmpd::build_info::describe());
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {

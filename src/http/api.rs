@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use super::metrics::process_info;
+use crate::build_info;
 use crate::connections::{ConnectionCounts, ConnectionKind, Context};
 use crate::media::codec::{AudioInfo, VideoInfo};
 use crate::registry::{PlayerProtocol, StreamStats};
@@ -59,7 +60,9 @@ pub(super) fn server(ctx: &Context) -> Value {
         .map(|p| (p.as_str().to_owned(), json!(totals.plays(*p))))
         .collect();
     json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": build_info::VERSION,
+        "commit": build_info::COMMIT,
+        "build_date": build_info::BUILD_DATE,
         "uptime_seconds": seconds(ctx.started.elapsed()),
         "listen": {
             "rtmp": ctx.config.listen.to_string(),

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::build_info;
 use crate::connections::{ConnectionCounts, ConnectionKind, Context};
 use crate::procfs;
 use crate::registry::PlayerProtocol;
@@ -26,11 +27,14 @@ pub(super) fn render(ctx: &Context) -> String {
     m.family(
         "rtmpd_build_info",
         "gauge",
-        "Always 1; the version is a label.",
+        "Always 1; the version and the git commit it was built from are labels.",
     );
     m.sample(
         "rtmpd_build_info",
-        &[("version", env!("CARGO_PKG_VERSION"))],
+        &[
+            ("version", build_info::VERSION),
+            ("commit", build_info::COMMIT),
+        ],
         1.0,
     );
     m.family(

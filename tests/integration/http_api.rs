@@ -106,6 +106,8 @@ fn api_and_metrics_describe_the_live_stream_and_its_players() {
     let (status, srv) = get_json(addr, "/api/server");
     assert_eq!(status, 200);
     assert_eq!(srv["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(srv["commit"], rtmpd::build_info::COMMIT);
+    assert_eq!(srv["build_date"], rtmpd::build_info::BUILD_DATE);
     assert!(srv["uptime_seconds"].as_f64().unwrap() > 0.0);
     assert!(srv["threads"].as_u64().unwrap() >= 4, "{srv}");
     // Publisher + RTMP player; two HTTP players plus this request.

@@ -22,6 +22,7 @@ mod mutation;
 mod playback;
 mod process;
 mod publishing;
+mod service;
 mod shutdown;
 mod support;
 mod tracks;
