@@ -35,11 +35,15 @@ command -v ffmpeg >/dev/null 2>&1 || packages+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || packages+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || packages+=(rtmpdump)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
-command -v cvlc >/dev/null 2>&1 || packages+=(vlc-bin vlc-plugin-base)
+command -v cvlc >/dev/null 2>&1 || packages+=(vlc-bin)
+# VLC reads RTMP through its avformat plugin.
+compgen -G '/usr/lib/*/vlc/plugins/demux/libavformat_plugin.so' >/dev/null ||
+    packages+=(vlc-plugin-base)
 command -v gst-launch-1.0 >/dev/null 2>&1 || packages+=(gstreamer1.0-tools)
-# rtmpsrc and h264parse are in -bad, flvdemux and aacparse in -good.
+# rtmpsrc and h264parse are in -bad, flvdemux and aacparse in -good, playbin (the
+# README's example) in -base.
 if command -v gst-inspect-1.0 >/dev/null 2>&1; then
-    for element in rtmpsrc:bad h264parse:bad flvdemux:good aacparse:good filesink:base; do
+    for element in rtmpsrc:bad h264parse:bad flvdemux:good aacparse:good playbin:base; do
         gst-inspect-1.0 --exists "${element%%:*}" ||
             packages+=("gstreamer1.0-plugins-${element##*:}")
     done
@@ -47,7 +51,7 @@ else
     packages+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 fi
 if ((${#packages[@]} > 0)); then
-    # shellcheck disable=SC2207 # package names have no spaces
+    # shellcheck disable=SC2046 # package names have no spaces
     apt_install $(printf '%s\n' "${packages[@]}" | sort -u)
 fi
 
@@ -76,7 +80,7 @@ if [[ -z ${RTMPD_TEST_FFMPEG9-} && -z ${RTMPD_TEST_SKIP_FFMPEG9-} ]]; then
     export RTMPD_TEST_FFMPEG9=$ffmpeg9
 fi
 if [[ -n ${RTMPD_TEST_SKIP_FFMPEG9-} ]]; then
-    echo "test.sh: RTMPD_TEST_SKIP_FFMPEG9 is set: the Enhanced RTMP codec checks will be skipped" >&2
+    echo "test.sh: RTMPD_TEST_SKIP_FFMPEG9 is set: without ffmpeg 9 the Enhanced RTMP codec checks are skipped" >&2
 fi
 
 cargo test --all-targets "$@"
