@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::url::UrlError;
 use super::Status;
 use crate::rtmp::chunk::ChunkError;
+use crate::rtmp::control::InputError;
 use crate::rtmp::handshake::HandshakeError;
 use crate::rtmp::message::{Command, MessageError};
 
@@ -153,5 +154,14 @@ impl From<HandshakeError> for ClientError {
 impl From<ChunkError> for ClientError {
     fn from(e: ChunkError) -> Self {
         ClientError::Chunk(e)
+    }
+}
+
+impl From<InputError> for ClientError {
+    fn from(e: InputError) -> Self {
+        match e {
+            InputError::Chunk(e) => ClientError::Chunk(e),
+            InputError::Message { type_id, source } => ClientError::Message { type_id, source },
+        }
     }
 }

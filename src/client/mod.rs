@@ -8,10 +8,10 @@
 //! checking what the server did. Low-level senders ([`Client::send_raw`],
 //! [`Client::send_bytes`]) exist for protocol tests that must misbehave.
 //!
-//! The wire work is done by the I/O-free core (`rtmp::handshake`,
-//! `rtmp::chunk`, `rtmp::message`, AMF0); this module only owns the socket
-//! and the request/reply bookkeeping. Nothing the server sends can make it
-//! panic: malformed input ends in a [`ClientError`].
+//! The wire work is done by the I/O-free core (`rtmp::handshake`, then
+//! `rtmp::client_session`, which chunks, parses and answers protocol control);
+//! this module only owns the socket and waits for replies. Nothing the server
+//! sends can make it panic: malformed input ends in a [`ClientError`].
 //!
 //! ```no_run
 //! use rtmpd::client::{Client, ClientEvent, ClientOptions, RtmpUrl};
@@ -35,24 +35,15 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+pub use crate::rtmp::client_session::{ClientEvent, Status};
 pub use error::ClientError;
 pub use url::{RtmpUrl, UrlError, DEFAULT_PORT};
 
-use crate::amf::amf0::{Amf0Value, AmfLimits};
-use crate::rtmp::chunk::{
-    ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, RawMessage, DEFAULT_CHUNK_SIZE,
-    MAX_CHUNK_SIZE,
-};
+use crate::amf::amf0::Amf0Value;
+use crate::rtmp::chunk::{RawMessage, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE};
+use crate::rtmp::client_session::{is_reply, ClientSession};
 use crate::rtmp::handshake::{ClientHandshake, HandshakeKind, Progress};
 use crate::rtmp::message::{self as msg, Command, UserControl};
-
-/// Chunk stream ids this client writes on. Commands on stream 0 share one;
-/// commands on a media stream (publish, play, pause) use another, as ffmpeg
-/// does, so their headers compress independently.
-const CSID_STREAM_COMMAND: u32 = 8;
-const CSID_DATA: u32 = 4;
-const CSID_AUDIO: u32 = msg::CSID_AUDIO;
-const CSID_VIDEO: u32 = msg::CSID_VIDEO;
 
 /// What a player asks the server to buffer; informational for live streams.
 const PLAY_BUFFER_MS: u32 = 1000;
@@ -93,73 +84,16 @@ impl Default for ClientOptions {
     }
 }
 
-/// An `onStatus` event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    /// The message stream it arrived on (0 for the connection).
-    pub stream_id: u32,
-    /// `status`, `warning` or `error`.
-    pub level: String,
-    pub code: String,
-    pub description: String,
-    /// The whole info object, for fields beyond the usual three.
-    pub info: Amf0Value,
-}
-
-/// What the server sent, as [`Client::next_event`] hands it out.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClientEvent {
-    /// Audio (type 8) or video (type 9), payload untouched. Aggregate messages
-    /// arrive already split into their parts.
-    Media {
-        stream_id: u32,
-        type_id: u8,
-        timestamp: u32,
-        payload: Vec<u8>,
-    },
-    /// A data message (type 18, or 15 without its AMF3 marker byte): AMF0
-    /// values such as `onMetaData {...}` or `|RtmpSampleAccess`.
-    Data {
-        stream_id: u32,
-        timestamp: u32,
-        payload: Vec<u8>,
-    },
-    Status(Status),
-    /// Any other command: `onFCPublish`, `onBWDone`, replies to calls made
-    /// with [`Client::send_command`], ... Replies to calls the client made
-    /// itself are consumed by those calls.
-    Command {
-        stream_id: u32,
-        command: Command,
-    },
-    /// User control events. Ping requests have already been answered.
-    UserControl(UserControl),
-    /// The server acknowledged this many bytes (sequence number).
-    Acknowledgement(u32),
-    /// Message types the client does not interpret (shared objects, ...).
-    Other(RawMessage),
-}
-
 /// A connection to an RTMP server. See the module documentation.
 pub struct Client {
     socket: TcpStream,
     url: RtmpUrl,
     opts: ClientOptions,
     handshake: HandshakeKind,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    amf_limits: AmfLimits,
+    session: ClientSession,
     read_buf: Vec<u8>,
-    write_buf: Vec<u8>,
     /// Events read but not yet handed out, in wire order.
     pending: VecDeque<ClientEvent>,
-    next_transaction: f64,
-    /// Transactions whose replies nobody waits for (releaseStream, FCPublish):
-    /// dropped when they arrive instead of cluttering the event stream.
-    unawaited: Vec<f64>,
-    /// The server's Window Acknowledgement Size (0: none announced yet).
-    ack_window: u32,
-    acked: u64,
     /// The socket's current read timeout, to skip redundant system calls.
     read_timeout: Duration,
     connect_reply: Option<Command>,
@@ -192,16 +126,9 @@ impl Client {
             url: url.clone(),
             opts: opts.clone(),
             handshake: HandshakeKind::Simple,
-            decoder: ChunkDecoder::new(ChunkLimits::default()),
-            encoder: ChunkEncoder::new(),
-            amf_limits: AmfLimits::default(),
+            session: ClientSession::new(),
             read_buf: vec![0; READ_BUFFER],
-            write_buf: Vec::with_capacity(16 * 1024),
             pending: VecDeque::new(),
-            next_transaction: 1.0,
-            unawaited: Vec::new(),
-            ack_window: 0,
-            acked: 0,
             read_timeout: opts.timeout,
             connect_reply: None,
             publishing: None,
@@ -226,8 +153,8 @@ impl Client {
             if let Progress::Done { remaining } = progress {
                 self.handshake = handshake.kind().unwrap_or(HandshakeKind::Simple);
                 // The server may already have sent its first chunks.
-                self.decoder.push(&remaining);
-                return Ok(());
+                self.session.push_input(&remaining)?;
+                return self.flush();
             }
         }
     }
@@ -267,10 +194,13 @@ impl Client {
             let mut payload = Vec::with_capacity(body.len() + 1);
             payload.push(0);
             payload.extend_from_slice(&body);
-            self.send_message(msg::CSID_COMMAND, 0, msg::COMMAND_AMF3, 0, &payload)?;
+            self.session
+                .send_message(msg::CSID_COMMAND, 0, msg::COMMAND_AMF3, 0, &payload)?;
         } else {
-            self.send_message(msg::CSID_COMMAND, 0, msg::COMMAND_AMF0, 0, &body)?;
+            self.session
+                .send_message(msg::CSID_COMMAND, 0, msg::COMMAND_AMF0, 0, &body)?;
         }
+        self.flush()?;
         let reply = self.wait_reply("connect", transaction_id)?;
         Ok(self.connect_reply.insert(reply))
     }
@@ -342,20 +272,14 @@ impl Client {
         command_object: Amf0Value,
         args: Vec<Amf0Value>,
     ) -> Result<(), ClientError> {
-        let csid = if stream_id == 0 {
-            msg::CSID_COMMAND
-        } else {
-            CSID_STREAM_COMMAND
-        };
-        let m = msg::command(csid, stream_id, name, transaction_id, command_object, args);
-        self.send_raw(&m)
+        self.session
+            .send_command(stream_id, name, transaction_id, command_object, args)?;
+        self.flush()
     }
 
     /// A fresh transaction id for [`send_command`](Self::send_command).
     pub fn new_transaction(&mut self) -> f64 {
-        let id = self.next_transaction;
-        self.next_transaction += 1.0;
-        id
+        self.session.new_transaction()
     }
 
     /// `createStream`; returns the new stream id.
@@ -383,7 +307,7 @@ impl Client {
         }
         for call in ["releaseStream", "FCPublish"] {
             let transaction_id = self.new_transaction();
-            self.unawaited.push(transaction_id);
+            self.session.ignore_reply(transaction_id);
             self.send_command(0, call, transaction_id, Amf0Value::Null, vec![name.into()])?;
         }
         let stream_id = self.create_stream()?;
@@ -454,33 +378,31 @@ impl Client {
         timestamp: u32,
         payload: &[u8],
     ) -> Result<(), ClientError> {
-        let stream_id = self.publish_stream().ok_or(ClientError::InvalidState(
+        let stream_id = self.media_stream()?;
+        self.session
+            .send_media(stream_id, type_id, timestamp, payload)?;
+        self.flush()
+    }
+
+    fn media_stream(&self) -> Result<u32, ClientError> {
+        self.publish_stream().ok_or(ClientError::InvalidState(
             "media before a successful publish",
-        ))?;
-        let csid = match type_id {
-            msg::AUDIO => CSID_AUDIO,
-            msg::VIDEO => CSID_VIDEO,
-            _ => CSID_DATA,
-        };
-        self.send_message(csid, timestamp, type_id, stream_id, payload)
+        ))
     }
 
     /// Sends FLV script data (`onMetaData` and its values, as an FLV script
     /// tag holds them) the way encoders do: as `@setDataFrame` + the data.
     pub fn send_metadata(&mut self, timestamp: u32, script_data: &[u8]) -> Result<(), ClientError> {
-        let mut payload = crate::amf::amf0::encode_all_to_vec(&["@setDataFrame".into()]);
-        payload.extend_from_slice(script_data);
-        self.send_media(msg::DATA_AMF0, timestamp, &payload)
+        let stream_id = self.media_stream()?;
+        self.session
+            .send_metadata(stream_id, timestamp, script_data)?;
+        self.flush()
     }
 
     /// Announces a new chunk size and sends with it from now on.
     pub fn set_chunk_size(&mut self, size: u32) -> Result<(), ClientError> {
-        if !(1..=MAX_CHUNK_SIZE).contains(&size) {
-            return Err(ClientError::Chunk(ChunkError::InvalidChunkSize(size)));
-        }
-        self.send_raw(&msg::set_chunk_size(size))?;
-        self.encoder.set_chunk_size(size)?;
-        Ok(())
+        self.session.set_chunk_size(size)?;
+        self.flush()
     }
 
     /// Sends any message as it is, through the client's chunk encoder (so
@@ -488,13 +410,8 @@ impl Client {
     /// Chunk Size sent this way does not change the client's own chunk size
     /// (use [`set_chunk_size`](Self::set_chunk_size) for that).
     pub fn send_raw(&mut self, message: &RawMessage) -> Result<(), ClientError> {
-        self.send_message(
-            message.csid,
-            message.timestamp,
-            message.type_id,
-            message.stream_id,
-            &message.payload,
-        )
+        self.session.send_raw(message)?;
+        self.flush()
     }
 
     /// Writes bytes straight to the socket, for hand-made chunks. They must
@@ -504,28 +421,17 @@ impl Client {
         self.write(bytes)
     }
 
-    fn send_message(
-        &mut self,
-        csid: u32,
-        timestamp: u32,
-        type_id: u8,
-        stream_id: u32,
-        payload: &[u8],
-    ) -> Result<(), ClientError> {
-        let mut buf = std::mem::take(&mut self.write_buf);
-        buf.clear();
-        let result = match self
-            .encoder
-            .encode(csid, timestamp, type_id, stream_id, payload, &mut buf)
-        {
-            Ok(()) => self.write(&buf),
-            Err(e) => Err(e.into()),
-        };
-        self.write_buf = buf;
+    /// Writes what the session has to send.
+    fn flush(&mut self) -> Result<(), ClientError> {
+        if self.session.output().is_empty() {
+            return Ok(());
+        }
+        let result = self.write(self.session.output());
+        self.session.clear_output();
         result
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+    fn write(&self, bytes: &[u8]) -> Result<(), ClientError> {
         (&self.socket)
             .write_all(bytes)
             .map_err(|e| io_error(e, self.opts.timeout))
@@ -547,14 +453,12 @@ impl Client {
 
     /// Reads and handles one message; events it produces join `pending`.
     fn pump(&mut self, deadline: Option<Instant>) -> Result<(), ClientError> {
-        let message = self.read_message(deadline)?;
-        self.handle(message)
-    }
-
-    fn read_message(&mut self, deadline: Option<Instant>) -> Result<RawMessage, ClientError> {
         loop {
-            if let Some(m) = self.decoder.next_message()? {
-                return Ok(m);
+            let handled = self.session.handle_next(&mut self.pending)?;
+            // Replies to what was handled (a Ping Response) go out at once.
+            self.flush()?;
+            if handled {
+                return Ok(());
             }
             let timeout = match deadline {
                 None => self.opts.timeout,
@@ -565,8 +469,8 @@ impl Client {
             };
             self.set_read_timeout(timeout)?;
             let n = self.read_some()?;
-            self.decoder.push(&self.read_buf[..n]);
-            self.acknowledge()?;
+            self.session.push_input(&self.read_buf[..n])?;
+            self.flush()?;
         }
     }
 
@@ -589,111 +493,6 @@ impl Client {
                 Err(e) => return Err(io_error(e, self.read_timeout)),
             }
         }
-    }
-
-    /// Acknowledges once a window's worth of bytes came in, as the server
-    /// asked with Window Acknowledgement Size.
-    fn acknowledge(&mut self) -> Result<(), ClientError> {
-        let received = self.decoder.bytes_received();
-        if self.ack_window > 0 && received - self.acked >= u64::from(self.ack_window) {
-            self.acked = received;
-            // The sequence number is the byte count modulo 2^32 by definition.
-            self.send_raw(&msg::acknowledgement(received as u32))?;
-        }
-        Ok(())
-    }
-
-    fn handle(&mut self, m: RawMessage) -> Result<(), ClientError> {
-        let type_id = m.type_id;
-        let bad = |source| ClientError::Message { type_id, source };
-        match type_id {
-            msg::SET_CHUNK_SIZE => {
-                let size = msg::read_u32("set chunk size", &m.payload).map_err(bad)?;
-                self.decoder.set_chunk_size(size)?;
-            }
-            msg::ABORT => {
-                let csid = msg::read_u32("abort", &m.payload).map_err(bad)?;
-                self.decoder.abort(csid);
-            }
-            msg::ACKNOWLEDGEMENT => {
-                let sequence = msg::read_u32("acknowledgement", &m.payload).map_err(bad)?;
-                self.pending
-                    .push_back(ClientEvent::Acknowledgement(sequence));
-            }
-            msg::WINDOW_ACK_SIZE => {
-                self.ack_window = msg::read_u32("window ack size", &m.payload).map_err(bad)?;
-            }
-            msg::SET_PEER_BANDWIDTH => {
-                // Our output is not throttled, so the limit needs no action.
-                msg::read_u32("set peer bandwidth", &m.payload).map_err(bad)?;
-            }
-            msg::USER_CONTROL => {
-                let event = UserControl::parse(&m.payload).map_err(bad)?;
-                if let UserControl::PingRequest(t) = event {
-                    self.send_raw(&msg::user_control(UserControl::PingResponse(t)))?;
-                }
-                self.pending.push_back(ClientEvent::UserControl(event));
-            }
-            msg::AUDIO | msg::VIDEO => self.pending.push_back(ClientEvent::Media {
-                stream_id: m.stream_id,
-                type_id,
-                timestamp: m.timestamp,
-                payload: m.payload,
-            }),
-            msg::DATA_AMF0 | msg::DATA_AMF3 => {
-                let mut payload = m.payload;
-                let marker = payload.len() - msg::strip_amf3_marker(type_id, &payload).len();
-                payload.drain(..marker);
-                self.pending.push_back(ClientEvent::Data {
-                    stream_id: m.stream_id,
-                    timestamp: m.timestamp,
-                    payload,
-                });
-            }
-            msg::COMMAND_AMF0 | msg::COMMAND_AMF3 => {
-                let body = msg::strip_amf3_marker(type_id, &m.payload);
-                let command = Command::parse(body, self.amf_limits).map_err(bad)?;
-                self.handle_command(m.stream_id, command);
-            }
-            msg::AGGREGATE => {
-                for part in msg::split_aggregate(m.timestamp, &m.payload).map_err(bad)? {
-                    // Only media and data nest; anything else (a nested
-                    // aggregate, a command) is not something a stream carries.
-                    if matches!(part.type_id, msg::AUDIO | msg::VIDEO | msg::DATA_AMF0) {
-                        self.handle(RawMessage {
-                            csid: m.csid,
-                            timestamp: part.timestamp,
-                            type_id: part.type_id,
-                            stream_id: m.stream_id,
-                            payload: part.payload,
-                        })?;
-                    }
-                }
-            }
-            _ => self.pending.push_back(ClientEvent::Other(m)),
-        }
-        Ok(())
-    }
-
-    fn handle_command(&mut self, stream_id: u32, command: Command) {
-        if is_reply(&command) {
-            if let Some(i) = self
-                .unawaited
-                .iter()
-                .position(|&t| t == command.transaction_id)
-            {
-                self.unawaited.swap_remove(i);
-                return;
-            }
-        }
-        if command.name == "onStatus" {
-            if let Some(status) = status_of(stream_id, &command) {
-                self.pending.push_back(ClientEvent::Status(status));
-                return;
-            }
-        }
-        self.pending
-            .push_back(ClientEvent::Command { stream_id, command });
     }
 
     /// Waits for the `_result`/`_error` of `transaction_id` and takes it out
@@ -787,28 +586,6 @@ impl Client {
     }
 }
 
-fn is_reply(command: &Command) -> bool {
-    command.name == "_result" || command.name == "_error"
-}
-
-fn status_of(stream_id: u32, command: &Command) -> Option<Status> {
-    let info = command.arg(0)?;
-    let text = |key| {
-        info.get(key)
-            .and_then(Amf0Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let code = info.get("code")?.as_str()?.to_owned();
-    Some(Status {
-        stream_id,
-        level: text("level"),
-        code,
-        description: text("description"),
-        info: info.clone(),
-    })
-}
-
 fn io_error(e: io::Error, timeout: Duration) -> ClientError {
     if crate::net::is_timeout(&e) {
         ClientError::Timeout(timeout)
@@ -850,7 +627,8 @@ fn dial(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::amf::amf0;
+    use crate::amf::amf0::{self, AmfLimits};
+    use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
     use crate::rtmp::handshake::ServerHandshake;
     use std::net::TcpListener;
     use std::thread;

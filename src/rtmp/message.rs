@@ -254,6 +254,20 @@ pub struct SubMessage {
     pub payload: Vec<u8>,
 }
 
+impl SubMessage {
+    /// The part as a message of its own, on the aggregate's chunk and message
+    /// streams.
+    pub fn within(self, aggregate: &RawMessage) -> RawMessage {
+        RawMessage {
+            csid: aggregate.csid,
+            timestamp: self.timestamp,
+            type_id: self.type_id,
+            stream_id: aggregate.stream_id,
+            payload: self.payload,
+        }
+    }
+}
+
 /// Splits an aggregate message into its FLV-tag-shaped parts. The parts' own
 /// timestamps are made relative to the first one and rebased on the aggregate's.
 pub fn split_aggregate(timestamp: u32, payload: &[u8]) -> Result<Vec<SubMessage>, MessageError> {

@@ -3,6 +3,8 @@
 //! machine.
 
 pub mod chunk;
+pub mod client_session;
+pub mod control;
 pub mod handshake;
 pub mod message;
 pub mod session;

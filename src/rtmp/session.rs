@@ -1,8 +1,9 @@
 //! The server side of one RTMP connection after the handshake, without I/O. Bytes
 //! from the peer go in through `handle_input`; out come events for the application
 //! (connect, publish, play, frames, ...) and messages to send back, which the caller
-//! chunks and writes. Protocol control (chunk size, acknowledgements, pings) and the
-//! command replies clients wait for are handled here; decisions that need the rest
+//! chunks and writes. Protocol control (chunk size, acknowledgements, pings: see
+//! `control`, shared with the client's session) and the command replies clients wait
+//! for are handled here; decisions that need the rest
 //! of the server (may this key be published?) are returned as events and answered
 //! with `accept_*` / `reject_*`.
 //!
@@ -17,7 +18,8 @@ use log::debug;
 
 use crate::amf::amf0::{Amf0Value, AmfLimits};
 use crate::media::frame::{Frame, FrameKind};
-use crate::rtmp::chunk::{ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
+use crate::rtmp::chunk::{ChunkError, ChunkLimits, RawMessage};
+use crate::rtmp::control::{Control, Inbound, InputError};
 use crate::rtmp::message::{self as msg, Command, MessageError, UserControl};
 
 /// Server identity in the connect reply; clients only display it.
@@ -96,8 +98,8 @@ pub enum SessionEvent {
 
 #[derive(Debug)]
 pub enum SessionError {
-    Chunk(ChunkError),
-    Message { type_id: u8, source: MessageError },
+    /// The chunk stream is broken, or a message does not parse.
+    Input(InputError),
     CommandBeforeConnect(String),
     ConnectWithoutApp,
 }
@@ -105,10 +107,7 @@ pub enum SessionError {
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SessionError::Chunk(e) => e.fmt(f),
-            SessionError::Message { type_id, source } => {
-                write!(f, "message type {type_id}: {source}")
-            }
+            SessionError::Input(e) => e.fmt(f),
             SessionError::CommandBeforeConnect(name) => {
                 write!(f, "command '{name}' before connect")
             }
@@ -120,8 +119,7 @@ impl fmt::Display for SessionError {
 impl std::error::Error for SessionError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SessionError::Chunk(e) => Some(e),
-            SessionError::Message { source, .. } => Some(source),
+            SessionError::Input(e) => e.source(),
             _ => None,
         }
     }
@@ -129,7 +127,13 @@ impl std::error::Error for SessionError {
 
 impl From<ChunkError> for SessionError {
     fn from(e: ChunkError) -> Self {
-        SessionError::Chunk(e)
+        SessionError::Input(InputError::Chunk(e))
+    }
+}
+
+impl From<InputError> for SessionError {
+    fn from(e: InputError) -> Self {
+        SessionError::Input(e)
     }
 }
 
@@ -142,27 +146,22 @@ enum Role {
 
 pub struct ServerSession {
     config: SessionConfig,
-    decoder: ChunkDecoder,
+    inbound: Inbound,
     out: Vec<RawMessage>,
     connected: bool,
     streams: HashMap<u32, Role>,
     next_stream_id: u32,
-    /// The peer's Window Acknowledgement Size: how often we must acknowledge.
-    peer_window: u32,
-    last_ack: u64,
 }
 
 impl ServerSession {
     pub fn new(config: SessionConfig) -> ServerSession {
         ServerSession {
             config,
-            decoder: ChunkDecoder::new(config.chunk_limits),
+            inbound: Inbound::new(config.chunk_limits),
             out: Vec::new(),
             connected: false,
             streams: HashMap::new(),
             next_stream_id: 1,
-            peer_window: 0,
-            last_ack: 0,
         }
     }
 
@@ -172,16 +171,11 @@ impl ServerSession {
         bytes: &[u8],
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), SessionError> {
-        self.decoder.push(bytes);
-        while let Some(message) = self.decoder.next_message()? {
+        self.inbound.push(bytes);
+        while let Some(message) = self.inbound.next_message()? {
             self.handle_message(message, events)?;
         }
-        let received = self.decoder.bytes_received();
-        if self.peer_window > 0 && received - self.last_ack >= u64::from(self.peer_window) {
-            self.last_ack = received;
-            // The sequence number is the byte count modulo 2^32 by definition.
-            self.out.push(msg::acknowledgement(received as u32));
-        }
+        self.out.extend(self.inbound.ack_due());
         Ok(())
     }
 
@@ -192,7 +186,7 @@ impl ServerSession {
     }
 
     pub fn bytes_received(&self) -> u64 {
-        self.decoder.bytes_received()
+        self.inbound.bytes_received()
     }
 
     pub fn accept_publish(&mut self, stream_id: u32, name: &str) {
@@ -271,36 +265,29 @@ impl ServerSession {
         m: RawMessage,
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), SessionError> {
-        let bad = |source| SessionError::Message {
-            type_id: m.type_id,
-            source,
+        let m = match self.inbound.handle(m)? {
+            Control::Applied => return Ok(()),
+            Control::UserControl { event, reply } => {
+                self.out.extend(reply);
+                match event {
+                    UserControl::PingRequest(_) => {}
+                    UserControl::SetBufferLength { stream_id, millis } => {
+                        debug!("stream {stream_id}: client buffer {millis} ms")
+                    }
+                    other => debug!("user control {other:?} ignored"),
+                }
+                return Ok(());
+            }
+            Control::Other(m) => m,
+        };
+        let bad = |source| {
+            SessionError::Input(InputError::Message {
+                type_id: m.type_id,
+                source,
+            })
         };
         match m.type_id {
-            msg::SET_CHUNK_SIZE => {
-                let size = msg::read_u32("set chunk size", &m.payload).map_err(bad)?;
-                debug!("peer chunk size {size}");
-                self.decoder.set_chunk_size(size)?;
-            }
-            msg::ABORT => {
-                let csid = msg::read_u32("abort", &m.payload).map_err(bad)?;
-                self.decoder.abort(csid);
-            }
             msg::ACKNOWLEDGEMENT => {}
-            msg::WINDOW_ACK_SIZE => {
-                self.peer_window = msg::read_u32("window ack size", &m.payload).map_err(bad)?;
-            }
-            msg::SET_PEER_BANDWIDTH => {
-                msg::read_u32("set peer bandwidth", &m.payload).map_err(bad)?;
-            }
-            msg::USER_CONTROL => match UserControl::parse(&m.payload).map_err(bad)? {
-                UserControl::PingRequest(ts) => self
-                    .out
-                    .push(msg::user_control(UserControl::PingResponse(ts))),
-                UserControl::SetBufferLength { stream_id, millis } => {
-                    debug!("stream {stream_id}: client buffer {millis} ms")
-                }
-                other => debug!("user control {other:?} ignored"),
-            },
             msg::AUDIO | msg::VIDEO => {
                 let kind = if m.type_id == msg::AUDIO {
                     FrameKind::Audio
@@ -339,16 +326,7 @@ impl ServerSession {
                             problem: "aggregate nested inside an aggregate",
                         }));
                     }
-                    self.handle_message(
-                        RawMessage {
-                            csid: m.csid,
-                            timestamp: part.timestamp,
-                            type_id: part.type_id,
-                            stream_id: m.stream_id,
-                            payload: part.payload,
-                        },
-                        events,
-                    )?;
+                    self.handle_message(part.within(&m), events)?;
                 }
             }
             other => debug!("message type {other} ({} bytes) ignored", m.payload.len()),
