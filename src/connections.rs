@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use log::{error, warn};
 
 use crate::config::Config;
-use crate::lifecycle::{Lifecycle, Registration};
+use crate::lifecycle::{ConnectionKind, Lifecycle, Registration};
 use crate::registry::Registry;
 
 /// Stack for connection threads. Their deepest path is AMF decoding, bounded by the
@@ -50,32 +50,6 @@ impl Context {
             bytes_in: load(&self.counters.bytes_in),
             bytes_out: load(&self.counters.bytes_out),
         }
-    }
-}
-
-/// The two kinds of connection the server accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionKind {
-    Rtmp,
-    Http,
-}
-
-impl ConnectionKind {
-    pub const ALL: [ConnectionKind; 2] = [ConnectionKind::Rtmp, ConnectionKind::Http];
-
-    /// How many kinds there are: the size of per-kind counters.
-    pub const COUNT: usize = Self::ALL.len();
-
-    /// The name used in logs, JSON and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionKind::Rtmp => "rtmp",
-            ConnectionKind::Http => "http",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
     }
 }
 

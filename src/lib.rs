@@ -1,18 +1,24 @@
 //! rtmpd: a live-streaming server. An encoder publishes over RTMP; players pull the
-//! same stream back over RTMP with a fast start from a cached GOP.
+//! same stream back over RTMP, HTTP-FLV or WebSocket-FLV, with a fast start from a
+//! cached GOP.
 //!
-//! The protocol core (`rtmp`) works on byte buffers only: handshake, chunk codec, AMF,
-//! message parsing and the per-connection session state machine take bytes in and hand
-//! back bytes to send plus events. `media` knows what a frame is (keyframe, sequence
-//! header) and keeps the fast-start cache. `registry` maps app/stream keys to live
-//! streams and fans frames out to players through bounded queues. `server` owns the
-//! sockets: a blocking listener and one thread per client that drives the session and,
-//! for a player, writes the stream in merged writes. `http` serves
-//! the same streams as HTTP-FLV and WebSocket-FLV, plus a JSON stats API and
-//! Prometheus metrics, on its own listener in the same thread-per-connection style.
-//! Every connection is registered in the server's connection table
-//! (`lifecycle`), which enforces the connection budgets and carries a
-//! graceful stop (`signals` turns SIGINT/SIGTERM into one) to every thread.
+//! Modules depend one way, from the bytes up. `amf` (AMF0/AMF3 values) and `media`
+//! (what a frame is, the fast-start cache, FLV) know nothing of RTMP. `rtmp` is the
+//! protocol core on byte buffers only: handshake, chunk codec, messages, the
+//! protocol control both ends share, and the server's and the client's session
+//! state machines, which take bytes in and hand back events and what to send.
+//! `stream_key` holds the rules for stream names; `registry` maps keys to live
+//! streams and fans frames out to players through bounded queues. Below the
+//! connections: `net` (socket errors, stall-limited writes), `lifecycle` (the table
+//! of every open connection, its budgets and the graceful stop) and `connections`
+//! (the accept loop and the context every connection thread shares). On top, `http`
+//! serves HTTP-FLV, WebSocket-FLV, the JSON API and metrics, and `server` binds the
+//! listeners, runs one thread per RTMP client (a player's writes merged per tick)
+//! and hands HTTP connections to `http`; `signals` turns SIGINT/SIGTERM into a stop.
+//! `config` is the validated configuration and the table of every setting, `cli`
+//! maps the command line onto it. `client` is a blocking RTMP client driving
+//! `rtmp`'s client session. `procfs` (reading /proc) and `rng` (a seedable
+//! generator) serve the metrics, the handshake, the bench and the tests.
 
 pub mod amf;
 pub mod build_info;

@@ -31,7 +31,31 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex};
 
-use crate::connections::ConnectionKind;
+/// The two kinds of connection the server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionKind {
+    Rtmp,
+    Http,
+}
+
+impl ConnectionKind {
+    pub const ALL: [ConnectionKind; 2] = [ConnectionKind::Rtmp, ConnectionKind::Http];
+
+    /// How many kinds there are: the size of per-kind counters.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The name used in logs, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionKind::Rtmp => "rtmp",
+            ConnectionKind::Http => "http",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// How often, at most, evictions are logged at warn; the rest are counted into
 /// the next line, so a flood costs a line per interval, not one per socket.

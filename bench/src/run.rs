@@ -1,7 +1,7 @@
 //! One benchmark run against one server: publishers (synthetic or an FLV file),
 //! players that verify what they receive, or churn workers that connect, play
 //! and leave in a loop; the server process sampled from /proc around a measured
-//! window. The result is a JSON document ([`crate::bench::report`] prints it).
+//! window. The result is a JSON document ([`crate::report`] prints it).
 //!
 //! Timeline: publishers start and publish; after a second the server's idle
 //! footprint is sampled; players are started at `ramp_rate` per second and all

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::metrics::process_info;
 use crate::build_info;
-use crate::connections::{ConnectionCounts, ConnectionKind, Context};
+use crate::connections::{ConnectionCounts, Context};
+use crate::lifecycle::ConnectionKind;
 use crate::media::codec::{AudioInfo, VideoInfo};
 use crate::registry::{PlayerProtocol, StreamStats};
 use crate::stream_key::StreamKey;

@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::build_info;
-use crate::connections::{ConnectionCounts, ConnectionKind, Context};
+use crate::connections::{ConnectionCounts, Context};
+use crate::lifecycle::ConnectionKind;
 use crate::procfs;
 use crate::registry::PlayerProtocol;
 

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
-use crate::connections::{ConnectionKind, Context};
+use crate::connections::Context;
+use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::net;
 use crate::net::deadline;

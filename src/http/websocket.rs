@@ -19,7 +19,8 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::flv_player::WatchEvent;
-use crate::connections::{ConnectionKind, Context};
+use crate::connections::Context;
+use crate::lifecycle::ConnectionKind;
 
 /// Players send only control frames; anything bigger than this is not a player.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;

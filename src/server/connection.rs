@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::writer::{Waited, Writer};
-use crate::connections::{ConnectionKind, Context};
+use crate::connections::Context;
+use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::net;
 use crate::net::deadline;

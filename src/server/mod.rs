@@ -24,7 +24,8 @@ use crate::lifecycle::{Lifecycle, Limits, Registration};
 use crate::media::gop::GopLimits;
 use crate::registry::{Registry, RegistryConfig};
 
-pub use crate::connections::{ConnectionCounts, ConnectionKind};
+pub use crate::connections::ConnectionCounts;
+pub use crate::lifecycle::ConnectionKind;
 
 /// Live numbers of a running server.
 #[derive(Clone)]
