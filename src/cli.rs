@@ -83,6 +83,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LogFormat;
     use std::time::Duration;
 
     fn run(args: &[&str]) -> Config {
@@ -187,6 +188,16 @@ mod tests {
         );
         let err = parse(["--publish-timeout", "0"]).unwrap_err();
         assert!(err.to_string().starts_with("--publish-timeout 0:"), "{err}");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(run(&[]).log_format, LogFormat::Text);
+        assert_eq!(run(&["--log-format", "json"]).log_format, LogFormat::Json);
+        assert_eq!(
+            parse(["--log-format", "xml"]).unwrap_err().to_string(),
+            "--log-format xml: expected text or json"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod config;
 mod connections;
 pub mod http;
 pub mod lifecycle;
+pub mod logging;
 pub mod media;
 pub mod net;
 pub mod procfs;

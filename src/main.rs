@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    rtmpd::logging::init(config.log_format);
     info!("{} starting", rtmpd::build_info::describe());
     let server = match Server::bind(config) {
         Ok(server) => server,

@@ -54,6 +54,30 @@ pub struct Config {
     /// A busy player gets at most one socket write per window; zero writes every
     /// frame as it comes. The cost of serving a player is per write, not per byte.
     pub merge_writes: Duration,
+    /// How log lines are written; read by `main` when it sets up logging.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per record for people: a timestamp, the level, where it came from
+    /// and the message; under journald the syslog priority instead of a timestamp.
+    Text,
+    /// One JSON object per line (time, level, target, message) for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    pub const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
+
+    /// The name a flag or a config file gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// Where `rtmpd` serves HTTP unless `--http` says otherwise.
@@ -80,6 +104,7 @@ impl Default for Config {
             amf_limits: AmfLimits::default(),
             max_name_len: 256,
             merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::Config;
+use super::{Config, LogFormat};
 use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
 /// One setting: a flag today, a config file key tomorrow.
@@ -53,6 +53,42 @@ pub enum Kind {
         max: u64,
         field: Field<Duration>,
     },
+    /// One of a few names (`text`, `json`).
+    Choice(ChoiceField),
+}
+
+/// The enumerations `Config` chooses from; each knows its names.
+#[derive(Clone, Copy)]
+pub enum ChoiceField {
+    LogFormat(Field<LogFormat>),
+}
+
+impl ChoiceField {
+    /// Every name the setting takes, in the order the usage text lists them.
+    pub fn names(self) -> Vec<&'static str> {
+        match self {
+            ChoiceField::LogFormat(_) => LogFormat::ALL.map(LogFormat::as_str).to_vec(),
+        }
+    }
+
+    fn get(self, config: &mut Config) -> &'static str {
+        match self {
+            ChoiceField::LogFormat(field) => field(config).as_str(),
+        }
+    }
+
+    /// Sets the choice called `name`; false if there is none.
+    fn set(self, config: &mut Config, name: &str) -> bool {
+        match self {
+            ChoiceField::LogFormat(field) => {
+                match LogFormat::ALL.into_iter().find(|f| f.as_str() == name) {
+                    Some(format) => *field(config) = format,
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
 }
 
 /// The integer types `Config` counts in.
@@ -237,6 +273,13 @@ pub const SETTINGS: &[Setting] = &[
         help: "on SIGINT/SIGTERM, time connections get to end before they are cut",
         kind: Kind::Seconds(|c| &mut c.shutdown_timeout),
     },
+    Setting {
+        name: "log-format",
+        short: None,
+        hint: "text|json",
+        help: "log lines for people, or one JSON object per line (time, level, target, message) for log shippers",
+        kind: Kind::Choice(ChoiceField::LogFormat(|c| &mut c.log_format)),
+    },
 ];
 
 impl Setting {
@@ -270,6 +313,11 @@ impl Setting {
             Kind::Seconds(_) => {
                 let secs = text.parse::<f64>().map_err(|_| self.range_problem())?;
                 self.store_seconds(config, secs)?;
+            }
+            Kind::Choice(field) => {
+                if !field.set(config, text) {
+                    return Err(self.range_problem());
+                }
             }
         }
         Ok(())
@@ -333,6 +381,7 @@ impl Setting {
             },
             Kind::Seconds(field) => field(c).as_secs_f64().to_string(),
             Kind::Millis { field, .. } => field(c).as_millis().to_string(),
+            Kind::Choice(field) => field.get(c).into(),
         }
     }
 
@@ -347,6 +396,7 @@ impl Setting {
             Kind::Seconds(_) => {
                 format!("must be a number of seconds from {MIN_SECONDS} to {MAX_SECONDS}")
             }
+            Kind::Choice(field) => format!("expected {}", field.names().join(" or ")),
         })
     }
 }
@@ -403,6 +453,7 @@ mod tests {
                     vec![min.to_string(), max.to_string()]
                 }
                 Kind::Seconds(_) => vec![MIN_SECONDS.to_string(), MAX_SECONDS.to_string()],
+                Kind::Choice(field) => field.names().iter().map(|n| n.to_string()).collect(),
                 _ => vec![],
             };
             for end in ends {

@@ -32,10 +32,35 @@ pub struct ProcStatus {
 
 impl ServerProcess {
     /// Runs `rtmpd ARGS` with its descriptor limit raised to 8192 (or the hard
-    /// limit, if lower).
+    /// limit, if lower), and waits until it listens.
     pub fn start(label: &str, http: bool, args: &[&str]) -> ServerProcess {
+        Self::start_with(label, http, args, |_, _| {})
+    }
+
+    /// `start`, with `configure` adding to the command (environment, say) once the
+    /// log file that will be its stderr exists.
+    pub fn start_with(
+        label: &str,
+        http: bool,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command, &File),
+    ) -> ServerProcess {
+        let mut server = Self::spawn(label, http, args, configure);
+        server.wait_listening(http);
+        server
+    }
+
+    /// Starts the server like `start_with` but returns at once, before it listens
+    /// (`addr` and `http` are unknown until [`ServerProcess::wait_listening`]).
+    pub fn spawn(
+        label: &str,
+        http: bool,
+        args: &[&str],
+        configure: impl FnOnce(&mut Command, &File),
+    ) -> ServerProcess {
         let dir = TempDir::new(label);
         let log = dir.join("rtmpd.log");
+        let log_file = File::create(&log).expect("creating the server log");
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(r#"ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@""#)
@@ -47,29 +72,27 @@ impl ServerProcess {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("creating the server log"));
+            .stderr(log_file.try_clone().expect("the server log"));
+        configure(&mut cmd, &log_file);
         let child = cmd.spawn().expect("starting rtmpd");
-        let mut server = ServerProcess {
+        ServerProcess {
             child,
             dir,
             log,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: None,
-        };
+        }
+    }
+
+    /// Waits until the log says where the server listens (HTTP too if `http`).
+    pub fn wait_listening(&mut self, http: bool) {
         let mut found = None;
         wait_for("rtmpd to listen", Duration::from_secs(10), || {
-            let log = server.log();
-            let rtmp = listening(&log, "RTMP");
-            let http_addr = listening(&log, "HTTP");
-            if rtmp.is_some() && (http_addr.is_some() || !http) {
-                found = Some((rtmp, http_addr));
-            }
-            found.is_some()
+            let log = self.log();
+            found = listening(&log, "RTMP").zip(Some(listening(&log, "HTTP")));
+            matches!(found, Some((_, h)) if h.is_some() || !http)
         });
-        let (rtmp, http_addr) = found.unwrap();
-        server.addr = rtmp.unwrap();
-        server.http = http_addr;
-        server
+        (self.addr, self.http) = found.unwrap();
     }
 
     pub fn pid(&self) -> u32 {
@@ -205,11 +228,12 @@ pub fn settled_status(server: &ServerProcess) -> ProcStatus {
     server.status()
 }
 
-/// The address from "listening for KIND on ADDR" in the log.
+/// The address from "listening for KIND on ADDR" in the log (a text or a JSON log).
 pub fn listening(log: &str, kind: &str) -> Option<SocketAddr> {
     let marker = format!("listening for {kind} on ");
     let at = log.find(&marker)? + marker.len();
-    log[at..].split_whitespace().next()?.parse().ok()
+    let word = log[at..].split_whitespace().next()?;
+    word.trim_end_matches(['"', '}']).parse().ok()
 }
 
 /// The soft limit on open files of this process.

@@ -1,7 +1,17 @@
-//! Running rtmpd for good (issue 16): what `--version` says.
+//! Running rtmpd for good (issue 16): what `--version` says, and log lines for
+//! people, for journald and for log shippers.
 
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
+
+use crate::process::ServerProcess;
+use crate::support::{wait_for, TempDir};
 
 fn rtmpd_output(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rtmpd"))
@@ -68,4 +78,141 @@ fn version_names_the_git_commit_and_the_build_date() {
         "build date {date} is not between 2024-01-01 and today ({})",
         today.trim()
     );
+}
+
+/// Tells `cmd` that its stderr, `log`, is the journal, as systemd does.
+fn journal_stream(cmd: &mut Command, log: &File) {
+    let meta = log.metadata().expect("the log's metadata");
+    cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+}
+
+/// Runs rtmpd with `args`, has a client break the handshake (a warning), stops it
+/// with SIGTERM and returns its whole log. `configure` adds to its environment.
+fn log_of_a_run(
+    label: &str,
+    args: &[&str],
+    configure: impl FnOnce(&mut Command, &File),
+) -> (ServerProcess, String) {
+    let mut server = ServerProcess::start_with(label, false, args, configure);
+    let mut not_rtmp = TcpStream::connect(server.addr).unwrap();
+    not_rtmp.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    not_rtmp
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = not_rtmp.read_to_end(&mut Vec::new());
+    wait_for("the close in the log", Duration::from_secs(10), || {
+        server.log().contains("closed after")
+    });
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let log = server.log();
+    (server, log)
+}
+
+#[test]
+fn text_logs_keep_their_timestamps_where_stderr_is_not_the_journal() {
+    // A service's child inherits JOURNAL_STREAM even where its stderr goes
+    // elsewhere: the variable must name our stderr to count.
+    let (_server, log) = log_of_a_run("log-text", &[], |cmd, _| {
+        cmd.env("JOURNAL_STREAM", "1:1");
+    });
+    let mut levels = BTreeSet::new();
+    for line in log.lines() {
+        // [2026-11-30T00:53:30Z INFO  rtmpd::server] listening ...
+        let (time, rest) = line[1..]
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("not a text log line: {line:?}"));
+        assert!(
+            line.starts_with('[') && time.len() == 20 && time.ends_with('Z'),
+            "no timestamp: {line:?}"
+        );
+        levels.insert(rest.split_whitespace().next().unwrap().to_owned());
+    }
+    assert_eq!(
+        levels,
+        BTreeSet::from(["INFO".to_owned(), "WARN".to_owned()]),
+        "{log}"
+    );
+}
+
+#[test]
+fn under_journald_lines_carry_syslog_priorities_instead_of_timestamps() {
+    let (server, log) = log_of_a_run("log-journal", &[], |cmd, log| {
+        journal_stream(cmd, log);
+        cmd.env("RUST_LOG", "debug");
+    });
+
+    // Our own failure is an error: a second server on the same port cannot start.
+    let dir = TempDir::new("log-journal-error");
+    let error_log = dir.join("rtmpd.log");
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stderr = File::create(&error_log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtmpd"));
+    cmd.args(["--listen", &busy.local_addr().unwrap().to_string()])
+        .args(["--http", "off"])
+        .stderr(stderr.try_clone().unwrap());
+    journal_stream(&mut cmd, &stderr);
+    let status = cmd.status().unwrap();
+    assert!(!status.success(), "rtmpd started on a port in use");
+    let error_log = std::fs::read_to_string(&error_log).unwrap();
+    drop(server);
+
+    let mut priorities = BTreeSet::new();
+    for line in log.lines().chain(error_log.lines()) {
+        // <6>[INFO  rtmpd::server] listening ...
+        let (priority, rest) = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">["))
+            .unwrap_or_else(|| panic!("no priority prefix: {line:?}"));
+        let level = rest.split_whitespace().next().unwrap();
+        let want = match level {
+            "ERROR" => "3",
+            "WARN" => "4",
+            "INFO" => "6",
+            "DEBUG" | "TRACE" => "7",
+            _ => panic!("no level (a timestamp?) after the prefix: {line:?}"),
+        };
+        assert_eq!(priority, want, "{line:?}");
+        priorities.insert(priority.to_owned());
+    }
+    assert_eq!(
+        priorities,
+        BTreeSet::from(["3", "4", "6", "7"].map(String::from)),
+        "{log}{error_log}"
+    );
+    assert!(
+        error_log.starts_with("<6>") && error_log.contains("<3>[ERROR rtmpd] cannot start: "),
+        "{error_log}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (server, log) = log_of_a_run("log-json", &["--log-format", "json"], |_, _| {});
+    let mut levels = BTreeSet::new();
+    for line in log.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let object = value.as_object().expect("an object");
+        let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 4, "{line}");
+        for key in ["time", "level", "target", "message"] {
+            assert!(object[key].is_string(), "{key} in {line}");
+        }
+        // RFC 3339 UTC with microseconds: 2026-11-30T00:53:29.805801Z
+        let time = object["time"].as_str().unwrap();
+        assert!(
+            time.len() == 27 && time.as_bytes()[10] == b'T' && time.ends_with('Z'),
+            "{time}"
+        );
+        assert!(object["target"].as_str().unwrap().starts_with("rtmpd"));
+        levels.insert(object["level"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        levels,
+        BTreeSet::from(["info".to_owned(), "warn".to_owned()]),
+        "{log}"
+    );
+    let listening = format!("\"message\":\"listening for RTMP on {}\"", server.addr);
+    assert!(log.contains(&listening), "{log}");
 }
