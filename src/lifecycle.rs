@@ -161,8 +161,8 @@ pub struct Lifecycle {
     /// Claimed by the first `stop` call, so a second one knows it is second.
     stop_claimed: AtomicBool,
     hooks: Mutex<Vec<(&'static str, StopHook)>>,
-    evicted: [AtomicU64; 2],
-    refused: [AtomicU64; 2],
+    evicted: [AtomicU64; ConnectionKind::COUNT],
+    refused: [AtomicU64; ConnectionKind::COUNT],
 }
 
 struct Entry {
