@@ -38,3 +38,4 @@ pub mod rtmp;
 pub mod server;
 pub mod signals;
 pub mod stream_key;
+pub mod systemd;

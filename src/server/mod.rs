@@ -99,6 +99,8 @@ impl Server {
             max_established: config.max_connections,
             max_pending: config.max_pending,
         }));
+        // First, so systemd knows the stop has begun before anything ends.
+        lifecycle.on_stop("tell systemd", crate::systemd::stopping);
         let ended = registry.clone();
         lifecycle.on_stop("end every stream", move || ended.close());
         Ok(Server {
@@ -149,16 +151,21 @@ impl Server {
             ctx,
         } = self;
         let mut accepting = Vec::new();
+        let mut serving = Vec::new();
         if let Some(http) = http {
             let addr = http.local_addr()?;
             info!("listening for HTTP on {addr}");
+            serving.push(format!("HTTP on {addr}"));
             let thread = spawn_accept_loop(http, &ctx, ConnectionKind::Http, crate::http::serve)?;
             accepting.push((addr, thread));
         }
         let addr = listener.local_addr()?;
         info!("listening for RTMP on {addr}");
+        serving.push(format!("RTMP on {addr}"));
         let thread = spawn_accept_loop(listener, &ctx, ConnectionKind::Rtmp, connection::serve)?;
         accepting.push((addr, thread));
+        // Every listener has been listening since `bind`: clients can connect.
+        crate::systemd::ready(Some(&format!("serving {}", serving.join(", "))));
 
         let lifecycle = &ctx.lifecycle;
         lifecycle.wait_stopping(None);

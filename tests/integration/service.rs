@@ -1,11 +1,13 @@
-//! Running rtmpd for good (issue 16): what `--version` says, and log lines for
-//! people, for journald and for log shippers.
+//! Running rtmpd for good (issue 16): what `--version` says; log lines for
+//! people, for journald and for log shippers; readiness and stop notifications to
+//! systemd (a fake `NOTIFY_SOCKET` in the test).
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -215,4 +217,105 @@ fn json_logs_are_one_object_per_line() {
     );
     let listening = format!("\"message\":\"listening for RTMP on {}\"", server.addr);
     assert!(log.contains(&listening), "{log}");
+}
+
+/// The next sd_notify message on `socket`, as its `KEY=VALUE` lines.
+fn notification(socket: &UnixDatagram) -> Vec<(String, String)> {
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("an sd_notify message");
+    let text = std::str::from_utf8(&buf[..n]).expect("UTF-8");
+    text.lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{text:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn field<'a>(message: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    message
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Asserts that nothing was sent to `socket` (so far).
+fn assert_no_notification(socket: &UnixDatagram, after: &str) {
+    socket.set_nonblocking(true).unwrap();
+    let got = socket.recv(&mut [0u8; 4096]);
+    assert!(
+        matches!(&got, Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "unexpected notification after {after}: {got:?}"
+    );
+    socket.set_nonblocking(false).unwrap();
+}
+
+#[test]
+fn systemd_hears_ready_once_every_listener_accepts_and_stopping_on_sigterm() {
+    let dir = TempDir::new("notify");
+    let path = dir.join("notify.sock");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut server = ServerProcess::spawn("notify", true, &[], |cmd, _| {
+        cmd.env("NOTIFY_SOCKET", &path);
+    });
+
+    // The first message is READY, and by then every listener it names accepts.
+    let ready = notification(&systemd);
+    assert_eq!(field(&ready, "READY"), Some("1"), "{ready:?}");
+    let status = field(&ready, "STATUS").expect("a STATUS line");
+    let listeners: Vec<(&str, SocketAddr)> = status
+        .strip_prefix("serving ")
+        .unwrap_or_else(|| panic!("{status:?}"))
+        .split(", ")
+        .map(|l| {
+            let (kind, addr) = l.split_once(" on ").unwrap();
+            (kind, addr.parse().unwrap())
+        })
+        .collect();
+    for (kind, addr) in &listeners {
+        TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("READY=1, but {kind} on {addr} refuses: {e}"));
+    }
+    server.wait_listening(true);
+    let mut named: Vec<_> = listeners.iter().map(|(k, a)| (k.to_string(), *a)).collect();
+    named.sort();
+    assert_eq!(
+        named,
+        [
+            ("HTTP".to_owned(), server.http.unwrap()),
+            ("RTMP".to_owned(), server.addr)
+        ]
+    );
+
+    // No configuration reload yet: SIGHUP is logged, and systemd hears nothing.
+    server.signal("HUP");
+    wait_for("SIGHUP in the log", Duration::from_secs(10), || {
+        server.log().contains("SIGHUP")
+    });
+    assert_no_notification(&systemd, "SIGHUP");
+
+    server.signal("TERM");
+    let stopping = notification(&systemd);
+    assert_eq!(field(&stopping, "STOPPING"), Some("1"), "{stopping:?}");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    assert_no_notification(&systemd, "the exit");
+}
+
+#[test]
+fn a_notify_socket_that_fails_is_logged_and_the_server_runs_on() {
+    // NOTIFY_SOCKET naming nothing: the failure is logged, the server runs on.
+    let mut server = ServerProcess::start_with("notify-missing", false, &[], |cmd, _| {
+        cmd.env("NOTIFY_SOCKET", "/nonexistent/rtmpd-test/notify");
+    });
+    wait_for(
+        "the failed READY=1 in the log",
+        Duration::from_secs(10),
+        || server.log().contains("cannot tell systemd READY=1"),
+    );
+    TcpStream::connect(server.addr).expect("still serving");
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
