@@ -48,7 +48,8 @@ impl Doorbell {
 /// What `check` finds in the queues behind `bells`, parking the calling thread
 /// (the one that subscribed) between looks; None once `deadline` passes. The bells
 /// are armed before the second look, so an item queued before it is seen there and
-/// one queued after it rings: no wake-up is lost.
+/// one queued after it rings: no wake-up is lost. With the deadline already past,
+/// this is one look and the bells stay unarmed: the publisher rings no one.
 pub fn wait_for<'a, T>(
     bells: impl Iterator<Item = &'a Doorbell> + Clone,
     deadline: Instant,
@@ -58,12 +59,15 @@ pub fn wait_for<'a, T>(
         if let Some(found) = check() {
             return Some(found);
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
         for bell in bells.clone() {
             bell.arm();
         }
         let found = check();
-        let left = deadline.saturating_duration_since(Instant::now());
-        if found.is_none() && !left.is_zero() {
+        if found.is_none() {
             thread::park_timeout(left);
         }
         for bell in bells.clone() {
@@ -72,8 +76,29 @@ pub fn wait_for<'a, T>(
         if found.is_some() {
             return found;
         }
-        if Instant::now() >= deadline {
-            return None;
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A player that only looks at its queue (between merge ticks) must not arm its
+    /// bell: an armed bell makes the publisher's next push wake it.
+    #[test]
+    fn a_wait_already_past_its_deadline_looks_once_and_arms_nothing() {
+        let bell = Doorbell::new();
+        let mut looks = 0;
+        let found: Option<()> = wait_for(std::iter::once(&bell), Instant::now(), || {
+            looks += 1;
+            assert!(
+                !bell.armed.load(Ordering::SeqCst),
+                "armed during look {looks}"
+            );
+            None
+        });
+        assert!(found.is_none());
+        assert_eq!(looks, 1);
+        assert!(!bell.armed.load(Ordering::SeqCst));
     }
 }
