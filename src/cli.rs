@@ -1,23 +1,44 @@
-//! Command line → validated `Config` (`crate::config`). Every flag that sets
-//! something is an entry of `config::settings::SETTINGS`; this only adds `--help`
-//! and `--version` and reads the arguments with getopts. Parsing never exits the
-//! process itself: it returns what `main` should do, so the rules are unit-testable.
+//! Command line → where the config comes from (`crate::config::Source`: the
+//! `--config` file and the flags that override it). Every flag that sets
+//! something is an entry of `config::settings::SETTINGS`; this only adds
+//! `--config`, `--check-config`, `--help`, `--version` and the `sign` command, and
+//! reads the arguments with getopts. Parsing never exits the process itself: it
+//! returns what `main` should do, so the rules are unit-testable.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use getopts::Options;
 
 use crate::config::settings::SETTINGS;
-use crate::config::Config;
+use crate::config::{Config, Source};
 
 /// What `main` should do after reading the command line.
 #[derive(Debug)]
 pub enum Command {
-    /// Boxed: the config is far bigger than the other variants.
-    Run(Box<Config>),
+    /// Run the server with the config from here (flags checked already).
+    Run(Source),
+    /// `--check-config FILE`: report whether the file is valid, and exit.
+    CheckConfig(PathBuf),
+    /// `rtmpd sign ...`: print a signed URL.
+    Sign(SignArgs),
     Help(String),
     Version,
 }
+
+/// `rtmpd sign [--secret S | --config FILE] [--play] [--expires-in SECONDS] URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignArgs {
+    pub secret: Option<String>,
+    /// Where to find the secret when `--secret` is not given.
+    pub config: Option<PathBuf>,
+    pub play: bool,
+    pub expires_in: u64,
+    pub url: String,
+}
+
+/// How long a signed URL stays valid unless `--expires-in` says otherwise.
+pub const DEFAULT_EXPIRES_IN: u64 = 3600;
 
 /// A command line we refuse; `main` prints it with the usage and exits 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +59,18 @@ fn options() -> Options {
         let help = format!("{} (default {})", s.help, s.value_text(&defaults));
         opts.optopt(s.short.unwrap_or(""), s.name, &help, s.hint);
     }
+    opts.optopt(
+        "",
+        "config",
+        "read settings and access rules from this TOML file (flags override it; SIGHUP reloads it)",
+        "FILE",
+    );
+    opts.optopt(
+        "",
+        "check-config",
+        "check a config file, report its errors with line numbers, and exit",
+        "FILE",
+    );
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag(
         "V",
@@ -49,7 +82,7 @@ fn options() -> Options {
 
 /// The usage text shown by `--help` and after a bad command line.
 pub fn usage() -> String {
-    options().usage("Usage: rtmpd [options]\n\nA live-streaming server: publish with RTMP to rtmp://HOST:1935/APP/KEY, play the same URL,\nor http://HOST:8080/APP/KEY.flv (HTTP-FLV and WebSocket-FLV); stats on /api/streams and /metrics.\nLogging is set with RUST_LOG (default info).")
+    options().usage("Usage: rtmpd [options]\n       rtmpd sign [--secret S | --config FILE] [--play] [--expires-in SECONDS] URL\n\nA live-streaming server: publish with RTMP to rtmp://HOST:1935/APP/KEY, play the same URL,\nor http://HOST:8080/APP/KEY.flv (HTTP-FLV and WebSocket-FLV); stats on /api/streams and /metrics.\nLogging is set with RUST_LOG (default info).")
 }
 
 /// Parses the arguments after the program name.
@@ -58,6 +91,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+    if args.first().is_some_and(|a| a == "sign") {
+        return parse_sign(&args[1..]).map(Command::Sign);
+    }
     let matches = options()
         .parse(args)
         .map_err(|e| UsageError(e.to_string()))?;
@@ -70,14 +107,64 @@ where
     if let Some(extra) = matches.free.first() {
         return Err(UsageError(format!("unexpected argument '{extra}'")));
     }
+    if let Some(file) = matches.opt_str("check-config") {
+        return Ok(Command::CheckConfig(file.into()));
+    }
+    // Checked here, so a bad flag is a usage error; applied again over the file.
     let mut config = Config::rtmpd_defaults();
+    let mut flags = Vec::new();
     for s in SETTINGS {
         if let Some(text) = matches.opt_str(s.name) {
             s.set_text(&mut config, &text)
                 .map_err(|problem| UsageError(format!("--{} {text}: {problem}", s.name)))?;
+            flags.push((s.name, text));
         }
     }
-    Ok(Command::Run(Box::new(config)))
+    Ok(Command::Run(Source {
+        file: matches.opt_str("config").map(PathBuf::from),
+        flags,
+    }))
+}
+
+fn parse_sign(args: &[std::ffi::OsString]) -> Result<SignArgs, UsageError> {
+    let mut opts = Options::new();
+    opts.optopt("", "secret", "the publish or play secret", "S");
+    opts.optopt(
+        "",
+        "config",
+        "take the secret from this config file",
+        "FILE",
+    );
+    opts.optflag("", "play", "sign for playing (default: publishing)");
+    opts.optopt("", "expires-in", "seconds the URL stays valid", "SECONDS");
+    let m = opts
+        .parse(args)
+        .map_err(|e| UsageError(format!("sign: {e}")))?;
+    let url = match m.free.as_slice() {
+        [url] => url.clone(),
+        [] => return Err(UsageError("sign: which URL? (rtmpd sign ... URL)".into())),
+        [_, extra, ..] => return Err(UsageError(format!("sign: unexpected argument '{extra}'"))),
+    };
+    let expires_in = match m.opt_str("expires-in") {
+        Some(text) => text.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            UsageError(format!(
+                "sign: --expires-in {text}: must be a whole number of seconds"
+            ))
+        })?,
+        None => DEFAULT_EXPIRES_IN,
+    };
+    let secret = m.opt_str("secret");
+    let config = m.opt_str("config").map(PathBuf::from);
+    if secret.is_none() && config.is_none() {
+        return Err(UsageError("sign: needs --secret S or --config FILE".into()));
+    }
+    Ok(SignArgs {
+        secret,
+        config,
+        play: m.opt_present("play"),
+        expires_in,
+        url,
+    })
 }
 
 #[cfg(test)]
@@ -88,8 +175,61 @@ mod tests {
 
     fn run(args: &[&str]) -> Config {
         match parse(args).expect("valid command line") {
-            Command::Run(c) => *c,
+            Command::Run(source) => source.load().expect("no config file"),
             other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_and_check_config() {
+        match parse(["--config", "/etc/rtmpd.toml", "--max-connections", "9"]).unwrap() {
+            Command::Run(source) => {
+                assert_eq!(source.file, Some("/etc/rtmpd.toml".into()));
+                assert_eq!(source.flags, vec![("max-connections", "9".to_owned())]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(["--check-config", "x.toml"]),
+            Ok(Command::CheckConfig(p)) if p == std::path::Path::new("x.toml")
+        ));
+    }
+
+    #[test]
+    fn sign_command() {
+        let args = [
+            "sign",
+            "--secret",
+            "s",
+            "--play",
+            "--expires-in",
+            "60",
+            "rtmp://h/live/k",
+        ];
+        match parse(args).unwrap() {
+            Command::Sign(s) => assert_eq!(
+                s,
+                SignArgs {
+                    secret: Some("s".into()),
+                    config: None,
+                    play: true,
+                    expires_in: 60,
+                    url: "rtmp://h/live/k".into(),
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse(["sign", "--config", "c.toml", "rtmp://h/live/k"]).unwrap() {
+            Command::Sign(s) => assert!(!s.play && s.expires_in == DEFAULT_EXPIRES_IN),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &["sign", "rtmp://h/live/k"][..],
+            &["sign", "--secret", "s"],
+            &["sign", "--secret", "s", "--expires-in", "0", "u"],
+            &["sign", "--secret", "s", "a", "b"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 

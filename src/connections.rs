@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use log::{error, warn};
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::lifecycle::{ConnectionKind, Lifecycle, Registration};
 use crate::registry::Registry;
@@ -33,6 +34,8 @@ pub(crate) struct Context {
     /// Every open connection, the connection budgets and the stop.
     pub lifecycle: Arc<Lifecycle>,
     pub counters: Counters,
+    /// Who may publish and play; also the live policy a reload replaces.
+    pub admission: Admission,
 }
 
 impl Context {
@@ -109,6 +112,11 @@ pub(crate) fn accept_loop(
                 continue;
             }
         };
+        if ctx.admission.is_blocked(peer.ip()) {
+            // Too many refused attempts lately (logged once when the block began).
+            drop(socket);
+            continue;
+        }
         let Some(entry) = lifecycle.admit(kind, peer, Arc::new(socket)) else {
             return;
         };

@@ -14,12 +14,16 @@
 //! (the accept loop and the context every connection thread shares). On top, `http`
 //! serves HTTP-FLV, WebSocket-FLV, the JSON API and metrics, and `server` binds the
 //! listeners, runs one thread per RTMP client (a player's writes merged per tick)
-//! and hands HTTP connections to `http`; `signals` turns SIGINT/SIGTERM into a stop.
-//! `config` is the validated configuration and the table of every setting, `cli`
-//! maps the command line onto it. `client` is a blocking RTMP client driving
-//! `rtmp`'s client session. `procfs` (reading /proc) and `rng` (a seedable
-//! generator) serve the metrics, the handshake, the bench and the tests.
+//! and hands HTTP connections to `http`; `signals` turns SIGINT/SIGTERM into a stop
+//! and SIGHUP into a reload. Every publish and play, from either side, asks
+//! `admission` first (IP rules, secrets and signed tokens, HTTP hooks), fed by the
+//! policy of the config file. `config` is the validated configuration, the table of
+//! every setting and the config file (`config::file`, per-app keys in
+//! `config::policy`); `cli` maps the command line onto it. `client` is a blocking
+//! RTMP client driving `rtmp`'s client session. `procfs` (reading /proc) and `rng`
+//! (a seedable generator) serve the metrics, the handshake, the bench and the tests.
 
+pub mod admission;
 pub mod amf;
 pub mod build_info;
 pub mod cli;

@@ -175,9 +175,9 @@ struct Entry {
 
 /// Clients are grouped by address for eviction: an IPv4 address, or an IPv6 /64
 /// (one subscriber's share, which a single attacker holds whole).
-type Group = u128;
+pub(crate) type Group = u128;
 
-fn group(ip: IpAddr) -> Group {
+pub(crate) fn group(ip: IpAddr) -> Group {
     match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -464,6 +464,11 @@ pub struct Registration {
 impl Registration {
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The connection's number, unique while the server runs (hooks' `clientid`).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn socket(&self) -> &Arc<TcpStream> {

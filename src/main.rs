@@ -3,12 +3,39 @@
 use std::process::ExitCode;
 
 use log::{error, info};
-use rtmpd::cli::{self, Command};
+use rtmpd::admission::token;
+use rtmpd::cli::{self, Command, SignArgs};
+use rtmpd::config::policy::Secret;
+use rtmpd::config::{self, Verb};
 use rtmpd::server::Server;
 
 fn main() -> ExitCode {
-    let config = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => *config,
+    let source = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(source)) => source,
+        Ok(Command::CheckConfig(path)) => {
+            return match config::file::check(&path) {
+                Ok(_) => {
+                    println!("{}: OK", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rtmpd: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(Command::Sign(args)) => {
+            return match sign(&args) {
+                Ok(url) => {
+                    println!("{url}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rtmpd sign: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Ok(Command::Help(usage)) => {
             println!("{usage}");
             return ExitCode::SUCCESS;
@@ -20,6 +47,13 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("rtmpd: {e}\n\n{}", cli::usage());
             return ExitCode::from(2);
+        }
+    };
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("rtmpd: {e}");
+            return ExitCode::FAILURE;
         }
     };
     rtmpd::logging::init(config.log_format);
@@ -42,4 +76,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `rtmpd sign`: the URL with a token, signed with `--secret` or with the
+/// secret the config file sets for the URL's app.
+fn sign(args: &SignArgs) -> Result<String, String> {
+    let verb = if args.play { Verb::Play } else { Verb::Publish };
+    let secret = match (&args.secret, &args.config) {
+        (Some(secret), _) => Secret::new(secret)?,
+        (None, Some(path)) => {
+            let config = config::file::check(path).map_err(|e| e.to_string())?;
+            let target = token::target(&args.url)?;
+            let verb = if target.play_only { Verb::Play } else { verb };
+            let app = config.policy.app(&target.key.app);
+            app.secret(verb).cloned().ok_or_else(|| {
+                format!(
+                    "{} sets no {}_secret for app {:?}",
+                    path.display(),
+                    verb.as_str(),
+                    target.key.app
+                )
+            })?
+        }
+        (None, None) => return Err("needs --secret or --config".into()),
+    };
+    token::sign_url(
+        &args.url,
+        &secret,
+        verb,
+        token::unix_now() + args.expires_in,
+    )
 }

@@ -1,8 +1,7 @@
 //! Process signals for the `rtmpd` binary. SIGINT and SIGTERM start the server's
 //! graceful stop ([`ServerHandle::shutdown`]); a second one exits at once with
 //! status 128 + the signal's number, as a shell reports a process killed by it.
-//! SIGHUP is where a configuration reload will hook in; until then it is logged
-//! and ignored rather than killing the process.
+//! SIGHUP reloads the config file ([`ServerHandle::reload`]).
 //!
 //! signal-hook's handler only records the signal; this module acts on it from an
 //! ordinary thread, where logging and locking are allowed.
@@ -10,7 +9,7 @@
 use std::io;
 use std::thread;
 
-use log::{info, warn};
+use log::warn;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -27,7 +26,11 @@ pub fn handle_signals(server: ServerHandle) -> io::Result<()> {
                     SIGINT => "SIGINT",
                     SIGTERM => "SIGTERM",
                     SIGHUP => {
-                        info!("SIGHUP: configuration reload is not supported yet; ignored");
+                        // systemd (Type=notify) waits for READY=1 after RELOADING=1,
+                        // whatever the reload's outcome.
+                        crate::systemd::reloading();
+                        server.reload("SIGHUP");
+                        crate::systemd::ready(None);
                         continue;
                     }
                     _ => continue,

@@ -1,12 +1,19 @@
 //! What the server runs with: one validated `Config`, with the defaults in one
 //! place, and the table of every setting that can change it (`settings`: name,
-//! kind and range of value, help, field). The command line (`crate::cli`) maps its
-//! flags onto it through that table.
+//! kind and range of value, help, field). The command line (`crate::cli`) and the
+//! config file (`file`) map their values onto it through that table; the file
+//! adds the per-app keys and everything else a reload may change (`policy`).
 
+pub mod file;
+pub mod policy;
 pub mod settings;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use file::{FileError, Source};
+pub use policy::{AppPolicy, Policy, Verb};
 
 use crate::amf::amf0::AmfLimits;
 use crate::rtmp::chunk::ChunkLimits;
@@ -19,6 +26,9 @@ pub struct Config {
     /// `Config::default()` leaves it off so embedders and tests opt in (and never
     /// collide on a fixed port); the command line's default is [`DEFAULT_HTTP`].
     pub http: Option<SocketAddr>,
+    /// Where `/api/*` and `/metrics` are served instead of on `http`; `None`:
+    /// on `http`.
+    pub api_listen: Option<SocketAddr>,
     /// Chunk size we announce and send with; larger chunks mean fewer headers.
     pub chunk_size: u32,
     /// Keep the current GOP so players joining mid-stream start at once.
@@ -56,6 +66,11 @@ pub struct Config {
     pub merge_writes: Duration,
     /// How log lines are written; read by `main` when it sets up logging.
     pub log_format: LogFormat,
+    /// Access rules and per-app keys as loaded. A running server reads the live
+    /// ones (a reload replaces them) from its `crate::admission::Admission`.
+    pub policy: Arc<Policy>,
+    /// Where this config came from, so a reload can read it again.
+    pub source: Source,
 }
 
 /// How log lines are written (`--log-format`).
@@ -89,6 +104,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
             http: None,
+            api_listen: None,
             chunk_size: 4096,
             gop_cache: true,
             gop_max_frames: 2048,
@@ -105,6 +121,8 @@ impl Default for Config {
             max_name_len: 256,
             merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
             log_format: LogFormat::Text,
+            policy: Arc::default(),
+            source: Source::default(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Every setting the server takes, once. An entry knows its long name (the flag
-//! `--NAME`; a config file's key will be NAME with `-` turned into `_`), the kind
+//! `--NAME`; a config file's key is NAME with `-` turned into `_`), the kind
 //! of value it takes with the range that value must be in, its help text and the
 //! `Config` field it sets. Its default is what [`Config::rtmpd_defaults`] holds.
 //!
@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::{Config, LogFormat};
 use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
-/// One setting: a flag today, a config file key tomorrow.
+/// One setting: a flag, and a config file key (`config::file`).
 pub struct Setting {
     /// The long name: `--NAME` on the command line.
     pub name: &'static str,
@@ -127,6 +127,13 @@ pub const SETTINGS: &[Setting] = &[
         hint: "ADDR|off",
         help: "address for HTTP-FLV, WebSocket-FLV, /api and /metrics, or off",
         kind: Kind::AddressOrOff(|c| &mut c.http),
+    },
+    Setting {
+        name: "api-listen",
+        short: None,
+        hint: "ADDR|off",
+        help: "serve /api and /metrics on this address instead of the --http one (e.g. 127.0.0.1:8081)",
+        kind: Kind::AddressOrOff(|c| &mut c.api_listen),
     },
     Setting {
         name: "gop-cache",
@@ -321,6 +328,11 @@ impl Setting {
             }
         }
         Ok(())
+    }
+
+    /// Whether the value is a number of seconds (fractions allowed).
+    pub fn takes_seconds(&self) -> bool {
+        matches!(self.kind, Kind::Seconds(_))
     }
 
     /// Sets an on/off setting.

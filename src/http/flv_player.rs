@@ -31,6 +31,8 @@ use log::{info, warn};
 use super::request::{Request, Version};
 use super::response::{self, Body};
 use super::{websocket, Conn};
+use crate::admission::{ClientInfo, Decision, Request as Admit, Ticket};
+use crate::config::Verb;
 use crate::connections::{Context, THREAD_STACK};
 use crate::lifecycle::ConnectionKind;
 use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
@@ -109,6 +111,10 @@ pub(crate) fn serve_http(conn: &mut Conn, req: &Request, app: &str, key: &str, h
             return;
         }
     };
+    let Some(ticket) = admit(conn, req, &key, !head) else {
+        return;
+    };
+    let key = ticket.key().clone();
     if head {
         let live = conn
             .ctx
@@ -140,12 +146,19 @@ pub(crate) fn serve_http(conn: &mut Conn, req: &Request, app: &str, key: &str, h
         super::describe(req)
     );
     let head = response::head(200, Some("video/x-flv"), body, &[]);
-    play(conn, key, sub, player, framing, head, Vec::new());
+    let started = Playing {
+        key,
+        sub,
+        player,
+        ticket,
+    };
+    play(conn, started, framing, head, Vec::new());
 }
 
 /// `GET /{app}/{key}.flv` with `Upgrade: websocket`.
 pub(crate) fn serve_websocket(
     conn: &mut Conn,
+    req: &Request,
     app: &str,
     key: &str,
     client_key: &str,
@@ -159,6 +172,10 @@ pub(crate) fn serve_websocket(
             return;
         }
     };
+    let Some(ticket) = admit(conn, req, &key, true) else {
+        return;
+    };
+    let key = ticket.key().clone();
     let player = PlayerInfo::new(conn.peer, PlayerProtocol::WsFlv);
     // Refused before the upgrade, so the browser sees a failed handshake at once.
     let Some(sub) = conn.ctx.registry.play_if_live(&key, player.clone()) else {
@@ -178,7 +195,50 @@ pub(crate) fn serve_websocket(
             ("Sec-WebSocket-Accept", &accept),
         ],
     );
-    play(conn, key, sub, player, Framing::WebSocket, head, rest);
+    let started = Playing {
+        key,
+        sub,
+        player,
+        ticket,
+    };
+    play(conn, started, Framing::WebSocket, head, rest);
+}
+
+/// Asks admission whether the client may play `key`; answers 403 itself if not.
+fn admit(conn: &mut Conn, req: &Request, key: &StreamKey, with_body: bool) -> Option<Ticket> {
+    let host = req.header("host").unwrap_or("");
+    let client = ClientInfo {
+        tc_url: format!("http://{host}/{}", key.app),
+        page_url: req
+            .header("origin")
+            .or_else(|| req.header("referer"))
+            .unwrap_or("")
+            .to_owned(),
+        ..ClientInfo::default()
+    };
+    let decision = conn.ctx.admission.decide(&Admit {
+        verb: Verb::Play,
+        key,
+        query: req.query.as_deref(),
+        peer: conn.peer,
+        client_id: conn.id,
+        client: &client,
+    });
+    match decision {
+        Decision::Admit(ticket) => Some(ticket),
+        Decision::Refuse(refusal) => {
+            conn.send(&response::text(403, &refusal.reason, with_body, &[]));
+            None
+        }
+    }
+}
+
+/// An admitted player, subscribed.
+struct Playing {
+    key: StreamKey,
+    sub: Subscription,
+    player: PlayerInfo,
+    ticket: Ticket,
 }
 
 fn stream_key(conn: &Conn, app: &str, key: &str) -> Result<StreamKey, String> {
@@ -191,15 +251,13 @@ fn not_live(key: &StreamKey) -> String {
 }
 
 /// Streams until the publisher stops, the client leaves or stalls; then logs.
-fn play(
-    conn: &mut Conn,
-    key: StreamKey,
-    sub: Subscription,
-    player: PlayerInfo,
-    framing: Framing,
-    head: Vec<u8>,
-    ws_rest: Vec<u8>,
-) {
+fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_rest: Vec<u8>) {
+    let Playing {
+        key,
+        sub,
+        player,
+        ticket,
+    } = playing;
     let started = Instant::now();
     let peer = conn.peer;
     let (events_tx, events) = bounded(WATCH_QUEUE);
@@ -255,6 +313,7 @@ fn play(
         End::Stalled(_) | End::Client { fault: true, .. } => warn!("{summary}"),
         _ => info!("{summary}"),
     }
+    ticket.finish(0, player.bytes_out.load(Ordering::Relaxed));
 }
 
 fn spawn_watcher(

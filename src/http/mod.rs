@@ -8,6 +8,11 @@
 //!
 //! `request` and `response` are I/O-free and unit-tested on bytes; `api` and
 //! `metrics` build their documents from the registry and the server counters.
+//!
+//! Players are admitted by `crate::admission` like RTMP players (refused: 403);
+//! the API and metrics need `Authorization: Bearer <api_token>` when one is set
+//! (401 otherwise), and may have a listener of their own (`--api-listen`), in
+//! which case the `--http` listener serves only players.
 
 mod api;
 mod flv_player;
@@ -71,8 +76,33 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// Serves one HTTP connection to the end.
+/// Which routes a listener answers; the others are 404 there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routes {
+    All,
+    /// `--http` when `--api-listen` is set.
+    Players,
+    /// `--api-listen`.
+    Api,
+}
+
+/// Serves one connection of the `--http` listener, all routes.
 pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
+    serve_routes(entry, ctx, Routes::All)
+}
+
+/// Serves one connection of the `--http` listener when the API has its own.
+pub(crate) fn serve_players(entry: Registration, ctx: Arc<Context>) {
+    serve_routes(entry, ctx, Routes::Players)
+}
+
+/// Serves one connection of the `--api-listen` listener.
+pub(crate) fn serve_api(entry: Registration, ctx: Arc<Context>) {
+    serve_routes(entry, ctx, Routes::Api)
+}
+
+/// Serves one HTTP connection to the end.
+fn serve_routes(entry: Registration, ctx: Arc<Context>, routes: Routes) {
     let socket = entry.socket().clone();
     let peer = entry.peer();
     let _ = socket.set_nodelay(true);
@@ -82,7 +112,13 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
         debug!("{peer}: {e}");
         return;
     }
-    let mut conn = Conn { socket, peer, ctx };
+    let mut conn = Conn {
+        socket,
+        peer,
+        id: entry.id(),
+        ctx,
+        routes,
+    };
     let request = conn.read_request();
     // A complete request makes the connection established (`--max-connections`).
     match request.map(|r| (entry.establish(), r)) {
@@ -107,7 +143,10 @@ pub(crate) struct Conn {
     /// Shared with the server's connection table, which can shut it down.
     pub socket: Arc<TcpStream>,
     pub peer: SocketAddr,
+    /// The connection's number (hooks' `clientid`).
+    pub id: u64,
     pub ctx: Arc<Context>,
+    routes: Routes,
 }
 
 impl Conn {
@@ -205,15 +244,29 @@ impl Conn {
 
     fn respond(&mut self, req: &Request, rest: Vec<u8>) {
         let peer = self.peer;
-        let route = request::route(req);
+        let mut route = request::route(req);
+        let elsewhere = match self.routes {
+            Routes::All => false,
+            Routes::Players => route.is_api(),
+            Routes::Api => route.is_player(),
+        };
+        if elsewhere {
+            route = Route::Error {
+                status: 404,
+                message: format!("nothing at {} on this listener", req.path),
+            };
+        }
         debug!("{peer}: {} {} → {route:?}", req.method, req.path);
+        if route.is_api() && !self.authorized(req) {
+            return;
+        }
         match route {
             Route::Flv { app, key, head } => flv_player::serve_http(self, req, &app, &key, head),
             Route::WebSocketFlv {
                 app,
                 key,
                 accept_key,
-            } => flv_player::serve_websocket(self, &app, &key, &accept_key, rest),
+            } => flv_player::serve_websocket(self, req, &app, &key, &accept_key, rest),
             Route::Streams { head } => {
                 let doc = api::streams(&self.ctx);
                 self.send_json(200, &doc, head);
@@ -263,6 +316,39 @@ impl Conn {
                 self.send(&response::text(status, &message, !head, extra));
             }
         }
+    }
+
+    /// Whether the request may use the API: no `api_token`, or the right one as
+    /// `Authorization: Bearer`. Answers 401 itself when not.
+    fn authorized(&mut self, req: &Request) -> bool {
+        let Some(token) = self.ctx.admission.policy().api_token.clone() else {
+            return true;
+        };
+        let given = req
+            .header("authorization")
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let why = match given {
+            Some(given) if crate::admission::token::same_secret(&token, given) => return true,
+            Some(_) => "a wrong API token",
+            None => "no API token",
+        };
+        warn!(
+            "{}: {} {}: refused by api_token: {why}",
+            self.peer, req.method, req.path
+        );
+        self.ctx.admission.failed(self.peer.ip());
+        let head = req.method == request::Method::Head;
+        self.send(&response::text(
+            401,
+            "this needs Authorization: Bearer <api_token>",
+            !head,
+            &[("WWW-Authenticate", "Bearer")],
+        ));
+        false
     }
 
     fn send_json(&mut self, status: u16, doc: &serde_json::Value, head_only: bool) {

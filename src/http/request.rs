@@ -337,6 +337,22 @@ pub enum Route {
 }
 
 impl Route {
+    /// The API and metrics: what `api_token` guards and `--api-listen` serves.
+    pub fn is_api(&self) -> bool {
+        matches!(
+            self,
+            Route::Streams { .. }
+                | Route::Stream { .. }
+                | Route::ServerInfo { .. }
+                | Route::Metrics { .. }
+        )
+    }
+
+    /// A player's route (HTTP-FLV, WebSocket-FLV).
+    pub fn is_player(&self) -> bool {
+        matches!(self, Route::Flv { .. } | Route::WebSocketFlv { .. })
+    }
+
     fn error(status: u16, message: impl Into<String>) -> Route {
         Route::Error {
             status,

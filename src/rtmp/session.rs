@@ -144,8 +144,19 @@ enum Role {
     Playing(String),
 }
 
+/// What the client said about itself in its connect command (strings only;
+/// absent ones are empty), for access hooks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientProperties {
+    pub tc_url: String,
+    pub flash_ver: String,
+    pub swf_url: String,
+    pub page_url: String,
+}
+
 pub struct ServerSession {
     config: SessionConfig,
+    client: ClientProperties,
     inbound: Inbound,
     out: Vec<RawMessage>,
     connected: bool,
@@ -157,6 +168,7 @@ impl ServerSession {
     pub fn new(config: SessionConfig) -> ServerSession {
         ServerSession {
             config,
+            client: ClientProperties::default(),
             inbound: Inbound::new(config.chunk_limits),
             out: Vec::new(),
             connected: false,
@@ -189,6 +201,11 @@ impl ServerSession {
         self.inbound.bytes_received()
     }
 
+    /// What the client's connect command said about it.
+    pub fn client(&self) -> &ClientProperties {
+        &self.client
+    }
+
     pub fn accept_publish(&mut self, stream_id: u32, name: &str) {
         self.out.push(msg::on_status(
             stream_id,
@@ -198,14 +215,12 @@ impl ServerSession {
         ));
     }
 
-    pub fn reject_publish(&mut self, stream_id: u32, description: &str) {
+    /// Refuses a publish with `code`: `NetStream.Publish.BadName` (the name is
+    /// bad or taken) or `NetStream.Publish.Unauthorized` (access refused).
+    pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
         self.streams.insert(stream_id, Role::Idle);
-        self.out.push(msg::on_status(
-            stream_id,
-            "error",
-            "NetStream.Publish.BadName",
-            description,
-        ));
+        self.out
+            .push(msg::on_status(stream_id, "error", code, description));
     }
 
     /// Tells a publisher that the server ended its stream and is closing the
@@ -603,6 +618,19 @@ impl ServerSession {
             .get("tcUrl")
             .and_then(Amf0Value::as_str)
             .map(str::to_owned);
+        let text = |name: &str| {
+            props
+                .get(name)
+                .and_then(Amf0Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        self.client = ClientProperties {
+            tc_url: text("tcUrl"),
+            flash_ver: text("flashVer"),
+            swf_url: text("swfUrl"),
+            page_url: text("pageUrl"),
+        };
         let object_encoding = props
             .get("objectEncoding")
             .and_then(Amf0Value::as_f64)

@@ -6,6 +6,7 @@
 //! meanwhile without blocking, writes everything in one go, then sleeps the merge
 //! window so the next write carries several frames.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::writer::{Waited, Writer};
+use crate::admission::{ClientInfo, Decision, Request, Ticket};
+use crate::config::Verb;
 use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
@@ -155,6 +158,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
         session: None,
         writer: Writer::new(),
         publisher: None,
+        tickets: HashMap::new(),
         idle_since: None,
         read_timeout: None,
         nonblocking: false,
@@ -172,6 +176,10 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
     conn.writer.stop_all();
+    let stream_ids: Vec<u32> = conn.tickets.keys().copied().collect();
+    for stream_id in stream_ids {
+        conn.end_ticket(stream_id);
+    }
     if !matches!(
         reason,
         CloseReason::Io(_) | CloseReason::WriteStalled(_) | CloseReason::Evicted
@@ -210,6 +218,9 @@ struct Connection {
     /// Replies and played frames waiting to be written, and the playbacks.
     writer: Writer,
     publisher: Option<(u32, Publisher)>,
+    /// What admission gave each stream that publishes or plays, by stream id;
+    /// ending one sends its `_done` hook.
+    tickets: HashMap<u32, Ticket>,
     /// When the last stream of a client that had one ended.
     idle_since: Option<Instant>,
     /// The socket's read timeout as last set.
@@ -479,21 +490,23 @@ impl Connection {
         let peer = self.peer;
         match event {
             SessionEvent::Connected { app, tc_url, .. } => {
-                // Debug formatting: these are the client's bytes, not ours to print raw.
+                // Debug formatting: these are the client's bytes, not ours to print
+                // raw; the query may hold a secret.
                 info!(
                     "{peer}: connect app {app:?} ({})",
-                    tc_url
-                        .as_deref()
-                        .map_or("no tcUrl".into(), |u| format!("{u:?}"))
+                    tc_url.as_deref().map_or("no tcUrl".into(), |u| format!(
+                        "{:?}",
+                        crate::stream_key::split_query(u).0
+                    ))
                 );
                 self.app = Some(app);
             }
             SessionEvent::PublishRequested {
                 stream_id,
                 name,
+                query,
                 mode,
-                ..
-            } => self.publish(stream_id, &name, &mode)?,
+            } => self.publish(stream_id, &name, query.as_deref(), &mode)?,
             SessionEvent::Frame { stream_id, frame } => match &self.publisher {
                 Some((id, publisher)) if *id == stream_id => publisher.push(frame),
                 _ => {}
@@ -504,15 +517,18 @@ impl Connection {
                         info!("{peer}: unpublish {}", publisher.key());
                         self.idle_since = Some(Instant::now());
                     }
+                    self.end_ticket(stream_id);
                 }
             }
             SessionEvent::PlayRequested {
                 stream_id,
                 name,
+                query,
                 reset,
                 ..
-            } => self.play(stream_id, &name, reset)?,
+            } => self.play(stream_id, &name, query.as_deref(), reset)?,
             SessionEvent::PlayStopped { stream_id } => {
+                self.end_ticket(stream_id);
                 if let Some(sub) = self.writer.stop(stream_id) {
                     info!("{peer}: stop playing {}", sub.key());
                     if !self.writer.is_playing() {
@@ -540,24 +556,86 @@ impl Connection {
         Ok(())
     }
 
-    fn publish(&mut self, stream_id: u32, name: &str, mode: &str) -> Result<(), CloseReason> {
+    /// Asks admission whether this client may `verb` `key`.
+    fn admit(
+        &mut self,
+        verb: Verb,
+        key: &StreamKey,
+        query: Option<&str>,
+    ) -> Result<Ticket, String> {
+        let said = self.session().client();
+        let client = ClientInfo {
+            tc_url: said.tc_url.clone(),
+            flash_ver: said.flash_ver.clone(),
+            swf_url: said.swf_url.clone(),
+            page_url: said.page_url.clone(),
+        };
+        let decision = self.ctx.admission.decide(&Request {
+            verb,
+            key,
+            query,
+            peer: self.peer,
+            client_id: self.entry.id(),
+            client: &client,
+        });
+        match decision {
+            Decision::Admit(ticket) => Ok(ticket),
+            Decision::Refuse(refusal) => Err(refusal.reason),
+        }
+    }
+
+    /// Ends a publish's or play's admission: its `_done` hook goes out.
+    fn end_ticket(&mut self, stream_id: u32) {
+        if let Some(ticket) = self.tickets.remove(&stream_id) {
+            let bytes_in = self.session.as_ref().map_or(0, |s| s.bytes_received());
+            ticket.finish(bytes_in, self.bytes_out.load(Ordering::Relaxed));
+        }
+    }
+
+    fn publish(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        query: Option<&str>,
+        mode: &str,
+    ) -> Result<(), CloseReason> {
         let peer = self.peer;
+        let bad_name = |conn: &mut Connection, why: String| {
+            conn.session()
+                .reject_publish(stream_id, "NetStream.Publish.BadName", &why);
+            conn.queue_session_output();
+            Err(CloseReason::Refused(format!("publish {name:?}: {why}")))
+        };
+        if self.publisher.is_some() {
+            return bad_name(self, "this connection is already publishing".into());
+        }
+        let key = match self.key(name) {
+            Ok(key) => key,
+            Err(why) => return bad_name(self, why),
+        };
+        let ticket = match self.admit(Verb::Publish, &key, query) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                self.session()
+                    .reject_publish(stream_id, "NetStream.Publish.Unauthorized", &why);
+                self.queue_session_output();
+                return Err(CloseReason::Refused(format!("publish {key}: {why}")));
+            }
+        };
         if let Err(refusal) = self.entry.establish() {
-            self.session()
-                .reject_publish(stream_id, &refusal.to_string());
+            self.session().reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                &refusal.to_string(),
+            );
             self.queue_session_output();
             return Err(refusal.into());
         }
-        let claimed = if self.publisher.is_some() {
-            Err("this connection is already publishing".to_owned())
-        } else {
-            self.key(name).and_then(|key| {
-                self.ctx
-                    .registry
-                    .publish(&key, peer)
-                    .map_err(|e| e.to_string())
-            })
-        };
+        let claimed = self
+            .ctx
+            .registry
+            .publish(ticket.key(), peer)
+            .map_err(|e| e.to_string());
         match claimed {
             Ok(publisher) => {
                 if mode != "live" {
@@ -566,23 +644,20 @@ impl Connection {
                 info!("{peer}: publish {}", publisher.key());
                 self.session().accept_publish(stream_id, name);
                 self.publisher = Some((stream_id, publisher));
+                self.tickets.insert(stream_id, ticket);
                 Ok(())
             }
-            Err(why) => {
-                self.session().reject_publish(stream_id, &why);
-                self.queue_session_output();
-                Err(CloseReason::Refused(format!("publish {name:?}: {why}")))
-            }
+            Err(why) => bad_name(self, why),
         }
     }
 
-    fn play(&mut self, stream_id: u32, name: &str, reset: bool) -> Result<(), CloseReason> {
-        if let Err(refusal) = self.entry.establish() {
-            self.session()
-                .reject_play(stream_id, "NetStream.Play.Failed", &refusal.to_string());
-            self.queue_session_output();
-            return Err(refusal.into());
-        }
+    fn play(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        query: Option<&str>,
+        reset: bool,
+    ) -> Result<(), CloseReason> {
         let key = match self.key(name) {
             Ok(key) => key,
             Err(why) => {
@@ -592,6 +667,22 @@ impl Connection {
                 return Err(CloseReason::Refused(format!("play {name:?}: {why}")));
             }
         };
+        let ticket = match self.admit(Verb::Play, &key, query) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                self.session()
+                    .reject_play(stream_id, "NetStream.Play.Failed", &why);
+                self.queue_session_output();
+                return Err(CloseReason::Refused(format!("play {key}: {why}")));
+            }
+        };
+        if let Err(refusal) = self.entry.establish() {
+            self.session()
+                .reject_play(stream_id, "NetStream.Play.Failed", &refusal.to_string());
+            self.queue_session_output();
+            return Err(refusal.into());
+        }
+        let key = ticket.key().clone();
         // The connection's byte counter doubles as the player's in the stats.
         let player = PlayerInfo {
             peer: self.peer,
@@ -613,6 +704,9 @@ impl Connection {
         self.session().accept_play(stream_id, name, reset);
         self.queue_session_output();
         self.writer.play(stream_id, subscription);
+        // Playing again on the same stream id replaced the old play (its
+        // PlayStopped came first), so this is the only ticket of the id.
+        self.tickets.insert(stream_id, ticket);
         Ok(())
     }
 }

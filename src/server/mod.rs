@@ -6,6 +6,10 @@
 //! and writes the replies and, for a player, the stream's frames (`connection`,
 //! `writer`); nothing here parses protocol bytes: that is `rtmp`'s job. HTTP clients
 //! are served by `crate::http`. Both share the connection table and the counters.
+//!
+//! A reload ([`ServerHandle::reload`], SIGHUP) reads the config file again and
+//! swaps in its access rules for new connections; what cannot change without a
+//! restart (listen addresses, limits) is named in the log and left as it is.
 
 mod connection;
 mod writer;
@@ -16,8 +20,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{error, info, warn};
 
+use crate::admission::Admission;
+use crate::config::settings::SETTINGS;
 use crate::config::Config;
 use crate::connections::{accept_loop, Context, Counters};
 use crate::lifecycle::{Lifecycle, Limits, Registration};
@@ -66,12 +72,62 @@ impl ServerHandle {
     pub fn open_connections(&self) -> usize {
         self.0.lifecycle.open()
     }
+
+    /// Reads the config file again (`cause` starts the log lines, e.g.
+    /// "SIGHUP"). A valid file's access rules apply to new connections from now
+    /// on and nobody is dropped; settings that need a restart are named in the
+    /// log and keep their running values. A file with errors changes nothing.
+    /// True if the new rules are in force.
+    ///
+    /// This is the one reload path: whatever else learns to reload (TLS
+    /// certificates) hooks in here, and a service manager's notification
+    /// (systemd `RELOADING=1` ... `READY=1`) wraps the call.
+    pub fn reload(&self, cause: &str) -> bool {
+        let ctx = &self.0;
+        let source = &ctx.config.source;
+        let Some(path) = &source.file else {
+            info!("{cause}: no --config file: nothing to reload");
+            return false;
+        };
+        let new = match source.load() {
+            Ok(new) => new,
+            Err(e) => {
+                error!("{cause}: configuration not reloaded, the rules in force stay: {e}");
+                return false;
+            }
+        };
+        let running = &ctx.config;
+        for s in SETTINGS {
+            let (was, now) = (s.value_text(running), s.value_text(&new));
+            if was != now {
+                warn!(
+                    "{cause}: {} changed to {now} in {}: needs a restart (still {was})",
+                    s.key(),
+                    path.display()
+                );
+            }
+        }
+        ctx.admission.set_policy(new.policy.clone());
+        info!("{cause}: configuration reloaded from {}", path.display());
+        true
+    }
 }
 
 pub struct Server {
     listener: TcpListener,
     http: Option<TcpListener>,
+    /// `--api-listen`: the API and metrics apart from the players' HTTP.
+    api: Option<TcpListener>,
     ctx: Arc<Context>,
+}
+
+/// Binds `addr` for `what`, saying which listener failed.
+fn bind(what: &str, addr: Option<SocketAddr>) -> io::Result<Option<TcpListener>> {
+    addr.map(|addr| {
+        TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("{what} listener on {addr}: {e}")))
+    })
+    .transpose()
 }
 
 impl Server {
@@ -80,13 +136,8 @@ impl Server {
         let listener = TcpListener::bind(config.listen).map_err(|e| {
             io::Error::new(e.kind(), format!("RTMP listener on {}: {e}", config.listen))
         })?;
-        let http =
-            match config.http {
-                Some(addr) => Some(TcpListener::bind(addr).map_err(|e| {
-                    io::Error::new(e.kind(), format!("HTTP listener on {addr}: {e}"))
-                })?),
-                None => None,
-            };
+        let http = bind("HTTP", config.http)?;
+        let api = bind("API", config.api_listen)?;
         let registry = Registry::new(RegistryConfig {
             gop: GopLimits {
                 enabled: config.gop_cache,
@@ -106,7 +157,9 @@ impl Server {
         Ok(Server {
             listener,
             http,
+            api,
             ctx: Arc::new(Context {
+                admission: Admission::new(config.policy.clone()),
                 config,
                 registry,
                 started: Instant::now(),
@@ -125,6 +178,11 @@ impl Server {
     /// HTTP is off.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where the API and metrics are served when `--api-listen` puts them apart.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -148,6 +206,7 @@ impl Server {
         let Server {
             listener,
             http,
+            api,
             ctx,
         } = self;
         let mut accepting = Vec::new();
@@ -156,7 +215,19 @@ impl Server {
             let addr = http.local_addr()?;
             info!("listening for HTTP on {addr}");
             serving.push(format!("HTTP on {addr}"));
-            let thread = spawn_accept_loop(http, &ctx, ConnectionKind::Http, crate::http::serve)?;
+            let serve = match api {
+                Some(_) => crate::http::serve_players,
+                None => crate::http::serve,
+            };
+            let thread = spawn_accept_loop(http, &ctx, ConnectionKind::Http, serve)?;
+            accepting.push((addr, thread));
+        }
+        if let Some(api) = api {
+            let addr = api.local_addr()?;
+            info!("listening for API on {addr}");
+            serving.push(format!("API on {addr}"));
+            let serve = crate::http::serve_api;
+            let thread = spawn_accept_loop(api, &ctx, ConnectionKind::Http, serve)?;
             accepting.push((addr, thread));
         }
         let addr = listener.local_addr()?;
@@ -182,6 +253,7 @@ impl Server {
             }
         }
         if lifecycle.wait_empty(deadline) {
+            ctx.admission.flush_done_hooks(DONE_HOOKS_GRACE);
             info!("stopped: every connection closed");
             return Ok(());
         }
@@ -200,9 +272,13 @@ impl Server {
         );
         // Their sockets are shut: the threads end at once; give them a moment to log.
         lifecycle.wait_empty(Instant::now() + CUT_GRACE);
+        ctx.admission.flush_done_hooks(DONE_HOOKS_GRACE);
         Ok(())
     }
 }
+
+/// How long a stop waits for the last `_done` hook calls to go out.
+const DONE_HOOKS_GRACE: Duration = Duration::from_secs(2);
 
 /// How long `run` waits, after cutting, for the cut connections' threads.
 const CUT_GRACE: Duration = Duration::from_millis(200);

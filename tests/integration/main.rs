@@ -4,9 +4,11 @@
 //! All integration tests live in this one test binary (one link, one process, shared
 //! helpers): add each test module here as `mod NAME;` next to `support`.
 
+mod access;
 mod client_protocol;
 mod client_streaming;
 mod client_support;
+mod config_file;
 mod fanout;
 mod handshake;
 // Shared with the fuzz targets in tests/fuzz.

@@ -36,6 +36,8 @@ pub struct TestServer {
     /// The HTTP listener (HTTP-FLV, WebSocket-FLV, API, metrics), on 127.0.0.1 and
     /// a free port unless the test turned HTTP off.
     pub http: Option<SocketAddr>,
+    /// The API's own listener, when the test set `api_listen`.
+    pub api: Option<SocketAddr>,
     /// Stops the server (graceful stop, as on SIGTERM).
     pub handle: ServerHandle,
     /// Set once `Server::run` has returned.
@@ -64,6 +66,7 @@ pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
     let addr = server.local_addr();
     let registry = server.registry();
     let http = server.http_addr();
+    let api = server.api_addr();
     let handle = server.handle();
     let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let returned = stopped.clone();
@@ -80,6 +83,7 @@ pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
         addr,
         registry,
         http,
+        api,
         handle,
         stopped,
     }

@@ -1,0 +1,381 @@
+//! The config file (`--config rtmpd.toml`): TOML read with serde onto the same
+//! `Config` the flags fill. A top-level key is either a setting of the flag table
+//! (`max_connections = 500` is `--max-connections 500`), a per-app key
+//! (`policy::AppKeys`: every app's default), `api_token`, or the `[app.NAME]`
+//! sections. Anything else is an error, reported with its line and column (toml's
+//! errors carry the span of the key or value at fault).
+//!
+//! [`Source`] remembers where a running server's config came from (the file and
+//! the flags that override it), so a reload reads it again the same way.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::policy::{AppKeys, Policy, Secret};
+use super::settings::{Setting, SETTINGS};
+use super::Config;
+
+/// A config file that could not be read or is wrong; `Display` names the file
+/// and, for a mistake in it, the line and column.
+#[derive(Debug)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message.trim_end())
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Where a config comes from: the defaults, then the file (if any), then the
+/// flags given on the command line, which win.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub file: Option<PathBuf>,
+    /// Command-line settings as given: (long name, value).
+    pub flags: Vec<(&'static str, String)>,
+}
+
+impl Source {
+    /// Reads the file (if any) and applies the flags: a complete `Config`.
+    pub fn load(&self) -> Result<Config, FileError> {
+        let mut config = Config::rtmpd_defaults();
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path).map_err(|e| FileError {
+                path: path.clone(),
+                message: format!("cannot read it: {e}"),
+            })?;
+            apply(&text, &mut config).map_err(|message| FileError {
+                path: path.clone(),
+                message,
+            })?;
+        }
+        for (name, text) in &self.flags {
+            if let Some(setting) = SETTINGS.iter().find(|s| s.name == *name) {
+                setting
+                    .set_text(&mut config, text)
+                    .map_err(|problem| FileError {
+                        path: "command line".into(),
+                        message: format!("--{name} {text}: {problem}"),
+                    })?;
+            }
+        }
+        config.source = self.clone();
+        Ok(config)
+    }
+}
+
+/// Checks a config file as `--check-config` does: reads and applies it to the
+/// defaults.
+pub fn check(path: &Path) -> Result<Config, FileError> {
+    Source {
+        file: Some(path.to_owned()),
+        flags: Vec::new(),
+    }
+    .load()
+}
+
+/// Applies the TOML document `text` to `config`: its settings, and its policy
+/// (which replaces `config.policy`). `Err` is toml's message, with the line.
+pub fn apply(text: &str, config: &mut Config) -> Result<(), String> {
+    let policy = toml::Deserializer::parse(text)
+        .and_then(|d| Document { config }.deserialize(d))
+        .map_err(|e| e.to_string())?;
+    config.policy = Arc::new(policy);
+    Ok(())
+}
+
+/// The whole document: settings go straight into the config; the rest becomes
+/// the policy.
+struct Document<'a> {
+    config: &'a mut Config,
+}
+
+impl<'de> DeserializeSeed<'de> for Document<'_> {
+    type Value = Policy;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Policy, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_> {
+    type Value = Policy;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table of settings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Policy, A::Error> {
+        let mut top = TopLevel {
+            inner: map,
+            config: self.config,
+            apps: BTreeMap::new(),
+            api_token: None,
+        };
+        // The per-app keys at the top level are read by AppKeys' own derive
+        // (types, ranges); `TopLevel` takes every other key out of its way.
+        let global = AppKeys::deserialize(MapAccessDeserializer::new(&mut top))?;
+        Ok(Policy {
+            global,
+            apps: top.apps,
+            api_token: top.api_token,
+        })
+    }
+}
+
+/// The top-level table as `AppKeys` sees it: settings, `app` and `api_token`
+/// are consumed here; unknown keys are refused here with a message that fits the
+/// whole file.
+struct TopLevel<'a, A> {
+    inner: A,
+    config: &'a mut Config,
+    apps: BTreeMap<String, AppKeys>,
+    api_token: Option<Secret>,
+}
+
+/// A top-level key: one of ours, or one for `AppKeys` (already passed on).
+enum Key<K> {
+    Setting(&'static Setting),
+    App,
+    ApiToken,
+    Passed(K),
+}
+
+/// Reads a key inside toml's key deserializer, so an error carries its span.
+/// The seed of `AppKeys`' derive is used only for a key that goes to it.
+struct KeySeed<'s, K>(&'s mut Option<K>);
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
+    type Value = Key<K::Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let key = String::deserialize(d)?;
+        if let Some(setting) = SETTINGS.iter().find(|s| s.key() == key) {
+            return Ok(Key::Setting(setting));
+        }
+        match key.as_str() {
+            "app" => Ok(Key::App),
+            "api_token" => Ok(Key::ApiToken),
+            k if AppKeys::KEYS.contains(&k) => {
+                let seed = self
+                    .0
+                    .take()
+                    .ok_or_else(|| de::Error::custom("internal: key seed used twice"))?;
+                let de: de::value::StringDeserializer<D::Error> = key.into_deserializer();
+                seed.deserialize(de).map(Key::Passed)
+            }
+            _ => Err(de::Error::custom(format!(
+                "unknown key `{key}` (every key is listed in scripts/rtmpd.example.toml)"
+            ))),
+        }
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for &mut TopLevel<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let mut seed = Some(seed);
+        loop {
+            let Some(key) = self.inner.next_key_seed(KeySeed(&mut seed))? else {
+                return Ok(None);
+            };
+            match key {
+                Key::Passed(value) => return Ok(Some(value)),
+                Key::Setting(setting) => self.inner.next_value_seed(SettingValue {
+                    setting,
+                    config: self.config,
+                })?,
+                Key::App => self.apps = self.inner.next_value()?,
+                Key::ApiToken => self.api_token = Some(self.inner.next_value()?),
+            }
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.inner.next_value_seed(seed)
+    }
+}
+
+/// A setting's value, applied through the flag table's checks.
+struct SettingValue<'a> {
+    setting: &'static Setting,
+    config: &'a mut Config,
+}
+
+impl<'de> DeserializeSeed<'de> for SettingValue<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A refused value as a serde error that names the key.
+fn done<E: de::Error>(
+    setting: &Setting,
+    result: Result<(), super::settings::Problem>,
+) -> Result<(), E> {
+    result.map_err(|problem| E::custom(format!("{}: {problem}", setting.key())))
+}
+
+impl<'de> Visitor<'de> for SettingValue<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a value for {}", self.setting.key())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        done(self.setting, self.setting.store_bool(self.config, v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => done(
+                self.setting,
+                self.setting.set_text(self.config, &v.to_string()),
+            ),
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        let result = if self.setting.takes_seconds() {
+            self.setting.store_seconds(self.config, v as f64)
+        } else {
+            self.setting.store_integer(self.config, v)
+        };
+        done(self.setting, result)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        done(self.setting, self.setting.store_seconds(self.config, v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        done(self.setting, self.setting.set_text(self.config, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::config::policy::Verb;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let mut config = Config::rtmpd_defaults();
+        apply(text, &mut config).map(|()| config)
+    }
+
+    #[test]
+    fn settings_are_the_flags_with_underscores() {
+        let c = load(
+            "max_connections = 500\nhttp = \"off\"\ngop_cache = false\n\
+             handshake_timeout = 2.5\npublish_timeout = 3\nlisten = \"127.0.0.1:1999\"\n\
+             merge_writes_ms = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_connections, 500);
+        assert_eq!(c.http, None);
+        assert!(!c.gop_cache);
+        assert_eq!(c.setup_timeout, Duration::from_millis(2500));
+        assert_eq!(c.publish_timeout, Duration::from_secs(3));
+        assert_eq!(c.listen, "127.0.0.1:1999".parse().unwrap());
+        assert_eq!(c.merge_writes, Duration::ZERO);
+    }
+
+    #[test]
+    fn app_sections_and_global_keys() {
+        let c = load(
+            "publish_secret = \"g\"\nhook_timeout = 1.5\napi_token = \"t\"\n\
+             [app.open]\n\n[app.vip]\npublish_secret = \"v\"\nplay_secret = \"p\"\n\
+             allow_publish = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let p = &c.policy;
+        assert_eq!(p.api_token.as_ref().unwrap().expose(), "t");
+        let vip = p.app("vip");
+        assert_eq!(vip.secret(Verb::Publish).unwrap().expose(), "v");
+        assert_eq!(vip.secret(Verb::Play).unwrap().expose(), "p");
+        assert_eq!(vip.hook_timeout(), Duration::from_millis(1500));
+        assert!(vip
+            .ip_rules(Verb::Publish)
+            .check("10.1.2.3".parse().unwrap())
+            .is_ok());
+        assert_eq!(
+            p.app("open").secret(Verb::Publish).unwrap().expose(),
+            "g",
+            "an empty section keeps the global keys"
+        );
+    }
+
+    /// The line of the first error, as toml reports it.
+    fn error_line(text: &str) -> String {
+        let e = load(text).unwrap_err();
+        e.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_what_is_wrong() {
+        let e = load("gop_cache = true\nbogus = 1\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("unknown key `bogus`"), "{e}");
+        let e = load("[app.live]\nmax_connections = 5\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("unknown field"), "{e}");
+        let e = load("\n\nmax_connections = 0\n").unwrap_err();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(
+            e.contains("max_connections: must be a whole number from 1"),
+            "{e}"
+        );
+        assert!(error_line("hook_timeout = 0\n").contains("line 1"));
+        assert!(load("allow_play = [\"10.0.0.0/99\"]\n")
+            .unwrap_err()
+            .contains("not an address"));
+        assert!(load("on_publish = \"https://x/y\"\n")
+            .unwrap_err()
+            .contains("TLS"));
+        assert!(load("publish_secret = \"\"\n")
+            .unwrap_err()
+            .contains("empty"));
+        assert!(load("gop_cache = \n").is_err());
+        assert!(load("listen = 5\n").is_err(), "an address is a string");
+        assert!(load("gop_cache = 1\n").is_err(), "on/off is a boolean");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_reload_reads_it_again() {
+        let dir = std::env::temp_dir().join(format!("rtmpd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.toml");
+        std::fs::write(&path, "max_connections = 500\nchunk_size = 8192\n").unwrap();
+        let source = Source {
+            file: Some(path.clone()),
+            flags: vec![("max-connections", "7".into())],
+        };
+        let c = source.load().unwrap();
+        assert_eq!((c.max_connections, c.chunk_size), (7, 8192));
+        std::fs::write(&path, "chunk_size = 100\n").unwrap();
+        let e = source.load().unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,467 @@
+//! The per-app keys of the config file and everything else a reload may change:
+//! [`Policy`]. A key set at the top of the file is every app's default; an
+//! `[app.NAME]` section replaces it for that app, key by key, so one server can
+//! have an open app and a protected one. [`Policy::app`] resolves the keys of
+//! one app once per request ([`AppPolicy`]).
+//!
+//! A later feature adds a per-app key by adding one line to the `app_keys!` list
+//! below (name, type, doc): the file format, the unknown-key check, the per-app
+//! override and the example's check all follow from it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use super::settings::{MAX_SECONDS, MIN_SECONDS};
+
+/// Declares [`AppKeys`] from one list: each key is an `Option` (unset: the
+/// global value, or the default), and `or` fills the unset ones from a base.
+macro_rules! app_keys {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
+        /// The keys that may be set at the top of the file (every app) and in
+        /// `[app.NAME]` (that app).
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct AppKeys {
+            $($(#[$doc])* pub $name: Option<$ty>,)*
+        }
+
+        impl AppKeys {
+            /// Every key's name, as written in the file.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// These keys, with the unset ones taken from `base`.
+            fn or(mut self, base: &AppKeys) -> AppKeys {
+                $(if self.$name.is_none() {
+                    self.$name = base.$name.clone();
+                })*
+                self
+            }
+        }
+    };
+}
+
+app_keys! {
+    /// Publishers must show this secret (`?secret=`) or a token signed with it.
+    publish_secret: Secret,
+    /// Players must show this secret or a token signed with it; unset: play is open.
+    play_secret: Secret,
+    /// Asked before a publish (nginx-rtmp's `on_publish`).
+    on_publish: HookUrl,
+    /// Asked before a play.
+    on_play: HookUrl,
+    /// Told when a publish ends.
+    on_publish_done: HookUrl,
+    /// Told when a play ends.
+    on_play_done: HookUrl,
+    /// How long a hook may take to answer (default 3 s).
+    hook_timeout: Seconds,
+    /// A hook that fails (timeout, unreachable, bad answer) admits instead of
+    /// refusing.
+    hook_fail_open: bool,
+    /// Addresses that may publish; set: only these (and not denied earlier).
+    allow_publish: Vec<IpRange>,
+    /// Addresses that may not publish.
+    deny_publish: Vec<IpRange>,
+    allow_play: Vec<IpRange>,
+    deny_play: Vec<IpRange>,
+}
+
+/// What a client asks to do with a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Publish,
+    Play,
+}
+
+impl Verb {
+    /// As in tokens and hook calls: `publish`, `play`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Publish => "publish",
+            Verb::Play => "play",
+        }
+    }
+}
+
+/// Every rule a reload may change: the per-app keys and the API token.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// The keys at the top of the file: every app's defaults.
+    pub global: AppKeys,
+    /// `[app.NAME]` sections.
+    pub apps: BTreeMap<String, AppKeys>,
+    /// `/api/*` and `/metrics` need `Authorization: Bearer <token>` when set.
+    pub api_token: Option<Secret>,
+}
+
+impl Policy {
+    /// The keys in force for `app`.
+    pub fn app(&self, app: &str) -> AppPolicy {
+        let keys = match self.apps.get(app) {
+            Some(own) => own.clone().or(&self.global),
+            None => self.global.clone(),
+        };
+        AppPolicy(keys)
+    }
+}
+
+/// The keys in force for one app, with the defaults of the unset ones.
+#[derive(Debug, Clone)]
+pub struct AppPolicy(pub AppKeys);
+
+/// How long a hook may take by default.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl AppPolicy {
+    pub fn secret(&self, verb: Verb) -> Option<&Secret> {
+        match verb {
+            Verb::Publish => self.0.publish_secret.as_ref(),
+            Verb::Play => self.0.play_secret.as_ref(),
+        }
+    }
+
+    /// The hook asked before `verb`, and its key's name for the log.
+    pub fn hook(&self, verb: Verb) -> Option<(&'static str, &HookUrl)> {
+        match verb {
+            Verb::Publish => self.0.on_publish.as_ref().map(|u| ("on_publish", u)),
+            Verb::Play => self.0.on_play.as_ref().map(|u| ("on_play", u)),
+        }
+    }
+
+    /// The hook told when `verb` ends, and its key's name.
+    pub fn done_hook(&self, verb: Verb) -> Option<(&'static str, &HookUrl)> {
+        match verb {
+            Verb::Publish => self
+                .0
+                .on_publish_done
+                .as_ref()
+                .map(|u| ("on_publish_done", u)),
+            Verb::Play => self.0.on_play_done.as_ref().map(|u| ("on_play_done", u)),
+        }
+    }
+
+    pub fn hook_timeout(&self) -> Duration {
+        self.0.hook_timeout.map_or(DEFAULT_HOOK_TIMEOUT, |s| s.0)
+    }
+
+    pub fn hook_fail_open(&self) -> bool {
+        self.0.hook_fail_open.unwrap_or(false)
+    }
+
+    /// The allow and deny lists of `verb` (empty when unset).
+    pub fn ip_rules(&self, verb: Verb) -> IpRules<'_> {
+        let (allow, deny) = match verb {
+            Verb::Publish => (&self.0.allow_publish, &self.0.deny_publish),
+            Verb::Play => (&self.0.allow_play, &self.0.deny_play),
+        };
+        IpRules {
+            verb,
+            allow: allow.as_deref().unwrap_or_default(),
+            deny: deny.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// A secret from the config file. Never printed: `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: &str) -> Result<Secret, &'static str> {
+        if text.is_empty() {
+            Err("a secret may not be empty")
+        } else {
+            Ok(Secret(text.to_owned()))
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        let text = String::deserialize(d)?;
+        Secret::new(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A hook's URL: `http://HOST[:PORT]/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookUrl(pub String);
+
+impl HookUrl {
+    pub fn new(text: &str) -> Result<HookUrl, String> {
+        if text.starts_with("https://") {
+            return Err("https:// hooks need TLS, which rtmpd does not speak yet; \
+                        use http:// (a backend on localhost or a private network)"
+                .into());
+        }
+        let rest = text
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{text:?} is not an http:// URL"))?;
+        let host = rest.split(['/', '?']).next().unwrap_or_default();
+        if host.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{text:?} is not an http://HOST/PATH URL"));
+        }
+        Ok(HookUrl(text.to_owned()))
+    }
+}
+
+impl fmt::Display for HookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for HookUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HookUrl, D::Error> {
+        let text = String::deserialize(d)?;
+        HookUrl::new(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A duration written as a number of seconds (`2.5`), in the flags' range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !(MIN_SECONDS..=MAX_SECONDS).contains(&secs) {
+            return Err(de::Error::custom(format!(
+                "must be a number of seconds from {MIN_SECONDS} to {MAX_SECONDS}"
+            )));
+        }
+        Ok(Seconds(Duration::from_secs_f64(secs)))
+    }
+}
+
+/// An address or a CIDR range (`192.168.1.0/24`, `::1`, `fd00::/8`), or `all`.
+/// An IPv4 range also matches IPv4-mapped IPv6 peers (`::ffff:10.0.0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    addr: IpAddr,
+    prefix: u8,
+    all: bool,
+}
+
+impl IpRange {
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        if text == "all" {
+            return Ok(IpRange {
+                addr: IpAddr::from([0, 0, 0, 0]),
+                prefix: 0,
+                all: true,
+            });
+        }
+        let bad = || format!("{text:?} is not an address, a range like 10.0.0.0/8, or all");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(IpRange {
+            addr,
+            prefix,
+            all: false,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        if self.all {
+            return true;
+        }
+        let ip = canonical(ip);
+        let bits = |a: u128, b: u128, width: u32| {
+            let shift = width - u32::from(self.prefix);
+            shift >= width || (a >> shift) == (b >> shift)
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                bits(u32::from(net).into(), u32::from(ip).into(), 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => bits(net.into(), ip.into(), 128),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.all {
+            f.write_str("all")
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IpRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<IpRange, D::Error> {
+        let text = String::deserialize(d)?;
+        IpRange::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The allow and deny lists of one verb, evaluated like nginx-rtmp's
+/// `allow`/`deny` with the allow list first: an address in the allow list is
+/// admitted, then one in the deny list refused; an address in neither is
+/// refused when there is an allow list (it names the only ones) and admitted
+/// otherwise. Nothing listed: everyone.
+pub struct IpRules<'a> {
+    verb: Verb,
+    allow: &'a [IpRange],
+    deny: &'a [IpRange],
+}
+
+impl IpRules<'_> {
+    /// `Err` names the rule that refused `ip`, for the log.
+    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+        let verb = self.verb.as_str();
+        if self.allow.iter().any(|r| r.contains(ip)) {
+            return Ok(());
+        }
+        if let Some(rule) = self.deny.iter().find(|r| r.contains(ip)) {
+            return Err(format!("deny_{verb} {rule}"));
+        }
+        if self.allow.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("allow_{verb} (not listed)"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(s: &str) -> IpRange {
+        IpRange::parse(s).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ranges_match_v4_v6_and_mapped_v4() {
+        assert!(range("10.0.0.0/8").contains(ip("10.200.1.1")));
+        assert!(!range("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(range("127.0.0.1").contains(ip("::ffff:127.0.0.1")));
+        assert!(!range("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(range("fd00::/8").contains(ip("fd12::1")));
+        assert!(!range("fd00::/8").contains(ip("fe80::1")));
+        assert!(range("::1").contains(ip("::1")));
+        assert!(!range("::1").contains(ip("127.0.0.1")));
+        assert!(range("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(range("all").contains(ip("2001:db8::1")));
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0", "host", "10.0.0.0/x", ""] {
+            assert!(IpRange::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn allow_first_then_deny_and_an_allow_list_names_the_only_ones() {
+        let allow = [range("127.0.0.1"), range("192.168.0.0/16")];
+        let deny = [range("all")];
+        let rules = IpRules {
+            verb: Verb::Publish,
+            allow: &allow,
+            deny: &deny,
+        };
+        assert!(rules.check(ip("127.0.0.1")).is_ok());
+        assert!(rules.check(ip("192.168.4.4")).is_ok());
+        assert_eq!(rules.check(ip("8.8.8.8")).unwrap_err(), "deny_publish all");
+        let only = IpRules {
+            verb: Verb::Play,
+            allow: &allow,
+            deny: &[],
+        };
+        assert_eq!(
+            only.check(ip("8.8.8.8")).unwrap_err(),
+            "allow_play (not listed)"
+        );
+        let deny = [range("10.0.0.0/8")];
+        let deny_only = IpRules {
+            verb: Verb::Play,
+            allow: &[],
+            deny: &deny,
+        };
+        assert!(deny_only.check(ip("10.1.1.1")).is_err());
+        assert!(deny_only.check(ip("8.8.8.8")).is_ok());
+    }
+
+    #[test]
+    fn an_app_section_replaces_global_keys_one_by_one() {
+        let policy = Policy {
+            global: AppKeys {
+                publish_secret: Some(Secret::new("g").unwrap()),
+                hook_fail_open: Some(true),
+                ..AppKeys::default()
+            },
+            apps: [(
+                "vip".to_owned(),
+                AppKeys {
+                    publish_secret: Some(Secret::new("v").unwrap()),
+                    ..AppKeys::default()
+                },
+            )]
+            .into(),
+            api_token: None,
+        };
+        let vip = policy.app("vip");
+        assert_eq!(vip.secret(Verb::Publish).unwrap().expose(), "v");
+        assert!(
+            vip.hook_fail_open(),
+            "unset in the section: the global value"
+        );
+        assert_eq!(
+            policy.app("live").secret(Verb::Publish).unwrap().expose(),
+            "g"
+        );
+        assert!(policy.app("live").secret(Verb::Play).is_none());
+        assert_eq!(policy.app("live").hook_timeout(), DEFAULT_HOOK_TIMEOUT);
+    }
+
+    #[test]
+    fn hook_urls_are_http() {
+        assert!(HookUrl::new("http://127.0.0.1:8000/on_publish").is_ok());
+        assert!(HookUrl::new("https://example.com/x")
+            .unwrap_err()
+            .contains("TLS"));
+        for bad in ["ftp://x", "http://", "http:///x", "http://a b/"] {
+            assert!(HookUrl::new(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2").unwrap()),
+            "Secret(..)"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! Access control (issue 11): secrets, signed URLs, nginx-rtmp-compatible hooks,
+//! IP rules, the API token, brute-force blocking, with real clients: ffmpeg
+//! publishing, rtmpdump and curl playing, and a small HTTP server in the test
+//! playing the hook backend. The config file, `--check-config` and the SIGHUP
+//! reload are in `config_file`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rtmpd::admission::token;
+use rtmpd::config::policy::Secret;
+use rtmpd::config::Verb;
+
+use crate::client_support::*;
+use crate::http_support::{exchange, HttpResponse};
+use crate::support::*;
+
+const SUBSCRIBE: Duration = Duration::from_secs(10);
+const FINISH: Duration = Duration::from_secs(20);
+const REFUSAL: Duration = Duration::from_secs(10);
+
+/// A test server with the access rules of `toml` (a config file's text).
+pub fn start_with_rules(toml: &str) -> TestServer {
+    start_server_with(|c| {
+        rtmpd::config::file::apply(toml, c).unwrap_or_else(|e| panic!("test config: {e}"))
+    })
+}
+
+/// Publishes av.flv to `target` (`app/key?query`) with ffmpeg while rtmpdump
+/// plays `key_path`: the publish must be admitted and the player get every tag.
+fn publish_admitted(server: &TestServer, target: &str, key_path: &str, label: &str) {
+    let dir = TempDir::new(label);
+    let out = dir.join("played.flv");
+    let player = play_rtmpdump(&server.url(key_path), &out);
+    server.wait_for_players(key_path, 1, SUBSCRIBE);
+    let publisher = publish_ffmpeg(&server.url(target), &fixture("av.flv"), false);
+    wait_success(publisher, FINISH, &format!("{label}: publisher"));
+    wait_success(player, FINISH, &format!("{label}: rtmpdump"));
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
+}
+
+/// Publishes with ffmpeg to `target`, which must be refused; returns ffmpeg's
+/// stderr (it prints the server's reason).
+fn publish_refused(server: &TestServer, target: &str) -> String {
+    let publisher = publish_ffmpeg(&server.url(target), &fixture("av.flv"), false);
+    let (status, stderr) = wait_with_stderr(publisher, REFUSAL);
+    assert!(
+        !status.success(),
+        "publishing {target} must be refused; ffmpeg: {stderr}"
+    );
+    let key = target.split('?').next().unwrap();
+    assert!(!server.is_live(key), "{key} must not be live");
+    stderr
+}
+
+/// The RTMP status a refused publish gets, from our own client.
+fn publish_status(server: &TestServer, target: &str) -> (String, String) {
+    let mut client = connect_with(server, target, &options());
+    let name = target.split_once('/').unwrap().1;
+    match client.publish(name) {
+        Ok(_) => ("NetStream.Publish.Start".into(), String::new()),
+        Err(rtmpd::client::ClientError::Status(s)) => (s.code, s.description),
+        Err(e) => panic!("publishing {target}: {e}"),
+    }
+}
+
+/// A sequence header and a keyframe, so the stream has frames to play.
+fn send_keyframe(publisher: &mut rtmpd::client::Client) {
+    publisher
+        .send_media(9, 0, &[0x17, 0, 0, 0, 0, 1, 2, 3])
+        .unwrap();
+    publisher.send_media(9, 0, &[0x17, 1, 0, 0, 0, 9]).unwrap();
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `?expires=..&sig=..` for `verb` on `app/name`.
+fn token(secret: &str, verb: Verb, path: &str, expires: u64) -> String {
+    let (app, name) = path.split_once('/').unwrap();
+    let key = rtmpd::stream_key::StreamKey::new(app, name).unwrap();
+    let sig = token::signature(&Secret::new(secret).unwrap(), verb, &key, expires);
+    format!("expires={expires}&sig={sig}")
+}
+
+/// curl plays `url` (HTTP-FLV) into a file; returns the HTTP status.
+fn curl_status(url: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            url,
+        ])
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_open_app_and_a_protected_one_on_one_server() {
+    let server = start_with_rules("[app.secure]\npublish_secret = \"s3cret\"\n");
+    publish_admitted(&server, "live/open", "live/open", "open-app");
+    let stderr = publish_refused(&server, "secure/cam");
+    assert!(stderr.contains("needs a valid secret"), "{stderr}");
+    let stderr = publish_refused(&server, "secure/cam?secret=wrong");
+    assert!(stderr.contains("wrong secret"), "{stderr}");
+    publish_admitted(
+        &server,
+        "secure/cam?secret=s3cret",
+        "secure/cam",
+        "right-secret",
+    );
+    // The status code an encoder sees, and the reason.
+    let (code, why) = publish_status(&server, "secure/x?secret=nope");
+    assert_eq!(code, "NetStream.Publish.Unauthorized");
+    assert!(
+        why.contains("wrong secret") && !why.contains("s3cret"),
+        "{why}"
+    );
+}
+
+#[test]
+fn signed_urls_valid_expired_other_key_and_play_token_for_publish() {
+    let server = start_with_rules("publish_secret = \"pub\"\nplay_secret = \"ply\"\n");
+    let later = now() + 600;
+    let valid = token("pub", Verb::Publish, "live/a", later);
+    let expired = token("pub", Verb::Publish, "live/a", now() - 10);
+    let other_key = token("pub", Verb::Publish, "live/b", later);
+    let play_token = token("pub", Verb::Play, "live/a", later);
+    // A publish secret never admits a player, nor a play token a publisher.
+    let stderr = publish_refused(&server, &format!("live/a?{expired}"));
+    assert!(stderr.contains("expired"), "{stderr}");
+    let stderr = publish_refused(&server, &format!("live/a?{other_key}"));
+    assert!(stderr.contains("signature does not match"), "{stderr}");
+    publish_refused(&server, &format!("live/a?{play_token}"));
+    publish_refused(&server, "live/a?secret=ply");
+
+    // Players need the play secret or a play token; the publisher plays along.
+    let http = |q: &str| format!("{}?{q}", server.http_url("live/a.flv"));
+    let publisher = publish_ffmpeg(
+        &server.url(&format!("live/a?{valid}")),
+        &fixture("av.flv"),
+        true,
+    );
+    server.wait_for_frames("live/a", SUBSCRIBE);
+    assert_eq!(curl_status(&server.http_url("live/a.flv")), 403);
+    assert_eq!(
+        curl_status(&http("secret=pub")),
+        403,
+        "a publish secret never plays"
+    );
+    assert_eq!(
+        curl_status(&http(&token("ply", Verb::Play, "live/a", now() - 1))),
+        403
+    );
+    assert_eq!(
+        curl_status(&http(&token("ply", Verb::Play, "live/b", later))),
+        403
+    );
+    let signed = token::sign_url(
+        &server.http_url("live/a.flv"),
+        &Secret::new("ply").unwrap(),
+        Verb::Play,
+        later,
+    )
+    .unwrap();
+    let dir = TempDir::new("signed-play");
+    let out = dir.join("curl.flv");
+    let status = Command::new("curl")
+        .args(["-s", "--max-time", "15", "-o"])
+        .arg(&out)
+        .arg(&signed)
+        .status()
+        .expect("running curl");
+    assert!(status.success(), "curl with a signed URL: {status}");
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), false);
+    wait_success(publisher, FINISH, "publisher");
+}
+
+// ---------------------------------------------------------------------------------
+// Hooks
+
+/// One request the hook backend received.
+#[derive(Debug, Clone)]
+struct HookCall {
+    path: String,
+    fields: Vec<(String, String)>,
+}
+
+impl HookCall {
+    fn field(&self, name: &str) -> &str {
+        self.fields.iter().find(|(n, _)| n == name).map_or_else(
+            || panic!("no field {name} in {self:?}"),
+            |(_, v)| v.as_str(),
+        )
+    }
+}
+
+/// A hook backend on 127.0.0.1: records every call, and answers by path:
+/// `/allow*` 200, `/deny*` 403, `/rename*` 302 to `renamed`, `/relay*` 302 to an
+/// rtmp:// URL, `/slow*` 200 after 30 s.
+struct HookServer {
+    addr: SocketAddr,
+    calls: Arc<Mutex<Vec<HookCall>>>,
+}
+
+impl HookServer {
+    fn start() -> HookServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let record = calls.clone();
+        // Ends with the test process; each call gets a thread of its own.
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = record.clone();
+                thread::spawn(move || answer(stream, &record));
+            }
+        });
+        HookServer { addr, calls }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
+    fn calls(&self) -> Vec<HookCall> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Waits for a call whose `call` field is `call`, and returns it.
+    fn wait_call(&self, call: &str) -> HookCall {
+        let mut found = None;
+        wait_for(&format!("a {call} hook call"), FINISH, || {
+            found = self
+                .calls()
+                .into_iter()
+                .find(|c| c.fields.iter().any(|(n, v)| n == "call" && v == call));
+            found.is_some()
+        });
+        found.unwrap()
+    }
+}
+
+fn answer(stream: TcpStream, record: &Mutex<Vec<HookCall>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let fields = String::from_utf8_lossy(&body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(n), form_decode(v))
+        })
+        .collect();
+    record.lock().unwrap().push(HookCall {
+        path: path.clone(),
+        fields,
+    });
+    let reply = if path.starts_with("/deny") {
+        "403 Forbidden\r\n".to_owned()
+    } else if path.starts_with("/rename") {
+        "302 Found\r\nLocation: renamed\r\n".to_owned()
+    } else if path.starts_with("/relay") {
+        "302 Found\r\nLocation: rtmp://elsewhere/live/x\r\n".to_owned()
+    } else {
+        if path.starts_with("/slow") {
+            thread::sleep(Duration::from_secs(30));
+        }
+        "200 OK\r\n".to_owned()
+    };
+    let _ = (&stream).write_all(
+        format!("HTTP/1.1 {reply}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+}
+
+/// application/x-www-form-urlencoded decoding: `+` is a space, `%XX` a byte.
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn hooks_allow_deny_rename_and_send_nginx_rtmp_fields() {
+    let hooks = HookServer::start();
+    let server = start_with_rules(&format!(
+        "[app.allow]\non_publish = \"{}\"\n[app.deny]\non_publish = \"{}\"\n\
+         [app.rename]\non_publish = \"{}\"\n[app.relay]\non_publish = \"{}\"\n",
+        hooks.url("allow"),
+        hooks.url("deny"),
+        hooks.url("rename"),
+        hooks.url("relay"),
+    ));
+    publish_admitted(
+        &server,
+        "allow/cam?token=abc&x=1%202",
+        "allow/cam",
+        "hook-allow",
+    );
+    let call = hooks.wait_call("publish");
+    assert_eq!(call.path, "/allow");
+    assert_eq!(call.field("addr"), "127.0.0.1");
+    assert_eq!(call.field("app"), "allow");
+    assert_eq!(call.field("name"), "cam");
+    assert_eq!(call.field("type"), "live");
+    assert_eq!(call.field("token"), "abc");
+    assert_eq!(call.field("x"), "1 2");
+    assert!(
+        call.field("tcurl").starts_with("rtmp://127.0.0.1:"),
+        "{call:?}"
+    );
+    assert!(
+        call.field("flashver").contains("FMLE"),
+        "ffmpeg's flashVer: {call:?}"
+    );
+    assert!(call.field("clientid").parse::<u64>().is_ok());
+    for name in ["swfurl", "pageurl"] {
+        call.field(name);
+    }
+
+    let stderr = publish_refused(&server, "deny/cam");
+    assert!(
+        stderr.contains("refused by the server's on_publish check"),
+        "{stderr}"
+    );
+    // 3xx with Location: the stream is published under that name.
+    publish_admitted(&server, "rename/cam", "rename/renamed", "hook-rename");
+    // nginx-rtmp relays to an rtmp:// Location; rtmpd refuses it until relays exist.
+    publish_refused(&server, "relay/cam");
+}
+
+#[test]
+fn a_slow_or_unreachable_hook_refuses_unless_fail_open() {
+    let hooks = HookServer::start();
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let server = start_with_rules(&format!(
+        "hook_timeout = 0.5\n[app.slow]\non_publish = \"{}\"\n\
+         [app.dead]\non_publish = \"http://{dead}/x\"\n\
+         [app.open]\non_publish = \"http://{dead}/x\"\nhook_fail_open = true\n",
+        hooks.url("slow"),
+    ));
+    // The hook answers 200 only after 30 s: a refusal within publish_refused's
+    // 10 s can only come from the 0.5 s timeout.
+    let stderr = publish_refused(&server, "slow/cam");
+    assert!(stderr.contains("could not check it"), "{stderr}");
+    publish_refused(&server, "dead/cam");
+    publish_admitted(&server, "open/cam", "open/cam", "hook-fail-open");
+}
+
+#[test]
+fn done_hooks_carry_byte_counts_and_players_go_through_on_play() {
+    let hooks = HookServer::start();
+    let server = start_with_rules(&format!(
+        "on_publish_done = \"{}\"\non_play = \"{}\"\non_play_done = \"{}\"\n\
+         [app.closed]\non_play = \"{}\"\n",
+        hooks.url("allow/publish_done"),
+        hooks.url("allow/play"),
+        hooks.url("allow/play_done"),
+        hooks.url("deny/play"),
+    ));
+    publish_admitted(&server, "live/done", "live/done", "done-hooks");
+    let published = hooks.wait_call("publish_done");
+    let bytes_in: u64 = published.field("bytes_in").parse().unwrap();
+    let av_size = std::fs::metadata(fixture("av.flv")).unwrap().len();
+    assert!(
+        bytes_in > av_size / 2,
+        "publish_done bytes_in {bytes_in} for a {av_size}-byte file"
+    );
+    assert_eq!(published.field("name"), "done");
+    published.field("duration").parse::<u64>().unwrap();
+    let play = hooks.wait_call("play");
+    assert_eq!(play.field("name"), "done");
+    let played = hooks.wait_call("play_done");
+    let bytes_out: u64 = played.field("bytes_out").parse().unwrap();
+    assert!(bytes_out > av_size / 2, "play_done bytes_out {bytes_out}");
+
+    // HTTP-FLV players are asked too: the on_play refusal is a 403.
+    let mut publisher = new_publisher(&server, "closed/cam");
+    send_keyframe(&mut publisher);
+    server.wait_for_frames("closed/cam", SUBSCRIBE);
+    assert_eq!(curl_status(&server.http_url("closed/cam.flv")), 403);
+    let mut player = connect_with(&server, "closed/cam", &options());
+    let err = player.play("cam").unwrap_err();
+    assert_eq!(err.status_code(), Some("NetStream.Play.Failed"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------
+// IP rules, the API token, brute force
+
+#[test]
+fn ip_rules_allow_and_deny_like_nginx_rtmp() {
+    let server = start_with_rules(
+        "[app.local]\nallow_publish = [\"127.0.0.1\", \"192.168.0.0/16\"]\n\
+         deny_publish = [\"all\"]\n\
+         [app.lan]\nallow_publish = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
+         [app.blocked]\ndeny_play = [\"127.0.0.0/8\"]\n",
+    );
+    publish_admitted(&server, "local/cam", "local/cam", "ip-allowed");
+    let stderr = publish_refused(&server, "lan/cam");
+    assert!(stderr.contains("not allowed from your address"), "{stderr}");
+    let mut publisher = new_publisher(&server, "blocked/cam");
+    send_keyframe(&mut publisher);
+    server.wait_for_frames("blocked/cam", SUBSCRIBE);
+    assert_eq!(curl_status(&server.http_url("blocked/cam.flv")), 403);
+    let mut player = connect_with(&server, "blocked/cam", &options());
+    let err = player.play("cam").unwrap_err();
+    assert_eq!(err.status_code(), Some("NetStream.Play.Failed"), "{err}");
+}
+
+fn api_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpResponse {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    exchange(addr, req.as_bytes(), Duration::from_secs(10))
+}
+
+#[test]
+fn the_api_needs_its_token_and_can_have_its_own_listener() {
+    let server = start_server_with(|c| {
+        rtmpd::config::file::apply("api_token = \"t0ken\"\n", c).unwrap();
+        c.api_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    });
+    let api = server.api.expect("an API listener");
+    for path in ["/api/streams", "/api/server", "/metrics"] {
+        let r = api_get(api, path, None);
+        assert_eq!(r.status, 401, "{path} without a token");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(api_get(api, path, Some("wrong")).status, 401, "{path}");
+        assert_eq!(api_get(api, path, Some("t0ken")).status, 200, "{path}");
+        // The players' listener no longer serves the API.
+        assert_eq!(api_get(server.http_addr(), path, Some("t0ken")).status, 404);
+    }
+    // The API never shows secrets or query strings.
+    let mut publisher = new_publisher(&server, "live/cam?secret=hidden");
+    send_keyframe(&mut publisher);
+    server.wait_for_frames("live/cam", SUBSCRIBE);
+    let body = api_get(api, "/api/streams", Some("t0ken")).text();
+    assert!(
+        body.contains("\"cam\"") && !body.contains("hidden"),
+        "{body}"
+    );
+}
+
+#[test]
+fn ten_failures_in_a_minute_close_new_connections_at_accept() {
+    let server = start_with_rules("api_token = \"t0ken\"\n");
+    for _ in 0..10 {
+        assert_eq!(
+            api_get(server.http_addr(), "/metrics", Some("guess")).status,
+            401
+        );
+    }
+    // Closed at accept: no answer at all, even to the right token, and on the
+    // RTMP port too.
+    let mut socket = TcpStream::connect(server.http_addr()).unwrap();
+    let _ = socket.write_all(b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n\r\n");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(socket.read(&mut buf), Ok(0) | Err(_)),
+        "a blocked address gets no answer"
+    );
+    let mut rtmp = TcpStream::connect(server.addr).unwrap();
+    rtmp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = rtmp.write_all(&[3u8; 1537]);
+    assert!(matches!(rtmp.read(&mut buf), Ok(0) | Err(_)), "nor on RTMP");
+    wait_for("nothing held open", SUBSCRIBE, || {
+        server.handle.open_connections() == 0
+    });
+}
