@@ -40,6 +40,10 @@ command -v cvlc >/dev/null 2>&1 || packages+=(vlc-bin)
 compgen -G '/usr/lib/*/vlc/plugins/demux/libavformat_plugin.so' >/dev/null ||
     packages+=(vlc-plugin-base)
 command -v gst-launch-1.0 >/dev/null 2>&1 || packages+=(gstreamer1.0-tools)
+# systemd-analyze verifies the unit; dpkg-deb builds and reads the .deb (dpkg is on
+# every Debian; strip and objdump come with the C toolchain cargo links with).
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || packages+=(dpkg)
 # rtmpsrc and h264parse are in -bad, flvdemux and aacparse in -good, playbin (the
 # README's example) in -base.
 if command -v gst-inspect-1.0 >/dev/null 2>&1; then

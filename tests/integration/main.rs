@@ -21,6 +21,7 @@ mod http_support;
 mod http_websocket;
 mod late_join;
 mod mutation;
+mod package;
 mod playback;
 mod process;
 mod publishing;
