@@ -3,7 +3,7 @@
 #
 #   /usr/bin/rtmpd                            the release binary (debug info stripped)
 #   /usr/lib/systemd/system/rtmpd.service     scripts/rtmpd.service
-#   /etc/default/rtmpd                        flags and RUST_LOG for the unit (a conffile)
+#   /etc/rtmpd/rtmpd.toml                     scripts/rtmpd.example.toml (a conffile)
 #   /usr/share/doc/rtmpd/README.md, copyright
 #
 # The package creates nothing when it is installed: the service runs as a user that
@@ -69,7 +69,7 @@ if command -v strip >/dev/null; then
     strip --strip-debug "$stage/usr/bin/rtmpd"
 fi
 install -D -m 0644 scripts/rtmpd.service "$stage/usr/lib/systemd/system/rtmpd.service"
-install -D -m 0644 scripts/rtmpd.default "$stage/etc/default/rtmpd"
+install -D -m 0644 scripts/rtmpd.example.toml "$stage/etc/rtmpd/rtmpd.toml"
 install -D -m 0644 README.md "$stage/usr/share/doc/rtmpd/README.md"
 cat >"$stage/usr/share/doc/rtmpd/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -109,7 +109,7 @@ Description: small, fast live-streaming server (RTMP, HTTP-FLV, WebSocket-FLV)
  and Prometheus metrics. It runs as a hardened systemd service:
  "systemctl enable --now rtmpd" serves on ports 1935 (RTMP) and 8080 (HTTP).
 EOF
-echo /etc/default/rtmpd >"$stage/DEBIAN/conffiles"
+echo /etc/rtmpd/rtmpd.toml >"$stage/DEBIAN/conffiles"
 
 # Maintainer scripts act on the running system only: not when dpkg installs into
 # another root (DPKG_ROOT) or systemd is not running (a chroot, a container build).

@@ -107,6 +107,7 @@ fn the_unit_verifies_and_is_a_hardened_notify_service() {
     let settings = unit_settings(&fs::read_to_string(UNIT).unwrap());
     for (key, want) in [
         ("Type", "notify"),
+        ("ExecStart", "/usr/bin/rtmpd --config /etc/rtmpd/rtmpd.toml"),
         ("Restart", "on-failure"),
         ("ExecReload", "kill -HUP $MAINPID"),
         ("DynamicUser", "yes"),
@@ -163,8 +164,8 @@ fn the_deb_holds_binary_unit_config_and_docs_and_creates_nothing() {
     let want: BTreeMap<String, String> = [
         ("/", dir_mode),
         ("/etc/", dir_mode),
-        ("/etc/default/", dir_mode),
-        ("/etc/default/rtmpd", file),
+        ("/etc/rtmpd/", dir_mode),
+        ("/etc/rtmpd/rtmpd.toml", file),
         ("/usr/", dir_mode),
         ("/usr/bin/", dir_mode),
         ("/usr/bin/rtmpd", program),
@@ -213,7 +214,7 @@ fn the_deb_holds_binary_unit_config_and_docs_and_creates_nothing() {
     );
     assert_eq!(
         fs::read_to_string(control.join("conffiles")).unwrap(),
-        "/etc/default/rtmpd\n"
+        "/etc/rtmpd/rtmpd.toml\n"
     );
     for script in ["postinst", "prerm", "postrm"] {
         let path = control.join(script);
@@ -252,8 +253,13 @@ fn the_deb_holds_binary_unit_config_and_docs_and_creates_nothing() {
         dir.path(),
     );
     assert_unit_verifies(&unit);
-    let version = stdout_of(data.join("usr/bin/rtmpd").to_str().unwrap(), &["--version"]);
+    let packaged = data.join("usr/bin/rtmpd");
+    let packaged = packaged.to_str().unwrap();
+    let version = stdout_of(packaged, &["--version"]);
     assert!(version.starts_with(&format!("rtmpd {} (", env!("CARGO_PKG_VERSION"))));
+    // The config file the unit starts the server with is one it accepts.
+    let config = data.join("etc/rtmpd/rtmpd.toml");
+    stdout_of(packaged, &["--check-config", config.to_str().unwrap()]);
 
     install_and_purge_in_a_scratch_root(deb, &dir.join("root"));
 }
@@ -282,7 +288,7 @@ fn install_and_purge_in_a_scratch_root(deb: &str, root: &Path) {
     };
     dpkg(&["-i", deb]);
     assert!(root.join("usr/bin/rtmpd").is_file());
-    assert!(root.join("etc/default/rtmpd").is_file());
+    assert!(root.join("etc/rtmpd/rtmpd.toml").is_file());
     assert_eq!(
         files_outside_dpkg(root),
         Vec::<String>::new(),
@@ -316,7 +322,7 @@ fn files_outside_dpkg(root: &Path) -> Vec<String> {
     let packaged = [
         "usr/bin/rtmpd",
         "usr/lib/systemd/system/rtmpd.service",
-        "etc/default/rtmpd",
+        "etc/rtmpd/rtmpd.toml",
         "usr/share/doc/rtmpd/README.md",
         "usr/share/doc/rtmpd/copyright",
     ];

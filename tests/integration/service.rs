@@ -251,14 +251,17 @@ fn assert_no_notification(socket: &UnixDatagram, after: &str) {
 }
 
 #[test]
-fn systemd_hears_ready_once_every_listener_accepts_and_stopping_on_sigterm() {
+fn systemd_hears_ready_once_every_listener_accepts_reloading_on_sighup_and_stopping_on_sigterm() {
     let dir = TempDir::new("notify");
     let path = dir.join("notify.sock");
     let systemd = UnixDatagram::bind(&path).unwrap();
     systemd
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut server = ServerProcess::spawn("notify", true, &[], |cmd, _| {
+    let config = dir.join("rtmpd.toml");
+    std::fs::write(&config, "hook_timeout = 3\n").unwrap();
+    let config_arg = ["--config", config.to_str().unwrap()];
+    let mut server = ServerProcess::spawn("notify", true, &config_arg, |cmd, _| {
         cmd.env("NOTIFY_SOCKET", &path);
     });
 
@@ -290,8 +293,8 @@ fn systemd_hears_ready_once_every_listener_accepts_and_stopping_on_sigterm() {
         ]
     );
 
-    // SIGHUP reloads (here without a config file: nothing to read): RELOADING=1
-    // with the monotonic time systemd pairs it by, then READY=1 when done.
+    // SIGHUP reloads the config file: RELOADING=1 with the monotonic time systemd
+    // pairs it by, then READY=1 once the reload is done.
     server.signal("HUP");
     let reloading = notification(&systemd);
     assert_eq!(field(&reloading, "RELOADING"), Some("1"), "{reloading:?}");
@@ -299,7 +302,11 @@ fn systemd_hears_ready_once_every_listener_accepts_and_stopping_on_sigterm() {
     assert!(usec.parse::<u64>().is_ok_and(|u| u > 0), "{reloading:?}");
     let ready = notification(&systemd);
     assert_eq!(field(&ready, "READY"), Some("1"), "{ready:?}");
-    assert!(server.log().contains("SIGHUP: no --config file"));
+    assert!(
+        server.log().contains("SIGHUP: configuration reloaded from"),
+        "READY=1 before the reload was done:\n{}",
+        server.log()
+    );
     assert_no_notification(&systemd, "the reload");
 
     server.signal("TERM");
