@@ -35,6 +35,11 @@ command -v ffmpeg >/dev/null 2>&1 || packages+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || packages+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || packages+=(rtmpdump)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+# The keepalive test puts a player in a network namespace of its own (ip, ss) and
+# drops its packets (nft, or iptables where that is what the machine has).
+command -v ip >/dev/null 2>&1 || packages+=(iproute2)
+command -v ss >/dev/null 2>&1 || packages+=(iproute2)
+command -v nft >/dev/null 2>&1 || command -v iptables >/dev/null 2>&1 || packages+=(nftables)
 command -v cvlc >/dev/null 2>&1 || packages+=(vlc-bin)
 # VLC reads RTMP through its avformat plugin.
 compgen -G '/usr/lib/*/vlc/plugins/demux/libavformat_plugin.so' >/dev/null ||

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{error, warn};
+use log::{debug, error, warn};
 
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::lifecycle::{ConnectionKind, Lifecycle, Registration};
+use crate::net::keepalive;
 use crate::registry::Registry;
 
 /// Stack for connection threads. Their deepest path is AMF decoding, bounded by the
@@ -92,8 +93,9 @@ pub struct ConnectionCounts {
     pub bytes_out: u64,
 }
 
-/// Accepts until the server stops, registering each client in the connection
-/// table and starting one thread per client that runs `serve`.
+/// Accepts until the server stops, giving each client's socket its options (no
+/// Nagle delay, TCP keepalive), registering it in the connection table and starting
+/// one thread per client that runs `serve`.
 pub(crate) fn accept_loop(
     listener: &TcpListener,
     ctx: &Arc<Context>,
@@ -116,6 +118,13 @@ pub(crate) fn accept_loop(
             // Too many refused attempts lately (logged once when the block began).
             drop(socket);
             continue;
+        }
+        let config = &ctx.config;
+        let (idle, stall) = (config.tcp_keepalive, config.write_stall_timeout);
+        if let Err(e) = keepalive::configure_accepted(&socket, idle, stall) {
+            // Only a socket that is already gone refuses its options; its thread
+            // will find out at once.
+            debug!("{peer}: setting socket options: {e}");
         }
         let Some(entry) = lifecycle.admit(kind, peer, Arc::new(socket)) else {
             return;

@@ -64,6 +64,10 @@ pub struct Config {
     /// A busy player gets at most one socket write per window; zero writes every
     /// frame as it comes. The cost of serving a player is per write, not per byte.
     pub merge_writes: Duration,
+    /// How long an accepted connection may be idle before TCP keepalive probes ask
+    /// whether its peer is still there (`--tcp-keepalive`); a peer that answers none
+    /// is given up about 30 s later. Zero sends no probes.
+    pub tcp_keepalive: Duration,
     /// How log lines are written; read by `main` when it sets up logging.
     pub log_format: LogFormat,
     /// Access rules and per-app keys as loaded. A running server reads the live
@@ -120,6 +124,7 @@ impl Default for Config {
             amf_limits: AmfLimits::default(),
             max_name_len: 256,
             merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
+            tcp_keepalive: Duration::from_secs(30),
             log_format: LogFormat::Text,
             policy: Arc::default(),
             source: Source::default(),

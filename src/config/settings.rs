@@ -53,6 +53,13 @@ pub enum Kind {
         max: u64,
         field: Field<Duration>,
     },
+    /// A whole number of seconds from `min` to `max`, for what the kernel counts in
+    /// seconds.
+    WholeSeconds {
+        min: u64,
+        max: u64,
+        field: Field<Duration>,
+    },
     /// One of a few names (`text`, `json`).
     Choice(ChoiceField),
 }
@@ -281,6 +288,18 @@ pub const SETTINGS: &[Setting] = &[
         kind: Kind::Seconds(|c| &mut c.shutdown_timeout),
     },
     Setting {
+        name: "tcp-keepalive",
+        short: None,
+        hint: "SECS",
+        help: "idle time before TCP keepalive probes check that a client is still there (one that answers none is dropped about 30 s later); 0 sends none",
+        kind: Kind::WholeSeconds {
+            min: 0,
+            // Linux's limit for TCP_KEEPIDLE.
+            max: 32767,
+            field: |c| &mut c.tcp_keepalive,
+        },
+    },
+    Setting {
         name: "log-format",
         short: None,
         hint: "text|json",
@@ -313,7 +332,7 @@ impl Setting {
                 };
                 self.store_bool(config, on)?;
             }
-            Kind::Integer { .. } | Kind::Millis { .. } => {
+            Kind::Integer { .. } | Kind::Millis { .. } | Kind::WholeSeconds { .. } => {
                 let n = text.parse::<u64>().map_err(|_| self.range_problem())?;
                 self.store_integer(config, n)?;
             }
@@ -359,6 +378,9 @@ impl Setting {
             Kind::Millis { min, max, field } if (min..=max).contains(&n) => {
                 *field(config) = Duration::from_millis(n)
             }
+            Kind::WholeSeconds { min, max, field } if (min..=max).contains(&n) => {
+                *field(config) = Duration::from_secs(n)
+            }
             _ => return Err(self.range_problem()),
         }
         Ok(())
@@ -393,6 +415,7 @@ impl Setting {
             },
             Kind::Seconds(field) => field(c).as_secs_f64().to_string(),
             Kind::Millis { field, .. } => field(c).as_millis().to_string(),
+            Kind::WholeSeconds { field, .. } => field(c).as_secs().to_string(),
             Kind::Choice(field) => field.get(c).into(),
         }
     }
@@ -402,7 +425,9 @@ impl Setting {
         Problem(match self.kind {
             Kind::Address(_) | Kind::AddressOrOff(_) => ADDRESS_PROBLEM.into(),
             Kind::OnOff(_) => "expected on or off".into(),
-            Kind::Integer { min, max, .. } | Kind::Millis { min, max, .. } => {
+            Kind::Integer { min, max, .. }
+            | Kind::Millis { min, max, .. }
+            | Kind::WholeSeconds { min, max, .. } => {
                 format!("must be a whole number from {min} to {max}")
             }
             Kind::Seconds(_) => {
@@ -461,7 +486,9 @@ mod tests {
                 .unwrap_or_else(|e| panic!("--{} {text}: {e}", s.name));
             assert_eq!(s.value_text(&c), text, "--{}", s.name);
             let ends: Vec<String> = match s.kind {
-                Kind::Integer { min, max, .. } | Kind::Millis { min, max, .. } => {
+                Kind::Integer { min, max, .. }
+                | Kind::Millis { min, max, .. }
+                | Kind::WholeSeconds { min, max, .. } => {
                     vec![min.to_string(), max.to_string()]
                 }
                 Kind::Seconds(_) => vec![MIN_SECONDS.to_string(), MAX_SECONDS.to_string()],

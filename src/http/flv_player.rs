@@ -19,7 +19,7 @@
 
 use std::fmt;
 use std::io::{self, Read};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -37,7 +37,7 @@ use crate::connections::{Context, THREAD_STACK};
 use crate::lifecycle::ConnectionKind;
 use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
 use crate::media::player::PlayerFilter;
-use crate::net::deadline;
+use crate::net::{TcpTransport, Transport};
 use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, Queued, Subscription};
 use crate::stream_key::StreamKey;
 
@@ -270,7 +270,7 @@ fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_r
         }
     };
     let mut writer = FlvWriter {
-        socket: &conn.socket,
+        transport: &mut conn.transport,
         ctx: &conn.ctx,
         framing,
         queue: sub.receiver(),
@@ -279,7 +279,6 @@ fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_r
         pending: head,
         body: Vec::with_capacity(16 * 1024),
         bytes_out: player.bytes_out.clone(),
-        write_stall_timeout: conn.ctx.config.write_stall_timeout,
     };
     let codecs = sub.codecs();
     let flv_header = match (codecs.audio.is_some(), codecs.video.is_some()) {
@@ -300,7 +299,7 @@ fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_r
     let FlvWriter { events, .. } = writer;
     // The watcher may be blocked handing us an event: let it fail instead.
     drop(events);
-    let _ = conn.socket.shutdown(Shutdown::Both);
+    conn.transport.shutdown();
     let _ = watcher.join();
     let summary = format!(
         "{peer}: {} play of {key} closed after {:.1} s, {} bytes out, {} frames dropped: {end}",
@@ -353,7 +352,7 @@ fn watch_plain(mut socket: TcpStream, events: Sender<WatchEvent>, ctx: &Context)
 }
 
 struct FlvWriter<'a> {
-    socket: &'a TcpStream,
+    transport: &'a mut TcpTransport,
     ctx: &'a Context,
     framing: Framing,
     queue: Receiver<Queued>,
@@ -364,7 +363,6 @@ struct FlvWriter<'a> {
     /// FLV bytes (header, tags) of the next write.
     body: Vec<u8>,
     bytes_out: Arc<AtomicU64>,
-    write_stall_timeout: Duration,
 }
 
 enum Next {
@@ -478,11 +476,11 @@ impl FlvWriter<'_> {
             }
         }
         let parts = [&self.pending[..], &prefix, &self.body, suffix];
-        let result = deadline::write_all_within(self.socket, parts, self.write_stall_timeout);
+        let result = self.transport.write_all(&mut parts.into_iter());
         let sent: usize = parts.iter().map(|p| p.len()).sum();
         result.map_err(|e| {
-            if crate::net::is_timeout(&e) {
-                End::Stalled(self.write_stall_timeout)
+            if e.kind() == io::ErrorKind::TimedOut {
+                End::Stalled(self.ctx.config.write_stall_timeout)
             } else {
                 End::WriteFailed(e)
             }
@@ -520,14 +518,12 @@ impl FlvWriter<'_> {
             Framing::UntilClose => Vec::new(),
         };
         if !last.is_empty() {
-            if deadline::write_all_within(self.socket, [&last[..]], self.write_stall_timeout)
-                .is_err()
-            {
+            if self.transport.write_bytes(&last).is_err() {
                 return;
             }
             self.count(last.len());
         }
-        let _ = self.socket.shutdown(Shutdown::Write);
+        let _ = self.transport.shutdown_write();
         // Give the client a moment to close its side, so it reads everything.
         let deadline = Instant::now() + LINGER;
         while let Ok(event) = self

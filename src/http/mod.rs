@@ -22,8 +22,8 @@ pub mod response;
 mod websocket;
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,7 @@ use log::{debug, warn};
 use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
-use crate::net;
-use crate::net::deadline;
+use crate::net::{TcpTransport, Transport};
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
 
@@ -103,17 +102,18 @@ pub(crate) fn serve_api(entry: Registration, ctx: Arc<Context>) {
 
 /// Serves one HTTP connection to the end.
 fn serve_routes(entry: Registration, ctx: Arc<Context>, routes: Routes) {
-    let socket = entry.socket().clone();
     let peer = entry.peer();
-    let _ = socket.set_nodelay(true);
-    if let Err(e) =
-        socket.set_write_timeout(Some(deadline::send_timeout(ctx.config.write_stall_timeout)))
-    {
-        debug!("{peer}: {e}");
-        return;
-    }
+    let stall = ctx.config.write_stall_timeout;
+    let transport = match TcpTransport::new(entry.socket().clone(), peer, stall) {
+        Ok(transport) => transport,
+        Err(e) => {
+            debug!("{peer}: {e}");
+            return;
+        }
+    };
     let mut conn = Conn {
-        socket,
+        socket: entry.socket().clone(),
+        transport,
         peer,
         id: entry.id(),
         ctx,
@@ -130,8 +130,8 @@ fn serve_routes(entry: Registration, ctx: Arc<Context>, routes: Routes) {
         }
         Err(e) => conn.refuse(e),
     }
-    net::linger(&conn.socket, LINGER, LINGER_BYTES);
-    let _ = conn.socket.shutdown(Shutdown::Both);
+    conn.transport.linger(LINGER, LINGER_BYTES);
+    conn.transport.shutdown();
 }
 
 /// How long, and how many bytes, a closing connection may still send us.
@@ -140,8 +140,10 @@ const LINGER_BYTES: usize = 64 * 1024;
 
 /// One HTTP connection and what the handlers need of it.
 pub(crate) struct Conn {
-    /// Shared with the server's connection table, which can shut it down.
-    pub socket: Arc<TcpStream>,
+    /// Over the socket the server's connection table shares (so it can shut it down).
+    pub transport: TcpTransport,
+    /// The socket itself, for an FLV player's watcher thread.
+    pub socket: Arc<std::net::TcpStream>,
     pub peer: SocketAddr,
     /// The connection's number (hooks' `clientid`).
     pub id: u64,
@@ -168,14 +170,11 @@ impl Conn {
             if left.is_zero() {
                 return Err(timed_out);
             }
-            self.socket
-                .set_read_timeout(Some(left))
-                .map_err(HttpError::Io)?;
             // Never read past the limit: parse() then reports the oversize.
             let room = (MAX_HEADER_BYTES + 1)
                 .saturating_sub(buf.len())
                 .min(chunk.len());
-            match (&*self.socket).read(&mut chunk[..room.max(1)]) {
+            match self.transport.read_within(&mut chunk[..room.max(1)], left) {
                 Ok(0) => {
                     return Err(HttpError::ClosedEarly {
                         received: buf.len(),
@@ -186,7 +185,7 @@ impl Conn {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if net::is_timeout(&e) => return Err(timed_out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(timed_out),
                 Err(e) => return Err(HttpError::Io(e)),
             }
         }
@@ -367,7 +366,7 @@ impl Conn {
 
     /// Writes a whole response; a client that went away is only worth a debug line.
     pub fn send(&mut self, bytes: &[u8]) -> bool {
-        match (&*self.socket).write_all(bytes) {
+        match self.transport.write_bytes(bytes) {
             Ok(()) => {
                 self.ctx
                     .counters

@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -23,8 +23,7 @@ use crate::config::Verb;
 use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
-use crate::net;
-use crate::net::deadline;
+use crate::net::{self, TcpTransport, Transport};
 use crate::registry::{PlayerInfo, PlayerProtocol, Publisher};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
@@ -144,9 +143,17 @@ impl From<Refusal> for CloseReason {
 
 /// Runs one client to the end and logs why it ended.
 pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
-    let socket = entry.socket().clone();
     let peer = entry.peer();
     debug!("{peer}: accepted");
+    let stall = ctx.config.write_stall_timeout;
+    let mut transport = match TcpTransport::new(entry.socket().clone(), peer, stall) {
+        Ok(transport) => transport,
+        Err(e) => {
+            debug!("{peer}: {e}");
+            return;
+        }
+    };
+    let transport: &mut dyn Transport = &mut transport;
     let started = Instant::now();
     let pace = Pace::new(ctx.config.merge_writes, next_tick_group());
     let mut conn = Connection {
@@ -160,18 +167,16 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
         publisher: None,
         tickets: HashMap::new(),
         idle_since: None,
-        read_timeout: None,
-        nonblocking: false,
         // So the first play round already looks at the client's input.
         polled: started.checked_sub(INPUT_POLL).unwrap_or(started),
         pace,
         bytes_out: Arc::new(AtomicU64::new(0)),
     };
-    let reason = conn.run(&socket);
+    let reason = conn.run(transport);
     let bytes_in = conn.session.as_ref().map_or(0, |s| s.bytes_received());
     let stopping = matches!(reason, CloseReason::Stopping);
     if stopping {
-        conn.end_for_stop(&socket);
+        conn.end_for_stop(transport);
     }
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
@@ -186,12 +191,12 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
     ) {
         // What is still queued (a refusal's status message, say) goes out before
         // the socket closes; a peer that takes nothing holds us up to the stall.
-        let _ = conn.write(&socket);
+        let _ = conn.write(transport);
     }
     if stopping {
-        net::linger(&socket, STOP_LINGER, usize::MAX);
+        transport.linger(STOP_LINGER, usize::MAX);
     }
-    let _ = socket.shutdown(Shutdown::Both);
+    transport.shutdown();
     let summary = format!(
         "{peer}: closed after {:.1} s, {bytes_in} bytes in, {} bytes out: {reason}",
         started.elapsed().as_secs_f64(),
@@ -223,10 +228,6 @@ struct Connection {
     tickets: HashMap<u32, Ticket>,
     /// When the last stream of a client that had one ended.
     idle_since: Option<Instant>,
-    /// The socket's read timeout as last set.
-    read_timeout: Option<Option<Duration>>,
-    /// The socket is in non-blocking mode (only while the connection just plays).
-    nonblocking: bool,
     /// When a playing client's input was last looked at.
     polled: Instant,
     /// When the player thread waits for frames and sleeps between writes.
@@ -235,23 +236,16 @@ struct Connection {
 }
 
 impl Connection {
-    fn run(&mut self, socket: &TcpStream) -> CloseReason {
-        match self.try_run(socket) {
+    fn run(&mut self, transport: &mut dyn Transport) -> CloseReason {
+        match self.try_run(transport) {
             Ok(()) => CloseReason::PeerClosed,
             Err(reason) => reason,
         }
     }
 
-    fn try_run(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
-        // Small writes (status replies) must not wait for Nagle.
-        let _ = socket.set_nodelay(true);
-        socket
-            .set_write_timeout(Some(deadline::send_timeout(
-                self.ctx.config.write_stall_timeout,
-            )))
-            .map_err(CloseReason::Io)?;
+    fn try_run(&mut self, transport: &mut dyn Transport) -> Result<(), CloseReason> {
         let mut buf = vec![0u8; READ_BUFFER];
-        let rest = self.handshake(socket, &mut buf)?;
+        let rest = self.handshake(transport, &mut buf)?;
         let config = &self.ctx.config;
         self.session = Some(ServerSession::new(SessionConfig {
             chunk_size: config.chunk_size,
@@ -261,18 +255,17 @@ impl Connection {
         }));
         let mut events = Vec::new();
         self.feed(&rest, &mut events)?;
-        self.write(socket)?;
+        self.write(transport)?;
         loop {
             if self.publisher.is_none() && self.writer.is_playing() {
-                self.play_round(socket, &mut buf, &mut events)?;
+                self.play_round(transport, &mut buf, &mut events)?;
                 continue;
             }
-            self.set_nonblocking(socket, false)?;
-            let n = self.read(socket, &mut buf)?;
+            let n = self.read(transport, &mut buf)?;
             self.feed(&buf[..n], &mut events)?;
             // A connection that publishes may play too; its frames go with the replies.
             self.writer.gather();
-            self.write(socket)?;
+            self.write(transport)?;
             if self.publisher.is_some() && buf.len() < PUBLISH_READ_BUFFER {
                 buf.resize(PUBLISH_READ_BUFFER, 0);
             }
@@ -284,7 +277,7 @@ impl Connection {
     /// then sleep to the next merge tick so the next frames gather.
     fn play_round(
         &mut self,
-        socket: &TcpStream,
+        transport: &mut dyn Transport,
         buf: &mut [u8],
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), CloseReason> {
@@ -297,10 +290,10 @@ impl Connection {
             Waited::Timeout => false,
         };
         if self.polled.elapsed() >= INPUT_POLL {
-            self.poll_input(socket, buf, events)?;
+            self.poll_input(transport, buf, events)?;
         }
         let media = self.writer.has_media();
-        self.write(socket)?;
+        self.write(transport)?;
         let sleep = self.pace.after_round(uptime.elapsed(), media, more);
         if !sleep.is_zero() {
             thread::sleep(sleep);
@@ -311,14 +304,13 @@ impl Connection {
     /// Takes what a playing client sent, without waiting for more.
     fn poll_input(
         &mut self,
-        socket: &TcpStream,
+        transport: &mut dyn Transport,
         buf: &mut [u8],
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), CloseReason> {
         self.polled = Instant::now();
-        self.set_nonblocking(socket, true)?;
         for _ in 0..READS_PER_POLL {
-            match (&*socket).read(buf) {
+            match transport.try_read(buf) {
                 Ok(0) => return Err(self.ended(CloseReason::PeerClosed)),
                 Ok(n) => {
                     self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, n);
@@ -333,18 +325,10 @@ impl Connection {
         Ok(())
     }
 
-    fn set_nonblocking(&mut self, socket: &TcpStream, on: bool) -> Result<(), CloseReason> {
-        if self.nonblocking != on {
-            socket.set_nonblocking(on).map_err(CloseReason::Io)?;
-            self.nonblocking = on;
-        }
-        Ok(())
-    }
-
     /// Writes what waits, counting the bytes.
-    fn write(&mut self, socket: &TcpStream) -> Result<(), CloseReason> {
+    fn write(&mut self, transport: &mut dyn Transport) -> Result<(), CloseReason> {
         let stall = self.ctx.config.write_stall_timeout;
-        match self.writer.write(socket, self.nonblocking, stall) {
+        match self.writer.write(transport) {
             Ok(n) => {
                 self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 self.ctx.counters.add_bytes_out(ConnectionKind::Rtmp, n);
@@ -377,7 +361,11 @@ impl Connection {
     }
 
     /// Reads with the timeout that fits what the client is doing now.
-    fn read(&mut self, socket: &TcpStream, buf: &mut [u8]) -> Result<usize, CloseReason> {
+    fn read(
+        &mut self,
+        transport: &mut dyn Transport,
+        buf: &mut [u8],
+    ) -> Result<usize, CloseReason> {
         let config = &self.ctx.config;
         // A client with nothing playing or publishing gets the setup allowance,
         // counted from connecting or from the end of its last stream.
@@ -404,13 +392,7 @@ impl Connection {
                 }
                 return Err(idle_timeout);
             };
-            let timeout = Some(left.min(STOP_POLL));
-            // Only when it changes: this runs once per read on the publish path.
-            if self.read_timeout != Some(timeout) {
-                socket.set_read_timeout(timeout).map_err(CloseReason::Io)?;
-                self.read_timeout = Some(timeout);
-            }
-            match (&*socket).read(buf) {
+            match transport.read_within(buf, left.min(STOP_POLL)) {
                 Ok(0) => return Err(self.ended(CloseReason::PeerClosed)),
                 Ok(n) => {
                     self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, n);
@@ -418,7 +400,7 @@ impl Connection {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // The allowance and the stop flag are looked at again above.
-                Err(e) if net::is_timeout(&e) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if net::is_disconnect(&e) => return Err(self.ended(CloseReason::PeerClosed)),
                 Err(e) => return Err(self.ended(CloseReason::Io(e))),
             }
@@ -440,7 +422,7 @@ impl Connection {
     /// it: a publisher is told its stream ended; a player gets what its queue still
     /// holds, which ends with the registry's `PublishStop` (StreamEOF,
     /// UnpublishNotify).
-    fn end_for_stop(&mut self, socket: &TcpStream) {
+    fn end_for_stop(&mut self, transport: &mut dyn Transport) {
         if let Some((stream_id, _)) = &self.publisher {
             let stream_id = *stream_id;
             self.session()
@@ -448,24 +430,28 @@ impl Connection {
             self.queue_session_output();
         }
         while self.writer.gather() {
-            if self.write(socket).is_err() {
+            if self.write(transport).is_err() {
                 return;
             }
         }
     }
 
     /// Runs the handshake on this thread; returns the bytes that followed C2.
-    fn handshake(&mut self, socket: &TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, CloseReason> {
+    fn handshake(
+        &mut self,
+        transport: &mut dyn Transport,
+        buf: &mut [u8],
+    ) -> Result<Vec<u8>, CloseReason> {
         let uptime = self.ctx.started.elapsed().as_millis() as u32;
         let mut handshake = ServerHandshake::new(uptime);
         let mut out = Vec::new();
         loop {
-            let n = self.read(socket, buf)?;
+            let n = self.read(transport, buf)?;
             let progress = handshake
                 .process(&buf[..n], &mut out)
                 .map_err(CloseReason::Handshake)?;
             if !out.is_empty() {
-                (&*socket).write_all(&out).map_err(CloseReason::Io)?;
+                transport.write_bytes(&out).map_err(CloseReason::Io)?;
                 out.clear();
             }
             if let Progress::Done { remaining } = progress {

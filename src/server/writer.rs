@@ -7,7 +7,6 @@
 //! from the frame that the publisher, the GOP cache and every player share.
 
 use std::io;
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use log::warn;
 
 use crate::media::frame::Frame;
 use crate::media::player::PlayerFilter;
-use crate::net::deadline;
+use crate::net::Transport;
 use crate::registry::{self, PlayerItem, Queued, Subscription};
 use crate::rtmp::chunk::{self, ChunkEncoder, RawMessage};
 use crate::rtmp::message::{self as msg, UserControl};
@@ -267,20 +266,15 @@ impl Writer {
     }
 
     /// Sends everything gathered, in order, in as few syscalls as the kernel
-    /// allows; fails with `TimedOut` once the peer has taken no byte for `stall`.
-    /// Returns the bytes written.
-    pub fn write(
-        &mut self,
-        socket: &TcpStream,
-        nonblocking: bool,
-        stall: Duration,
-    ) -> io::Result<usize> {
+    /// allows; fails with `TimedOut` once the peer has taken no byte for the
+    /// transport's stall limit. Returns the bytes written.
+    pub fn write(&mut self, transport: &mut dyn Transport) -> io::Result<usize> {
         if self.pending == 0 {
             return Ok(0);
         }
         let mut from = 0;
         let own = &self.own;
-        let slices = self
+        let mut slices = self
             .parts
             .iter()
             .flat_map(move |part| {
@@ -301,11 +295,8 @@ impl Writer {
                 )
             })
             .chain(std::iter::once(&own[self.own_done..]));
-        let result = if nonblocking {
-            deadline::write_all_within_nonblocking(socket, slices, stall)
-        } else {
-            deadline::write_all_within(socket, slices, stall)
-        };
+        let result = transport.write_all(&mut slices);
+        drop(slices);
         let written = self.pending;
         self.clear();
         result.map(|()| written)
@@ -327,10 +318,11 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::media::frame::FrameKind;
+    use crate::net::TcpTransport;
     use crate::rng::Rng;
     use crate::rtmp::chunk::{ChunkDecoder, ChunkLimits};
     use std::io::Read;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::thread;
 
     /// Replies, frames (with extended and wrapping timestamps, two stream ids) and
@@ -342,10 +334,9 @@ mod tests {
             let mut rng = Rng::new(seed);
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let (server, _) = listener.accept().unwrap();
-            server
-                .set_write_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            let mut server =
+                TcpTransport::new(Arc::new(server), peer, Duration::from_secs(5)).unwrap();
             let reader = thread::spawn(move || {
                 let mut got = Vec::new();
                 let mut b = [0u8; 8192];
@@ -364,8 +355,11 @@ mod tests {
             let mut w = Writer::new();
             let mut expected: Vec<RawMessage> = Vec::new();
             let mut ts = [0u32; 3];
-            let nonblocking = seed % 2 == 0;
-            server.set_nonblocking(nonblocking).unwrap();
+            if seed % 2 == 0 {
+                // A look for input leaves the socket non-blocking for the writes.
+                let err = server.try_read(&mut [0u8; 1]).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+            }
             for _ in 0..200 {
                 match rng.below(10) {
                     0 => {
@@ -380,8 +374,7 @@ mod tests {
                         w.message(&m);
                     }
                     2 => {
-                        w.write(&server, nonblocking, Duration::from_secs(5))
-                            .unwrap();
+                        w.write(&mut server).unwrap();
                     }
                     _ => {
                         let k = rng.below(3);
@@ -410,9 +403,8 @@ mod tests {
                     }
                 }
             }
-            w.write(&server, nonblocking, Duration::from_secs(5))
-                .unwrap();
-            server.shutdown(std::net::Shutdown::Write).unwrap();
+            w.write(&mut server).unwrap();
+            server.shutdown_write().unwrap();
             let got = reader.join().unwrap();
             let mut dec = ChunkDecoder::new(ChunkLimits::default());
             dec.push(&got);

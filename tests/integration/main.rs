@@ -19,6 +19,7 @@ mod http_api;
 mod http_flv;
 mod http_support;
 mod http_websocket;
+mod keepalive;
 mod late_join;
 mod mutation;
 mod package;

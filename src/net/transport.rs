@@ -1,0 +1,301 @@
+//! The seam between the code that speaks a protocol and the bytes on the wire. A
+//! connection's thread reads and writes through a [`Transport`]: reads that wait at
+//! most so long, reads that only look, writes of many slices at once that give up
+//! once the peer stops taking bytes, and the end of the connection. Plain TCP is
+//! [`TcpTransport`]; TLS fits behind the same trait (rustls is sans-IO: its
+//! `read_tls`/`process_new_packets` run inside the reads, its records are built from
+//! the slices inside `write_all` and flushed with `write_tls` under the same stall
+//! limit, its buffers live in the transport), so the connection code and the player
+//! engine above never change with it.
+//!
+//! A socket send timeout applies per `write` call and restarts after any partial
+//! progress, so on its own it lets a stuck peer hold a writer for up to twice as long
+//! as intended, and a trickling one forever. `TcpTransport` sets the send timeout to
+//! a slice of the allowed stall and counts the slices.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A connection's byte stream, whatever carries it.
+///
+/// Errors follow `std::io`, with two kinds that mean something here: a read that
+/// found nothing in time fails with `WouldBlock`, and a write that the peer took no
+/// byte of for the stall limit fails with `TimedOut`. Any other error (a reset, a
+/// keepalive that found the peer gone, a TLS alert) ends the connection.
+pub trait Transport: Send {
+    /// Who is at the other end.
+    fn peer(&self) -> SocketAddr;
+
+    /// Waits at most `timeout` for bytes and reads what has come; `Ok(0)` once the
+    /// peer has closed its side.
+    fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
+
+    /// Reads what has arrived without waiting; `WouldBlock` if nothing has.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Writes every slice, in order, in as few system calls as it can; fails with
+    /// `TimedOut` once the peer has accepted no byte for the transport's stall limit.
+    fn write_all(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()>;
+
+    /// Ends our side after what was written (TLS: close_notify first); reads
+    /// still work.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Closes both directions now.
+    fn shutdown(&mut self);
+
+    /// Writes one buffer (see [`Transport::write_all`]).
+    fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(&mut std::iter::once(bytes))
+    }
+
+    /// Ends our side of a connection whose last bytes have been written, then reads
+    /// and discards until the peer closes, for at most `time` and `max_bytes`.
+    /// Closing a socket with unread input makes the kernel reset the connection,
+    /// which can destroy what we wrote last (an error about that very input, the
+    /// end of a stream) before the peer reads it.
+    fn linger(&mut self, time: Duration, max_bytes: usize) {
+        if self.shutdown_write().is_err() {
+            return;
+        }
+        let deadline = Instant::now() + time;
+        let mut buf = [0u8; 4096];
+        let mut left = max_bytes;
+        while left > 0 {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return;
+            }
+            match self.read_within(&mut buf, wait) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// The socket send timeout for a peer that may stall for `stall`.
+fn send_timeout(stall: Duration) -> Duration {
+    (stall / 8).max(Duration::from_millis(10))
+}
+
+/// Slices per `writev`. Enough for a merge window of frames (two per frame);
+/// kept on the stack, so a write allocates nothing.
+const SLICES_PER_WRITE: usize = 32;
+
+/// Plain TCP over the socket the connection table shares (so a stop or an eviction
+/// can shut it down from another thread). The socket's blocking mode follows use:
+/// non-blocking while the connection only looks for input (a player), blocking
+/// with a timeout while it waits for it; each switch is one system call, made only
+/// when the mode changes.
+#[derive(Debug)]
+pub struct TcpTransport {
+    socket: Arc<TcpStream>,
+    peer: SocketAddr,
+    stall: Duration,
+    nonblocking: bool,
+    /// The socket's read timeout as last set.
+    read_timeout: Option<Duration>,
+}
+
+impl TcpTransport {
+    /// Wraps an accepted (or connected) socket whose peer may take nothing for
+    /// `stall` before a write gives up.
+    pub fn new(socket: Arc<TcpStream>, peer: SocketAddr, stall: Duration) -> io::Result<Self> {
+        socket.set_write_timeout(Some(send_timeout(stall)))?;
+        Ok(TcpTransport {
+            socket,
+            peer,
+            stall,
+            nonblocking: false,
+            read_timeout: None,
+        })
+    }
+
+    fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        if self.nonblocking != on {
+            self.socket.set_nonblocking(on)?;
+            self.nonblocking = on;
+        }
+        Ok(())
+    }
+
+    /// Writes one group of slices. In non-blocking mode, what the kernel takes at
+    /// once leaves without a wait; should the peer's window fill, the socket blocks
+    /// for the rest (its send timeout counting the stall) and stays blocking until
+    /// the next look for input makes it non-blocking again.
+    fn write_group(&mut self, mut slices: &mut [IoSlice]) -> io::Result<()> {
+        let mut progress = Instant::now();
+        while !slices.is_empty() {
+            match (&*self.socket).write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut slices, n);
+                    progress = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.nonblocking => {
+                    self.set_nonblocking(false)?;
+                }
+                // A slice of the send timeout passed without progress.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if progress.elapsed() >= self.stall {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transport for TcpTransport {
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.set_nonblocking(false)?;
+        // A zero timeout means "forever" to the socket.
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        // Only when it changes: this runs once per read on the publish path.
+        if self.read_timeout != timeout {
+            self.socket.set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        (&*self.socket).read(buf)
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.set_nonblocking(true)?;
+        (&*self.socket).read(buf)
+    }
+
+    fn write_all(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
+        let mut parts = parts.filter(|p| !p.is_empty()).peekable();
+        while parts.peek().is_some() {
+            let mut group = [IoSlice::new(&[]); SLICES_PER_WRITE];
+            let mut n = 0;
+            for (slot, part) in group.iter_mut().zip(parts.by_ref()) {
+                *slot = IoSlice::new(part);
+                n += 1;
+            }
+            self.write_group(&mut group[..n])?;
+        }
+        Ok(())
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.socket.shutdown(Shutdown::Write)
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    fn pair(stall: Duration) -> (TcpTransport, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        (
+            TcpTransport::new(Arc::new(server), peer, stall).unwrap(),
+            client,
+        )
+    }
+
+    #[test]
+    fn sends_every_part_in_order() {
+        let (mut server, mut client) = pair(Duration::from_secs(5));
+        let big = vec![7u8; 3 << 20];
+        let reader = thread::spawn(move || {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            got
+        });
+        let parts = [&b"head"[..], b"", &big, b"tail"];
+        server.write_all(&mut parts.into_iter()).unwrap();
+        server.shutdown();
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), 8 + big.len());
+        assert_eq!(&got[..4], b"head");
+        assert_eq!(&got[got.len() - 4..], b"tail");
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_times_out_after_the_stall_not_twice_it() {
+        let stall = Duration::from_millis(400);
+        let (mut server, _client) = pair(stall);
+        // Far more than the socket buffers hold, so the writer must stall.
+        let big = vec![1u8; 64 << 20];
+        let started = Instant::now();
+        let err = server.write_bytes(&big).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(took >= stall, "gave up after {took:?}");
+        // One slice of slack for the write that was under way when the stall began.
+        assert!(took < stall * 2, "took {took:?} for a {stall:?} stall");
+    }
+
+    #[test]
+    fn a_look_for_input_does_not_wait_and_a_full_window_is_waited_for() {
+        let (mut server, mut client) = pair(Duration::from_secs(5));
+        let mut buf = [0u8; 8];
+        let err = server.try_read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "nothing sent yet");
+        // More than the socket buffers hold: the write must wait for the reader.
+        let big = vec![3u8; 16 << 20];
+        let reader = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            let mut got = vec![0u8; 16 << 20];
+            client.read_exact(&mut got).unwrap();
+            client.write_all(b"hi").unwrap();
+            (got, client)
+        });
+        server.write_bytes(&big).unwrap();
+        let (got, _client) = reader.join().unwrap();
+        assert_eq!(got, big);
+        let n = server
+            .read_within(&mut buf, Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        let err = server.try_read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "non-blocking again");
+        let started = Instant::now();
+        let err = server
+            .read_within(&mut buf, Duration::from_millis(50))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(started.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn linger_reads_until_the_peer_closes() {
+        let (mut server, mut client) = pair(Duration::from_secs(5));
+        server.write_bytes(b"bye").unwrap();
+        let reader = thread::spawn(move || {
+            client.write_all(&[9u8; 10_000]).unwrap();
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            got
+        });
+        let started = Instant::now();
+        server.linger(Duration::from_secs(5), usize::MAX);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the peer closed"
+        );
+        assert_eq!(reader.join().unwrap(), b"bye");
+    }
+}
