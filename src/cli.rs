@@ -40,7 +40,8 @@ pub struct SignArgs {
 /// How long a signed URL stays valid unless `--expires-in` says otherwise.
 pub const DEFAULT_EXPIRES_IN: u64 = 3600;
 
-/// A command line we refuse; `main` prints it with the usage and exits 2.
+/// A command line we refuse; `main` prints it with a pointer to `--help` and
+/// exits 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError(pub String);
 
@@ -95,9 +96,7 @@ where
     if args.first().is_some_and(|a| a == "sign") {
         return parse_sign(&args[1..]).map(Command::Sign);
     }
-    let matches = options()
-        .parse(args)
-        .map_err(|e| UsageError(e.to_string()))?;
+    let matches = options().parse(args).map_err(getopts_error)?;
     if matches.opt_present("h") {
         return Ok(Command::Help(usage()));
     }
@@ -116,7 +115,7 @@ where
     for s in SETTINGS {
         if let Some(text) = matches.opt_str(s.name) {
             s.set_text(&mut config, &text)
-                .map_err(|problem| UsageError(format!("--{} {text}: {problem}", s.name)))?;
+                .map_err(|problem| UsageError(format!("--{}: '{text}' {problem}", s.name)))?;
             flags.push((s.name, text));
         }
     }
@@ -139,7 +138,7 @@ fn parse_sign(args: &[std::ffi::OsString]) -> Result<SignArgs, UsageError> {
     opts.optopt("", "expires-in", "seconds the URL stays valid", "SECONDS");
     let m = opts
         .parse(args)
-        .map_err(|e| UsageError(format!("sign: {e}")))?;
+        .map_err(|e| UsageError(format!("sign: {}", getopts_error(e))))?;
     let url = match m.free.as_slice() {
         [url] => url.clone(),
         [] => return Err(UsageError("sign: which URL? (rtmpd sign ... URL)".into())),
@@ -148,7 +147,7 @@ fn parse_sign(args: &[std::ffi::OsString]) -> Result<SignArgs, UsageError> {
     let expires_in = match m.opt_str("expires-in") {
         Some(text) => text.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
             UsageError(format!(
-                "sign: --expires-in {text}: must be a whole number of seconds"
+                "sign: --expires-in: '{text}' must be a whole number of seconds"
             ))
         })?,
         None => DEFAULT_EXPIRES_IN,
@@ -164,6 +163,25 @@ fn parse_sign(args: &[std::ffi::OsString]) -> Result<SignArgs, UsageError> {
         play: m.opt_present("play"),
         expires_in,
         url,
+    })
+}
+
+/// getopts' refusal in our words, naming the flag as it is typed.
+fn getopts_error(fail: getopts::Fail) -> UsageError {
+    use getopts::Fail;
+    let flag = |name: &str| {
+        if name.chars().count() == 1 {
+            format!("-{name}")
+        } else {
+            format!("--{name}")
+        }
+    };
+    UsageError(match fail {
+        Fail::UnrecognizedOption(name) => format!("unknown option '{}'", flag(&name)),
+        Fail::ArgumentMissing(name) => format!("{} needs a value", flag(&name)),
+        Fail::OptionDuplicated(name) => format!("{} is given more than once", flag(&name)),
+        Fail::UnexpectedArgument(name) => format!("{} takes no value", flag(&name)),
+        Fail::OptionMissing(name) => format!("{} is required", flag(&name)),
     })
 }
 
@@ -254,7 +272,7 @@ mod tests {
         );
         assert_eq!(run(&["--http", "off"]).http, None);
         let err = parse(["--http", "nowhere"]).unwrap_err();
-        assert!(err.to_string().starts_with("--http nowhere:"), "{err}");
+        assert!(err.to_string().starts_with("--http: 'nowhere' "), "{err}");
     }
 
     #[test]
@@ -324,10 +342,37 @@ mod tests {
         let err = parse(["--max-message-size", "20000000"]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--max-message-size 20000000: must be a whole number from 1024 to 16777215"
+            "--max-message-size: '20000000' must be a whole number from 1024 to 16777215"
         );
         let err = parse(["--publish-timeout", "0"]).unwrap_err();
-        assert!(err.to_string().starts_with("--publish-timeout 0:"), "{err}");
+        assert!(
+            err.to_string().starts_with("--publish-timeout: '0' "),
+            "{err}"
+        );
+    }
+
+    /// `--http 99999` once suggested 0.0.0.0:1935, the RTMP listener's address.
+    #[test]
+    fn address_errors_suggest_the_flags_own_kind_of_address() {
+        assert_eq!(
+            parse(["--http", "99999"]).unwrap_err().to_string(),
+            "--http: '99999' must be a port (1-65535), an address like 0.0.0.0:8080, or off"
+        );
+        assert_eq!(
+            parse(["-l", "99999"]).unwrap_err().to_string(),
+            "--listen: '99999' must be a port (1-65535) or an address like 0.0.0.0:1935"
+        );
+    }
+
+    #[test]
+    fn getopts_refusals_name_the_flag() {
+        let err = |args: &[&str]| parse(args).unwrap_err().to_string();
+        assert_eq!(err(&["--bogus"]), "unknown option '--bogus'");
+        assert_eq!(err(&["-x"]), "unknown option '-x'");
+        assert_eq!(err(&["--http"]), "--http needs a value");
+        assert_eq!(err(&["-l"]), "-l needs a value");
+        assert_eq!(err(&["--help=yes"]), "--help takes no value");
+        assert_eq!(err(&["stray"]), "unexpected argument 'stray'");
     }
 
     #[test]
@@ -336,7 +381,7 @@ mod tests {
         assert_eq!(run(&["--log-format", "json"]).log_format, LogFormat::Json);
         assert_eq!(
             parse(["--log-format", "xml"]).unwrap_err().to_string(),
-            "--log-format xml: expected text or json"
+            "--log-format: 'xml' must be text or json"
         );
     }
 

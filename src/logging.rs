@@ -44,6 +44,17 @@ pub fn init(format: LogFormat) {
     builder.init();
 }
 
+/// Says why the server could not start, on one line of stderr whatever `RUST_LOG`
+/// says: `rtmpd: ...`, or under journald an error line like the others there
+/// (`<3>[ERROR rtmpd] ...`), so `journalctl -p err` shows it.
+pub fn fatal(message: &dyn std::fmt::Display) {
+    if stderr_is_journal() {
+        eprintln!("<{}>[ERROR rtmpd] {message}", syslog_priority(Level::Error));
+    } else {
+        eprintln!("rtmpd: {message}");
+    }
+}
+
 /// The syslog priority journald files a record's line under.
 pub fn syslog_priority(level: Level) -> u8 {
     match level {

@@ -44,8 +44,9 @@ fn main() -> ExitCode {
             println!("{}", rtmpd::build_info::describe());
             return ExitCode::SUCCESS;
         }
+        // The error alone, not the usage: fifty lines of usage scroll it away.
         Err(e) => {
-            eprintln!("rtmpd: {e}\n\n{}", cli::usage());
+            eprintln!("rtmpd: {e}\ntry 'rtmpd --help'");
             return ExitCode::from(2);
         }
     };
@@ -57,14 +58,15 @@ fn main() -> ExitCode {
         }
     };
     rtmpd::logging::init(config.log_format);
-    info!("{} starting", rtmpd::build_info::describe());
     let server = match Server::bind(config) {
         Ok(server) => server,
+        // One line on stderr, whatever RUST_LOG says: the server never ran.
         Err(e) => {
-            error!("cannot start: {e}");
+            rtmpd::logging::fatal(&e);
             return ExitCode::FAILURE;
         }
     };
+    info!("{} starting", rtmpd::build_info::describe());
     if let Err(e) = rtmpd::signals::handle_signals(server.handle()) {
         error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;

@@ -66,7 +66,7 @@ impl Source {
                     .set_text(&mut config, text)
                     .map_err(|problem| FileError {
                         path: "command line".into(),
-                        message: format!("--{name} {text}: {problem}"),
+                        message: format!("--{name}: '{text}' {problem}"),
                     })?;
             }
         }

@@ -109,7 +109,7 @@ pub enum IntegerField {
 pub const MIN_SECONDS: f64 = 0.1;
 pub const MAX_SECONDS: f64 = 86_400.0;
 
-/// Why a value is refused, said of the value: `--NAME VALUE: <this>`.
+/// Why a value is refused, said of the value: `--NAME: 'VALUE' <this>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem(pub String);
 
@@ -317,18 +317,20 @@ impl Setting {
     /// Sets the value given as text (a command-line argument).
     pub fn set_text(&self, config: &mut Config, text: &str) -> Result<(), Problem> {
         match self.kind {
-            Kind::Address(field) => *field(config) = parse_address(text)?,
+            Kind::Address(field) => {
+                *field(config) = parse_address(text).ok_or_else(|| self.range_problem())?
+            }
             Kind::AddressOrOff(field) => {
                 *field(config) = match text {
                     "off" => None,
-                    _ => Some(parse_address(text)?),
+                    _ => Some(parse_address(text).ok_or_else(|| self.range_problem())?),
                 }
             }
             Kind::OnOff(_) => {
                 let on = match text {
                     "on" | "true" | "yes" | "1" => true,
                     "off" | "false" | "no" | "0" => false,
-                    _ => return Err(Problem("expected on or off".into())),
+                    _ => return Err(self.range_problem()),
                 };
                 self.store_bool(config, on)?;
             }
@@ -420,11 +422,19 @@ impl Setting {
         }
     }
 
-    /// What a value of this kind must be, for an error message.
+    /// What a value of this kind must be, for an error message. An address's
+    /// example is the setting's own default, so each listener suggests its port.
     fn range_problem(&self) -> Problem {
+        let example = || self.value_text(&Config::rtmpd_defaults());
         Problem(match self.kind {
-            Kind::Address(_) | Kind::AddressOrOff(_) => ADDRESS_PROBLEM.into(),
-            Kind::OnOff(_) => "expected on or off".into(),
+            Kind::Address(_) => {
+                format!("must be a port (1-65535) or an address like {}", example())
+            }
+            Kind::AddressOrOff(_) => format!(
+                "must be a port (1-65535), an address like {}, or off",
+                example()
+            ),
+            Kind::OnOff(_) => "must be on or off".into(),
             Kind::Integer { min, max, .. }
             | Kind::Millis { min, max, .. }
             | Kind::WholeSeconds { min, max, .. } => {
@@ -433,15 +443,13 @@ impl Setting {
             Kind::Seconds(_) => {
                 format!("must be a number of seconds from {MIN_SECONDS} to {MAX_SECONDS}")
             }
-            Kind::Choice(field) => format!("expected {}", field.names().join(" or ")),
+            Kind::Choice(field) => format!("must be {}", field.names().join(" or ")),
         })
     }
 }
 
-const ADDRESS_PROBLEM: &str = "not an address like 0.0.0.0:1935";
-
 /// `HOST:PORT`, or a bare port (the common shorthand, `-l 1936`) on all interfaces.
-fn parse_address(text: &str) -> Result<SocketAddr, Problem> {
+fn parse_address(text: &str) -> Option<SocketAddr> {
     let with_host;
     let addr = if text.parse::<u16>().is_ok() {
         with_host = format!("0.0.0.0:{text}");
@@ -449,10 +457,7 @@ fn parse_address(text: &str) -> Result<SocketAddr, Problem> {
     } else {
         text
     };
-    addr.to_socket_addrs()
-        .ok()
-        .and_then(|mut it| it.next())
-        .ok_or_else(|| Problem(ADDRESS_PROBLEM.into()))
+    addr.to_socket_addrs().ok().and_then(|mut it| it.next())
 }
 
 #[cfg(test)]
@@ -501,6 +506,25 @@ mod tests {
                 assert_eq!(s.value_text(&c), end, "--{}", s.name);
             }
         }
+    }
+
+    /// Each listener's error suggests an address of its own kind, not another's.
+    #[test]
+    fn address_problems_suggest_the_settings_own_default() {
+        let find = |name| SETTINGS.iter().find(|s| s.name == name).unwrap();
+        let mut c = Config::rtmpd_defaults();
+        assert_eq!(
+            find("http").set_text(&mut c, "99999").unwrap_err().0,
+            "must be a port (1-65535), an address like 0.0.0.0:8080, or off"
+        );
+        assert_eq!(
+            find("listen").set_text(&mut c, "99999").unwrap_err().0,
+            "must be a port (1-65535) or an address like 0.0.0.0:1935"
+        );
+        assert_eq!(
+            find("gop-cache").set_text(&mut c, "maybe").unwrap_err().0,
+            "must be on or off"
+        );
     }
 
     #[test]

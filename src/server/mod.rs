@@ -14,6 +14,7 @@
 mod connection;
 mod writer;
 
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -121,23 +122,20 @@ pub struct Server {
     ctx: Arc<Context>,
 }
 
-/// Binds `addr` for `what`, saying which listener failed.
-fn bind(what: &str, addr: Option<SocketAddr>) -> io::Result<Option<TcpListener>> {
-    addr.map(|addr| {
-        TcpListener::bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("{what} listener on {addr}: {e}")))
-    })
-    .transpose()
-}
-
 impl Server {
     /// Binds the listening socket; nothing is accepted until `run`.
+    /// A listener that cannot be bound is an error whose message names the
+    /// listener, the address, the cause and the flag that moves it ([`BindError`]).
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = TcpListener::bind(config.listen).map_err(|e| {
-            io::Error::new(e.kind(), format!("RTMP listener on {}: {e}", config.listen))
-        })?;
-        let http = bind("HTTP", config.http)?;
-        let api = bind("API", config.api_listen)?;
+        let listener = bind_listener(Listener::Rtmp, config.listen)?;
+        let http = config
+            .http
+            .map(|addr| bind_listener(Listener::Http, addr))
+            .transpose()?;
+        let api = config
+            .api_listen
+            .map(|addr| bind_listener(Listener::Api, addr))
+            .transpose()?;
         let registry = Registry::new(RegistryConfig {
             gop: GopLimits {
                 enabled: config.gop_cache,
@@ -280,6 +278,78 @@ impl Server {
 /// How long a stop waits for the last `_done` hook calls to go out.
 const DONE_HOOKS_GRACE: Duration = Duration::from_secs(2);
 
+/// A listener that could not be bound, said for the person starting the server:
+/// `cannot listen for RTMP on 0.0.0.0:1935: address already in use (another rtmpd
+/// or nginx-rtmp running? choose another address with -l/--listen)`.
+#[derive(Debug)]
+pub struct BindError {
+    pub listener: Listener,
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+/// The server's listeners, each moved by a flag of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `-l/--listen`.
+    Rtmp,
+    /// `--http`: HTTP-FLV, WebSocket-FLV, and the API unless `--api-listen`.
+    Http,
+    /// `--api-listen`.
+    Api,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, flag, others) = match self.listener {
+            Listener::Rtmp => ("RTMP", "-l/--listen", "another rtmpd or nginx-rtmp"),
+            Listener::Http => ("HTTP", "--http", "another rtmpd or a web server"),
+            Listener::Api => ("the API", "--api-listen", "another rtmpd or a web server"),
+        };
+        let addr = self.addr;
+        write!(f, "cannot listen for {what} on {addr}: ")?;
+        match self.source.kind() {
+            io::ErrorKind::AddrInUse => write!(
+                f,
+                "address already in use ({others} running? choose another address with {flag})"
+            ),
+            io::ErrorKind::PermissionDenied => write!(
+                f,
+                "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; \
+                 choose another address with {flag})"
+            ),
+            io::ErrorKind::AddrNotAvailable => write!(
+                f,
+                "address not available (no interface of this machine has {}; choose another \
+                 address with {flag})",
+                addr.ip()
+            ),
+            _ => write!(f, "{} (choose another address with {flag})", self.source),
+        }
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Binds one listener; the error is a [`BindError`] inside an `io::Error` of the
+/// same kind.
+fn bind_listener(listener: Listener, addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|source| {
+        io::Error::new(
+            source.kind(),
+            BindError {
+                listener,
+                addr,
+                source,
+            },
+        )
+    })
+}
+
 /// How long `run` waits, after cutting, for the cut connections' threads.
 const CUT_GRACE: Duration = Duration::from_millis(200);
 
@@ -304,4 +374,33 @@ fn spawn_accept_loop(
     thread::Builder::new()
         .name(format!("{} accept", kind.as_str()))
         .spawn(move || accept_loop(&listener, &ctx, kind, serve))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_address_names_the_listener_and_its_flag() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let rtmp = bind_listener(Listener::Rtmp, addr).unwrap_err();
+        assert_eq!(rtmp.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            rtmp.to_string(),
+            format!(
+                "cannot listen for RTMP on {addr}: address already in use (another rtmpd or \
+                 nginx-rtmp running? choose another address with -l/--listen)"
+            )
+        );
+        let http = bind_listener(Listener::Http, addr).unwrap_err();
+        assert!(
+            http.to_string().starts_with(&format!(
+                "cannot listen for HTTP on {addr}: address already in use"
+            )) && http
+                .to_string()
+                .ends_with("choose another address with --http)"),
+            "{http}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ mod access;
 mod client_protocol;
 mod client_streaming;
 mod client_support;
+mod command_line;
 mod config_file;
 mod fanout;
 mod handshake;
