@@ -12,7 +12,7 @@ use sha2::Sha256;
 
 use crate::config::policy::Secret;
 use crate::config::Verb;
-use crate::stream_key::StreamKey;
+use crate::stream_key::{percent_decode, StreamKey};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -31,8 +31,7 @@ pub fn query_args(query: &str) -> Vec<(String, String)> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode =
-                |s: &str| crate::http::request::percent_decode(s).unwrap_or_else(|| s.to_owned());
+            let decode = |s: &str| percent_decode(s).unwrap_or_else(|_| s.to_owned());
             (decode(name), decode(value))
         })
         .collect()
@@ -130,8 +129,8 @@ pub struct Target {
 
 /// The stream `url` names: `rtmp[s]://HOST/APP/KEY`, or
 /// `http[s]://HOST/APP/KEY.flv` and `ws[s]://…` (which only play). The key is
-/// named as the server names it: the query is not part of it, %-escapes are
-/// decoded.
+/// named as the server names it ([`StreamKey::from_request`]: the query is not
+/// part of it, %-escapes are decoded, the name rules apply).
 pub fn target(url: &str) -> Result<Target, String> {
     let bad = |why: &str| format!("{url}: {why}");
     let (scheme, rest) = url
@@ -157,10 +156,8 @@ pub fn target(url: &str) -> Result<Target, String> {
     } else {
         name
     };
-    let decode = |s: &str| {
-        crate::http::request::percent_decode(s).ok_or_else(|| bad("bad %-escape in the path"))
-    };
-    let key = StreamKey::new(&decode(app)?, &decode(name)?).map_err(|e| bad(&e.to_string()))?;
+    // The length limit is the server's (--max-name-length), not ours to guess.
+    let key = StreamKey::from_request(app, name, usize::MAX).map_err(|e| bad(&e.to_string()))?;
     Ok(Target { key, play_only })
 }
 

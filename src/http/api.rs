@@ -26,7 +26,7 @@ pub(super) fn streams(ctx: &Context) -> Value {
 
 /// One stream, or a 400/404 with `{"error": ...}`.
 pub(super) fn stream(ctx: &Context, app: &str, key: &str) -> (u16, Value) {
-    let key = match StreamKey::with_max_len(app, key, ctx.config.max_name_len) {
+    let key = match StreamKey::from_request(app, key, ctx.config.max_name_len) {
         Ok(key) => key,
         Err(e) => return (400, json!({ "error": format!("bad stream name: {e}") })),
     };

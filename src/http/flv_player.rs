@@ -39,7 +39,7 @@ use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
 use crate::media::player::PlayerFilter;
 use crate::net::{TcpTransport, Transport};
 use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, Queued, Subscription};
-use crate::stream_key::StreamKey;
+use crate::stream_key::{LogName, StreamKey};
 
 /// Stop gathering queued frames once this much is ready, so one write stays bounded.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
@@ -103,13 +103,8 @@ pub(crate) fn serve_http(conn: &mut Conn, req: &Request, app: &str, key: &str, h
         Framing::Chunked => Body::Chunked,
         _ => Body::UntilClose,
     };
-    let key = match stream_key(conn, app, key) {
-        Ok(key) => key,
-        Err(message) => {
-            warn!("{}: {message}", conn.peer);
-            conn.send(&response::text(400, &message, !head, &[]));
-            return;
-        }
+    let Some(key) = stream_key(conn, app, key, !head) else {
+        return;
     };
     let Some(ticket) = admit(conn, req, &key, !head) else {
         return;
@@ -164,13 +159,8 @@ pub(crate) fn serve_websocket(
     client_key: &str,
     rest: Vec<u8>,
 ) {
-    let key = match stream_key(conn, app, key) {
-        Ok(key) => key,
-        Err(message) => {
-            warn!("{}: {message}", conn.peer);
-            conn.send(&response::text(400, &message, true, &[]));
-            return;
-        }
+    let Some(key) = stream_key(conn, app, key, true) else {
+        return;
     };
     let Some(ticket) = admit(conn, req, &key, true) else {
         return;
@@ -241,9 +231,23 @@ struct Playing {
     ticket: Ticket,
 }
 
-fn stream_key(conn: &Conn, app: &str, key: &str) -> Result<StreamKey, String> {
-    StreamKey::with_max_len(app, key, conn.ctx.config.max_name_len)
-        .map_err(|e| format!("bad stream name: {e}"))
+/// The key the path names, by the rule RTMP names follow (the request's query is
+/// `req.query`); a name the rule refuses is answered with a 400 here.
+fn stream_key(conn: &mut Conn, app: &str, key: &str, with_body: bool) -> Option<StreamKey> {
+    match StreamKey::from_request(app, key, conn.ctx.config.max_name_len) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            warn!(
+                "{}: refused {}/{}: {e}",
+                conn.peer,
+                LogName(app),
+                LogName(key)
+            );
+            let message = format!("bad stream name: {e}");
+            conn.send(&response::text(400, &message, with_body, &[]));
+            None
+        }
+    }
 }
 
 fn not_live(key: &StreamKey) -> String {
@@ -427,7 +431,8 @@ impl FlvWriter<'_> {
                     // RTMP message lengths are 24-bit too, so this cannot happen;
                     // never let it panic the FLV writer.
                     warn!(
-                        "skipping a {}-byte frame: too big for FLV",
+                        "{}: skipping a {}-byte frame: too big for FLV",
+                        self.transport.peer(),
                         frame.payload.len()
                     );
                     return Ok(());

@@ -255,7 +255,7 @@ impl Conn {
                 message: format!("nothing at {} on this listener", req.path),
             };
         }
-        debug!("{peer}: {} {} → {route:?}", req.method, req.path);
+        debug!("{peer}: {} {}: {route}", req.method, req.path);
         if route.is_api() && !self.authorized(req) {
             return;
         }

@@ -276,33 +276,12 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Decodes `%XX` escapes of one path segment; `None` for a bad escape or a result
-/// that is not UTF-8.
-pub fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            // from_str_radix alone would accept a sign ("%+f").
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 // ---------------------------------------------------------------------------------
 // Routing
 
-/// What the server does with a request.
+/// What the server does with a request. `app` and `key` are as the path has them,
+/// still percent-encoded (`.flv` removed): `StreamKey::from_request` decodes them
+/// as it decodes RTMP names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET|HEAD /{app}/{key}.flv`.
@@ -334,6 +313,22 @@ pub enum Route {
     Preflight,
     /// Answer with this status and message.
     Error { status: u16, message: String },
+}
+
+/// For a debug line: what the request was taken for.
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Flv { head: true, .. } => f.write_str("HTTP-FLV (HEAD)"),
+            Route::Flv { .. } => f.write_str("HTTP-FLV"),
+            Route::WebSocketFlv { .. } => f.write_str("WebSocket-FLV"),
+            Route::Streams { .. } | Route::Stream { .. } => f.write_str("stream stats"),
+            Route::ServerInfo { .. } => f.write_str("server stats"),
+            Route::Metrics { .. } => f.write_str("metrics"),
+            Route::Preflight => f.write_str("CORS preflight"),
+            Route::Error { status, .. } => write!(f, "status {status}"),
+        }
+    }
 }
 
 impl Route {
@@ -377,17 +372,14 @@ pub fn route(req: &Request) -> Route {
     if req.path == "*" {
         return Route::error(400, "'*' is only meaningful with OPTIONS");
     }
-    let Some(segments) = req
+    // Segments stay percent-encoded: the stream key rule decodes app and key
+    // (`StreamKey::from_request`), the same way for RTMP names.
+    let segments: Vec<&str> = req
         .path
         .strip_prefix('/')
         .unwrap_or(&req.path)
         .split('/')
-        .map(percent_decode)
-        .collect::<Option<Vec<String>>>()
-    else {
-        return Route::error(400, format!("bad percent-encoding in path {:?}", req.path));
-    };
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        .collect();
     let not_found = || Route::error(404, format!("nothing at {}", req.path));
     let route = match segments.as_slice() {
         ["api", "streams"] => Route::Streams { head },
@@ -569,7 +561,7 @@ mod tests {
             r("GET /live/cam%201.flv HTTP/1.1\r\n\r\n"),
             Route::Flv {
                 app: "live".into(),
-                key: "cam 1".into(),
+                key: "cam%201".into(),
                 head: false
             }
         );
@@ -610,8 +602,6 @@ mod tests {
         assert_eq!(status(r("GET /live/.flv HTTP/1.1\r\n\r\n")), 404);
         assert_eq!(status(r("GET /live/x.mp4 HTTP/1.1\r\n\r\n")), 404);
         assert_eq!(status(r("GET /a/b/c.flv HTTP/1.1\r\n\r\n")), 404);
-        assert_eq!(status(r("GET /live/%ff.flv HTTP/1.1\r\n\r\n")), 400);
-        assert_eq!(status(r("GET /live/%4.flv HTTP/1.1\r\n\r\n")), 400);
         assert_eq!(status(r("POST /api/streams HTTP/1.1\r\n\r\n")), 405);
         assert_eq!(status(r("GET * HTTP/1.1\r\n\r\n")), 400);
     }
@@ -656,15 +646,5 @@ mod tests {
             )),
             400
         );
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b%2Fc").as_deref(), Some("a b/c"));
-        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
-        assert_eq!(percent_decode("%"), None);
-        assert_eq!(percent_decode("%g0"), None);
-        assert_eq!(percent_decode("%+f"), None);
-        assert_eq!(percent_decode("%ff"), None);
     }
 }

@@ -154,7 +154,7 @@ impl ClientSession {
         events: &mut impl Extend<ClientEvent>,
     ) -> Result<(), InputError> {
         let m = match self.inbound.handle(m)? {
-            Control::Applied => return Ok(()),
+            Control::Applied | Control::ChunkSize(_) => return Ok(()),
             Control::UserControl { event, reply } => {
                 if let Some(reply) = reply {
                     self.send_raw(&reply)?;

@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-use log::debug;
-
 use crate::rtmp::chunk::{ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
 use crate::rtmp::message::{self as msg, MessageError, UserControl};
 
@@ -52,6 +50,9 @@ pub enum Control {
     /// A protocol control message that was applied (Set Chunk Size, Abort, Window
     /// Acknowledgement Size, Set Peer Bandwidth): nothing left to do.
     Applied,
+    /// Set Chunk Size, applied: the peer's chunk size from now on (for the
+    /// session's log line, which names the peer).
+    ChunkSize(u32),
     /// A user control event; `reply` is the Ping Response owed to a Ping Request,
     /// to be sent.
     UserControl {
@@ -119,8 +120,8 @@ impl Inbound {
         match m.type_id {
             msg::SET_CHUNK_SIZE => {
                 let size = msg::read_u32("set chunk size", &m.payload).map_err(bad)?;
-                debug!("peer chunk size {size}");
                 self.decoder.set_chunk_size(size)?;
+                return Ok(Control::ChunkSize(size));
             }
             msg::ABORT => {
                 let csid = msg::read_u32("abort", &m.payload).map_err(bad)?;

@@ -70,6 +70,42 @@ pub enum HandshakeKind {
     Digest { schema: u8 },
 }
 
+/// For a log line: `simple handshake`, `digest handshake (schema 0)`.
+impl fmt::Display for HandshakeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeKind::Simple => f.write_str("simple handshake"),
+            HandshakeKind::Digest { schema } => write!(f, "digest handshake (schema {schema})"),
+        }
+    }
+}
+
+/// Something odd but tolerated in a client's handshake, for the caller to log
+/// with the client's address (this machine has none to give).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeRemark {
+    /// C1 announces a version but no digest validates: the simple handshake is
+    /// all we can do.
+    NoDigest { client_version: [u8; 4] },
+    /// C2 neither echoes S1 nor is signed over our digest.
+    UncheckedC2,
+}
+
+impl fmt::Display for HandshakeRemark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeRemark::NoDigest { client_version: v } => write!(
+                f,
+                "C1 announces version {}.{}.{}.{} but no digest validates",
+                v[0], v[1], v[2], v[3]
+            ),
+            HandshakeRemark::UncheckedC2 => {
+                f.write_str("C2 neither echoes S1 nor carries a valid signature")
+            }
+        }
+    }
+}
+
 /// Why a handshake cannot go on. Once returned, the machine keeps returning it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeError {
@@ -270,6 +306,7 @@ pub struct ServerHandshake {
     uptime_ms: u32,
     buf: Vec<u8>,
     kind: Option<HandshakeKind>,
+    remarks: Vec<HandshakeRemark>,
 }
 
 impl ServerHandshake {
@@ -281,12 +318,18 @@ impl ServerHandshake {
             uptime_ms,
             buf: Vec::with_capacity(VERSION_AND_BLOCK),
             kind: None,
+            remarks: Vec::new(),
         }
     }
 
     /// Which handshake the client chose; known once C1 has been read.
     pub fn kind(&self) -> Option<HandshakeKind> {
         self.kind
+    }
+
+    /// What was odd but tolerated so far.
+    pub fn remarks(&self) -> &[HandshakeRemark] {
+        &self.remarks
     }
 
     /// Feed bytes read from the socket; bytes to send are appended to `out`.
@@ -319,6 +362,11 @@ impl ServerHandshake {
                     let s1 = match self.buf.get(1..).and_then(as_block) {
                         Some(c1) => {
                             let (kind, s1) = answer_c1(c1, self.uptime_ms, out);
+                            let client_version = [c1[4], c1[5], c1[6], c1[7]];
+                            if kind == HandshakeKind::Simple && client_version != [0; 4] {
+                                self.remarks
+                                    .push(HandshakeRemark::NoDigest { client_version });
+                            }
                             self.kind = Some(kind);
                             s1
                         }
@@ -332,7 +380,9 @@ impl ServerHandshake {
                         return Ok(Progress::InProgress);
                     }
                     if let (Some(c2), Some(kind)) = (as_block(&self.buf), self.kind) {
-                        log_c2_check(kind, s1, c2);
+                        if !c2_is_checked(kind, s1, c2) {
+                            self.remarks.push(HandshakeRemark::UncheckedC2);
+                        }
                     }
                     self.buf = Vec::new();
                     self.state = ServerState::Done;
@@ -383,15 +433,7 @@ fn answer_c1(c1: &Block, uptime_ms: u32, out: &mut Vec<u8>) -> (HandshakeKind, B
             imprint_digest(&mut s1, schema, FMS_KEY_TEXT);
             HandshakeKind::Digest { schema }
         }
-        None => {
-            if c1[4..8] != [0; 4] {
-                log::debug!(
-                    "C1 announces version {:?} but no digest validates; using the simple handshake",
-                    &c1[4..8]
-                );
-            }
-            HandshakeKind::Simple
-        }
+        None => HandshakeKind::Simple,
     };
     out.reserve(1 + 2 * HANDSHAKE_SIZE);
     out.push(RTMP_VERSION);
@@ -413,9 +455,10 @@ fn answer_c1(c1: &Block, uptime_ms: u32, out: &mut Vec<u8>) -> (HandshakeKind, B
     (kind, s1)
 }
 
-/// Clients are lax about C2 (ffmpeg's publisher echoes S1 even after a digest
-/// handshake), so a mismatch is only worth a debug line, never a refusal.
-fn log_c2_check(kind: HandshakeKind, s1: &Block, c2: &Block) {
+/// Whether C2 echoes S1 or is signed over our digest. Clients are lax about C2
+/// (ffmpeg's publisher echoes S1 even after a digest handshake), so a mismatch is
+/// only worth a remark, never a refusal.
+fn c2_is_checked(kind: HandshakeKind, s1: &Block, c2: &Block) -> bool {
     let echoed = c2[8..] == s1[8..];
     let signed = match kind {
         HandshakeKind::Simple => false,
@@ -425,9 +468,7 @@ fn log_c2_check(kind: HandshakeKind, s1: &Block, c2: &Block) {
                 .is_some_and(|d| tail_is_signed(&FP_KEY, d, c2))
         }
     };
-    if !echoed && !signed {
-        log::debug!("C2 neither echoes S1 nor carries a valid signature ({kind:?} handshake)");
-    }
+    echoed || signed
 }
 
 // ---------------------------------------------------------------------------
@@ -733,6 +774,36 @@ mod tests {
             let key = mac(&fms_key(true), &[&client_digest]);
             assert_eq!(mac(&key, &[&s2[..1504]])[..], s2[1504..]);
         }
+    }
+
+    #[test]
+    fn kinds_and_remarks_read_as_words() {
+        assert_eq!(HandshakeKind::Simple.to_string(), "simple handshake");
+        assert_eq!(
+            HandshakeKind::Digest { schema: 0 }.to_string(),
+            "digest handshake (schema 0)"
+        );
+        let (server, _) = run_pair(true, false);
+        assert_eq!(server.remarks(), [], "a good digest pair is unremarkable");
+        // A versioned C1 without a valid digest, then a C2 that is neither an echo
+        // nor signed: both tolerated, both remarked for the caller's log.
+        let mut c0c1 = vec![3u8; 1 + HANDSHAKE_SIZE];
+        c0c1[5..9].copy_from_slice(&[9, 0, 124, 2]);
+        let mut server = ServerHandshake::new(0);
+        server.process(&c0c1, &mut Vec::new()).unwrap();
+        let done = server
+            .process(&[7u8; HANDSHAKE_SIZE], &mut Vec::new())
+            .unwrap();
+        assert_eq!(done, Progress::Done { remaining: vec![] });
+        assert_eq!(server.kind(), Some(HandshakeKind::Simple));
+        let remarks: Vec<String> = server.remarks().iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            remarks,
+            [
+                "C1 announces version 9.0.124.2 but no digest validates",
+                "C2 neither echoes S1 nor carries a valid signature"
+            ]
+        );
     }
 
     #[test]

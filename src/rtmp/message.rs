@@ -132,6 +132,24 @@ pub enum UserControl {
     Other(u16),
 }
 
+/// For a log line: `StreamEOF (stream 1)`, `event 9`.
+impl fmt::Display for UserControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserControl::StreamBegin(id) => write!(f, "StreamBegin (stream {id})"),
+            UserControl::StreamEof(id) => write!(f, "StreamEOF (stream {id})"),
+            UserControl::StreamDry(id) => write!(f, "StreamDry (stream {id})"),
+            UserControl::SetBufferLength { stream_id, millis } => {
+                write!(f, "SetBufferLength (stream {stream_id}, {millis} ms)")
+            }
+            UserControl::StreamIsRecorded(id) => write!(f, "StreamIsRecorded (stream {id})"),
+            UserControl::PingRequest(t) => write!(f, "PingRequest ({t})"),
+            UserControl::PingResponse(t) => write!(f, "PingResponse ({t})"),
+            UserControl::Other(event) => write!(f, "event {event}"),
+        }
+    }
+}
+
 impl UserControl {
     pub fn parse(payload: &[u8]) -> Result<UserControl, MessageError> {
         const WHAT: &str = "user control";
@@ -394,6 +412,23 @@ pub fn data(stream_id: u32, values: &[Amf0Value]) -> RawMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_control_events_read_as_words() {
+        assert_eq!(
+            UserControl::StreamEof(1).to_string(),
+            "StreamEOF (stream 1)"
+        );
+        assert_eq!(
+            UserControl::SetBufferLength {
+                stream_id: 1,
+                millis: 3000
+            }
+            .to_string(),
+            "SetBufferLength (stream 1, 3000 ms)"
+        );
+        assert_eq!(UserControl::Other(31).to_string(), "event 31");
+    }
 
     #[test]
     fn user_control_round_trips() {

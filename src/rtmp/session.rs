@@ -21,6 +21,7 @@ use crate::media::frame::{Frame, FrameKind};
 use crate::rtmp::chunk::{ChunkError, ChunkLimits, RawMessage};
 use crate::rtmp::control::{Control, Inbound, InputError};
 use crate::rtmp::message::{self as msg, Command, MessageError, UserControl};
+use crate::stream_key::LogName;
 
 /// Server identity in the connect reply; clients only display it.
 const FMS_VERSION: &str = "FMS/3,5,7,7009";
@@ -158,6 +159,9 @@ pub struct ServerSession {
     config: SessionConfig,
     client: ClientProperties,
     inbound: Inbound,
+    /// Starts the session's debug lines: the caller's name for the client (its
+    /// address), since the session itself has no socket.
+    log_prefix: String,
     out: Vec<RawMessage>,
     connected: bool,
     streams: HashMap<u32, Role>,
@@ -170,11 +174,18 @@ impl ServerSession {
             config,
             client: ClientProperties::default(),
             inbound: Inbound::new(config.chunk_limits),
+            log_prefix: "rtmp session".into(),
             out: Vec::new(),
             connected: false,
             streams: HashMap::new(),
             next_stream_id: 1,
         }
+    }
+
+    /// Names the client in the session's log lines (`203.0.113.5:50123: ...`).
+    pub fn with_log_prefix(mut self, prefix: impl Into<String>) -> ServerSession {
+        self.log_prefix = prefix.into();
+        self
     }
 
     /// Feeds bytes from the peer; events are appended to `events` in order.
@@ -282,14 +293,19 @@ impl ServerSession {
     ) -> Result<(), SessionError> {
         let m = match self.inbound.handle(m)? {
             Control::Applied => return Ok(()),
+            Control::ChunkSize(size) => {
+                debug!("{}: client chunk size {size}", self.log_prefix);
+                return Ok(());
+            }
             Control::UserControl { event, reply } => {
                 self.out.extend(reply);
                 match event {
                     UserControl::PingRequest(_) => {}
-                    UserControl::SetBufferLength { stream_id, millis } => {
-                        debug!("stream {stream_id}: client buffer {millis} ms")
-                    }
-                    other => debug!("user control {other:?} ignored"),
+                    UserControl::SetBufferLength { stream_id, millis } => debug!(
+                        "{}: stream {stream_id}: client buffer {millis} ms",
+                        self.log_prefix
+                    ),
+                    other => debug!("{}: user control {other} ignored", self.log_prefix),
                 }
                 return Ok(());
             }
@@ -344,7 +360,11 @@ impl ServerSession {
                     self.handle_message(part.within(&m), events)?;
                 }
             }
-            other => debug!("message type {other} ({} bytes) ignored", m.payload.len()),
+            other => debug!(
+                "{}: message type {other} ({} bytes) ignored",
+                self.log_prefix,
+                m.payload.len()
+            ),
         }
         Ok(())
     }
@@ -404,7 +424,12 @@ impl ServerSession {
         cmd: Command,
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), SessionError> {
-        debug!("command {} (transaction {})", cmd.name, cmd.transaction_id);
+        debug!(
+            "{}: command {} (transaction {})",
+            self.log_prefix,
+            LogName(&cmd.name),
+            cmd.transaction_id
+        );
         if !self.connected && cmd.name != "connect" {
             return Err(SessionError::CommandBeforeConnect(cmd.name));
         }
@@ -551,7 +576,11 @@ impl ServerSession {
             // Answers to calls we made, or notifications: nothing to say back.
             "_result" | "_error" | "onStatus" | "onBWDone" | "FCUnsubscribe" | "setDataFrame" => {}
             _ => {
-                debug!("unknown command '{}'", cmd.name);
+                debug!(
+                    "{}: unknown command {}",
+                    self.log_prefix,
+                    LogName(&cmd.name)
+                );
                 if cmd.transaction_id != 0.0 {
                     let text = format!("unknown command '{}'", cmd.name);
                     self.call_failed(&cmd, &text);

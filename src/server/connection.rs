@@ -24,10 +24,13 @@ use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::net::{self, TcpTransport, Transport};
-use crate::registry::{PlayerInfo, PlayerProtocol, Publisher};
+use crate::registry::{PlayerInfo, PlayerProtocol, PublishError, Publisher};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
-use crate::stream_key::StreamKey;
+use crate::stream_key::{BadName, LogName, StreamKey};
+
+/// The status a refused publish gets unless admission refused it.
+const BAD_NAME: &str = "NetStream.Publish.BadName";
 
 /// Players and idle clients send little (a handshake, a few commands, acks), and
 /// this buffer is theirs for as long as they play; publishers get a larger one so
@@ -163,7 +166,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
         started,
         app: None,
         session: None,
-        writer: Writer::new(),
+        writer: Writer::new(peer),
         publisher: None,
         tickets: HashMap::new(),
         idle_since: None,
@@ -247,12 +250,15 @@ impl Connection {
         let mut buf = vec![0u8; READ_BUFFER];
         let rest = self.handshake(transport, &mut buf)?;
         let config = &self.ctx.config;
-        self.session = Some(ServerSession::new(SessionConfig {
-            chunk_size: config.chunk_size,
-            chunk_limits: config.chunk_limits,
-            amf_limits: config.amf_limits,
-            ..SessionConfig::default()
-        }));
+        self.session = Some(
+            ServerSession::new(SessionConfig {
+                chunk_size: config.chunk_size,
+                chunk_limits: config.chunk_limits,
+                amf_limits: config.amf_limits,
+                ..SessionConfig::default()
+            })
+            .with_log_prefix(self.peer.to_string()),
+        );
         let mut events = Vec::new();
         self.feed(&rest, &mut events)?;
         self.write(transport)?;
@@ -455,7 +461,12 @@ impl Connection {
                 out.clear();
             }
             if let Progress::Done { remaining } = progress {
-                debug!("{}: {:?} handshake done", self.peer, handshake.kind());
+                if let Some(kind) = handshake.kind() {
+                    debug!("{}: {kind} done", self.peer);
+                }
+                for remark in handshake.remarks() {
+                    debug!("{}: handshake: {remark}", self.peer);
+                }
                 return Ok(remaining);
             }
         }
@@ -467,23 +478,25 @@ impl Connection {
         self.writer.messages(output);
     }
 
-    fn key(&self, name: &str) -> Result<StreamKey, String> {
+    /// The key `name` names in this connection's app (both as the client sent
+    /// them, the query split off): the rule HTTP paths follow too.
+    fn key(&self, name: &str) -> Result<StreamKey, BadName> {
         let app = self.app.as_deref().unwrap_or_default();
-        StreamKey::with_max_len(app, name, self.ctx.config.max_name_len).map_err(|e| e.to_string())
+        StreamKey::from_request(app, name, self.ctx.config.max_name_len)
     }
 
     fn handle(&mut self, event: SessionEvent) -> Result<(), CloseReason> {
         let peer = self.peer;
         match event {
             SessionEvent::Connected { app, tc_url, .. } => {
-                // Debug formatting: these are the client's bytes, not ours to print
+                // Quoted and cut: these are the client's bytes, not ours to print
                 // raw; the query may hold a secret.
                 info!(
-                    "{peer}: connect app {app:?} ({})",
-                    tc_url.as_deref().map_or("no tcUrl".into(), |u| format!(
-                        "{:?}",
-                        crate::stream_key::split_query(u).0
-                    ))
+                    "{peer}: connect app {} ({})",
+                    LogName(&app),
+                    tc_url.as_deref().map_or("no tcUrl".into(), |u| {
+                        LogName(crate::stream_key::split_query(u).0).to_string()
+                    })
                 );
                 self.app = Some(app);
             }
@@ -586,46 +599,47 @@ impl Connection {
         mode: &str,
     ) -> Result<(), CloseReason> {
         let peer = self.peer;
-        let bad_name = |conn: &mut Connection, why: String| {
-            conn.session()
-                .reject_publish(stream_id, "NetStream.Publish.BadName", &why);
+        // The client is told why; the log (for the operator) says it with the name
+        // once and, for a taken key, who holds it.
+        let refuse = |conn: &mut Connection,
+                      code: &str,
+                      why: &str,
+                      log: String|
+         -> Result<(), CloseReason> {
+            conn.session().reject_publish(stream_id, code, why);
             conn.queue_session_output();
-            Err(CloseReason::Refused(format!("publish {name:?}: {why}")))
+            Err(CloseReason::Refused(log))
         };
         if self.publisher.is_some() {
-            return bad_name(self, "this connection is already publishing".into());
+            let why = "this connection is already publishing";
+            let log = format!("publish {}: {why}", LogName(name));
+            return refuse(self, BAD_NAME, why, log);
         }
         let key = match self.key(name) {
             Ok(key) => key,
-            Err(why) => return bad_name(self, why),
+            Err(bad) => {
+                let log = format!("publish {}: {bad}", LogName(name));
+                return refuse(self, BAD_NAME, &bad.to_string(), log);
+            }
         };
         let ticket = match self.admit(Verb::Publish, &key, query) {
             Ok(ticket) => ticket,
             Err(why) => {
-                self.session()
-                    .reject_publish(stream_id, "NetStream.Publish.Unauthorized", &why);
-                self.queue_session_output();
-                return Err(CloseReason::Refused(format!("publish {key}: {why}")));
+                let log = format!("publish {key}: {why}");
+                return refuse(self, "NetStream.Publish.Unauthorized", &why, log);
             }
         };
         if let Err(refusal) = self.entry.establish() {
-            self.session().reject_publish(
-                stream_id,
-                "NetStream.Publish.BadName",
-                &refusal.to_string(),
-            );
+            self.session()
+                .reject_publish(stream_id, BAD_NAME, &refusal.to_string());
             self.queue_session_output();
             return Err(refusal.into());
         }
-        let claimed = self
-            .ctx
-            .registry
-            .publish(ticket.key(), peer)
-            .map_err(|e| e.to_string());
+        let claimed = self.ctx.registry.publish(ticket.key(), peer);
         match claimed {
             Ok(publisher) => {
                 if mode != "live" {
-                    debug!("{peer}: publish mode '{mode}' served as live");
+                    debug!("{peer}: publish mode {} served as live", LogName(mode));
                 }
                 info!("{peer}: publish {}", publisher.key());
                 self.session().accept_publish(stream_id, name);
@@ -633,7 +647,15 @@ impl Connection {
                 self.tickets.insert(stream_id, ticket);
                 Ok(())
             }
-            Err(why) => bad_name(self, why),
+            Err(e) => {
+                let log = match &e {
+                    PublishError::AlreadyPublishing { key, by } => {
+                        format!("publish {key}: already being published by {by}")
+                    }
+                    PublishError::Closed => format!("publish {}: {e}", ticket.key()),
+                };
+                refuse(self, BAD_NAME, &e.to_string(), log)
+            }
         }
     }
 
@@ -646,11 +668,17 @@ impl Connection {
     ) -> Result<(), CloseReason> {
         let key = match self.key(name) {
             Ok(key) => key,
-            Err(why) => {
-                self.session()
-                    .reject_play(stream_id, "NetStream.Play.StreamNotFound", &why);
+            Err(bad) => {
+                self.session().reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    &bad.to_string(),
+                );
                 self.queue_session_output();
-                return Err(CloseReason::Refused(format!("play {name:?}: {why}")));
+                return Err(CloseReason::Refused(format!(
+                    "play {}: {bad}",
+                    LogName(name)
+                )));
             }
         };
         let ticket = match self.admit(Verb::Play, &key, query) {

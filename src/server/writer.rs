@@ -7,6 +7,7 @@
 //! from the frame that the publisher, the GOP cache and every player share.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,8 @@ pub(crate) enum Waited {
 }
 
 pub(crate) struct Writer {
+    /// The client's address, for log lines.
+    peer: SocketAddr,
     encoder: ChunkEncoder,
     /// Bytes made for this connection only: headers, replies, private bodies.
     own: Vec<u8>,
@@ -75,8 +78,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new() -> Writer {
+    pub fn new(peer: SocketAddr) -> Writer {
         Writer {
+            peer,
             encoder: ChunkEncoder::new(),
             own: Vec::with_capacity(OWN_BYTES),
             own_done: 0,
@@ -182,7 +186,7 @@ impl Writer {
             // From now on our chunks are this size: the peer applies it to what follows.
             if let Ok(size) = msg::read_u32("set chunk size", &m.payload) {
                 if let Err(e) = self.encoder.set_chunk_size(size) {
-                    warn!("not switching to chunk size {size}: {e}");
+                    warn!("{}: not switching to chunk size {size}: {e}", self.peer);
                 }
             }
         }
@@ -196,7 +200,10 @@ impl Writer {
         {
             Ok(()) => self.pending += self.own.len() - before,
             // Only an oversized payload can fail, and inbound limits prevent those.
-            Err(e) => warn!("dropping outgoing message type {type_id}: {e}"),
+            Err(e) => warn!(
+                "{}: dropping outgoing message type {type_id}: {e}",
+                self.peer
+            ),
         }
     }
 
@@ -229,7 +236,7 @@ impl Writer {
                 chunk::write_body(csid, chunk_size, extended, &frame.payload, &mut self.own);
                 self.pending += self.own.len() - before;
             }
-            (Err(e), _) => warn!("dropping outgoing frame type {type_id}: {e}"),
+            (Err(e), _) => warn!("{}: dropping outgoing frame type {type_id}: {e}", self.peer),
         }
         self.has_media = true;
     }
@@ -352,7 +359,7 @@ mod tests {
                 }
                 got
             });
-            let mut w = Writer::new();
+            let mut w = Writer::new(peer);
             let mut expected: Vec<RawMessage> = Vec::new();
             let mut ts = [0u32; 3];
             if seed % 2 == 0 {
