@@ -28,7 +28,7 @@ use parking_lot::RwLock;
 
 use crate::config::policy::canonical;
 use crate::config::{AppPolicy, Policy, Verb};
-use crate::stream_key::StreamKey;
+use crate::stream_key::{percent_decode, BadName, NamePart, StreamKey};
 use blocklist::Blocklist;
 use hooks::{DoneCall, DoneHooks, HookAnswer};
 
@@ -217,8 +217,16 @@ impl Admission {
                         counts: false,
                     });
                 }
+                // The backend names a stream as a client would: the query split
+                // off, the name percent-decoded (the app is ours, decoded already).
                 let (new_name, _) = crate::stream_key::split_query(&location);
-                match StreamKey::new(&req.key.app, new_name) {
+                let renamed = percent_decode(new_name)
+                    .map_err(|problem| BadName {
+                        part: NamePart::Stream,
+                        problem,
+                    })
+                    .and_then(|name| StreamKey::new(&req.key.app, &name));
+                match renamed {
                     Ok(key) => {
                         info!(
                             "{}: {verb} {} redirected by {name} to {key}",

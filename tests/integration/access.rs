@@ -297,7 +297,8 @@ fn answer(stream: TcpStream, record: &Mutex<Vec<HookCall>>) {
     let reply = if path.starts_with("/deny") {
         "403 Forbidden\r\n".to_owned()
     } else if path.starts_with("/rename") {
-        "302 Found\r\nLocation: renamed\r\n".to_owned()
+        // %6E is "n": a Location names a stream by the rule clients follow.
+        "302 Found\r\nLocation: re%6Eamed\r\n".to_owned()
     } else if path.starts_with("/relay") {
         "302 Found\r\nLocation: rtmp://elsewhere/live/x\r\n".to_owned()
     } else {
