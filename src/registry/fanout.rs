@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use log::{info, warn};
+use log::{error, info, warn};
+use parking_lot::Mutex;
 
 use super::doorbell::Doorbell;
 use super::stats::PlayerInfo;
@@ -58,6 +59,49 @@ pub(super) struct PlayerSlot {
     /// the player never had them.
     pub joining: bool,
     pub dropped: u64,
+    /// Set for a subscriber that may not lose frames (a recorder): the skip
+    /// policy does not apply to it, the bound does.
+    pub lossless: Option<Arc<Lossless>>,
+}
+
+/// The bound of a lossless subscriber (a recorder, later a relay): it gets every
+/// frame while fewer than `max_bytes` wait in its queue; past that it is dropped
+/// (its queue ends after what it holds) and `dropped` says why. Shared between
+/// the publisher's side, which adds what it queues, and the subscriber's, which
+/// takes off what it reads ([`super::Subscription::next`]).
+#[derive(Debug)]
+pub(super) struct Lossless {
+    /// Who it is, for the log: "recording live/cam".
+    pub label: String,
+    pub max_bytes: u64,
+    pub queued: AtomicU64,
+    /// The most that ever waited.
+    pub peak: AtomicU64,
+    pub dropped: Mutex<Option<String>>,
+}
+
+impl Lossless {
+    pub fn new(label: String, max_bytes: u64) -> Lossless {
+        Lossless {
+            label,
+            max_bytes,
+            queued: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+            dropped: Mutex::new(None),
+        }
+    }
+
+    /// Counts `cost` more bytes waiting.
+    pub fn add(&self, cost: u64) {
+        let now = self.queued.fetch_add(cost, Ordering::AcqRel) + cost;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// What a frame weighs against the bound: its payload and its place in the
+    /// queue, so that even empty frames count.
+    pub fn cost(frame: &Frame) -> u64 {
+        frame.payload.len() as u64 + 64
+    }
 }
 
 impl PlayerSlot {
@@ -82,6 +126,9 @@ impl PlayerSlot {
         key: &StreamKey,
         dropped_total: &AtomicU64,
     ) -> bool {
+        if let Some(lossless) = &self.lossless {
+            return self.offer_lossless(frame, lossless, key);
+        }
         if self.joining && !frame.is_essential() && frame.kind != FrameKind::Data {
             if !resume_here {
                 return true;
@@ -111,6 +158,32 @@ impl PlayerSlot {
                 return true;
             }
         }
+        self.send(PlayerItem::Frame(frame.clone()))
+    }
+}
+
+impl PlayerSlot {
+    /// Queues `frame` for a lossless subscriber, or drops the subscriber (false)
+    /// if that would put more than its bound in its queue. A frame alone in the
+    /// queue always goes, however big.
+    fn offer_lossless(&self, frame: &Arc<Frame>, bound: &Lossless, key: &StreamKey) -> bool {
+        let cost = Lossless::cost(frame);
+        let queued = bound.queued.load(Ordering::Acquire);
+        if queued > 0 && queued + cost > bound.max_bytes {
+            let why = format!(
+                "it fell more than {} bytes behind the stream ({} frames waiting)",
+                bound.max_bytes,
+                self.tx.len()
+            );
+            // The one line for this: its owner, busy or stuck, may learn it late.
+            error!(
+                "{} stopped: {why}; {key} and its players go on without it",
+                bound.label
+            );
+            *bound.dropped.lock() = Some(why);
+            return false;
+        }
+        bound.add(cost);
         self.send(PlayerItem::Frame(frame.clone()))
     }
 }

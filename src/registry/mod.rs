@@ -34,7 +34,7 @@ use crate::media::codec::Codecs;
 use crate::media::frame::Frame;
 use crate::media::gop::{GopCache, GopLimits};
 use crate::stream_key::StreamKey;
-use fanout::PlayerSlot;
+use fanout::{Lossless, PlayerSlot};
 use stats::{Ingress, Totals};
 
 pub use doorbell::{wait_for, Doorbell};
@@ -195,15 +195,27 @@ impl Registry {
     pub fn play_as(self: &Arc<Self>, key: &StreamKey, player: PlayerInfo) -> Subscription {
         let stream = self.entry(&mut self.streams.lock(), key);
         let mut state = stream.state.lock();
-        let (id, rx, doorbell) = self.subscribe(&mut state, player);
-        drop(state);
-        Subscription {
-            registry: self.clone(),
-            stream,
-            id,
-            rx,
-            doorbell,
-        }
+        self.subscribe(&stream, &mut state, player, None)
+    }
+
+    /// Subscribes something that must not lose a frame (a recorder): it gets
+    /// every frame, never skips, until more than `max_bytes` of them wait in its
+    /// queue; then it is dropped (one error line names it by `label`) and
+    /// [`Subscription::next`] says why. It is not a player: the stats and the
+    /// play counts leave it out. Read it with [`Subscription::next`], which keeps
+    /// the count of what waits ([`Subscription::backlog`]).
+    pub fn subscribe_lossless(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        peer: SocketAddr,
+        label: String,
+        max_bytes: u64,
+    ) -> Subscription {
+        let stream = self.entry(&mut self.streams.lock(), key);
+        let mut state = stream.state.lock();
+        let bound = Arc::new(Lossless::new(label, max_bytes));
+        let info = PlayerInfo::new(peer, PlayerProtocol::Rtmp);
+        self.subscribe(&stream, &mut state, info, Some(bound))
     }
 
     /// Subscribes only if a publisher is live on the key right now, checked under
@@ -218,23 +230,18 @@ impl Registry {
         let mut state = stream.state.lock();
         // Nobody publishing: no subscription (and no entry was created for it).
         state.publisher?;
-        let (id, rx, doorbell) = self.subscribe(&mut state, player);
-        drop(state);
-        Some(Subscription {
-            registry: self.clone(),
-            stream,
-            id,
-            rx,
-            doorbell,
-        })
+        Some(self.subscribe(&stream, &mut state, player, None))
     }
 
-    /// Adds the player's slot (with the burst queued if live); the stream is locked.
+    /// Adds the player's slot (with the burst queued if live); `state` is the
+    /// locked state of `stream`.
     fn subscribe(
-        &self,
+        self: &Arc<Self>,
+        stream: &Arc<Stream>,
         state: &mut StreamState,
         player: PlayerInfo,
-    ) -> (u64, Receiver<Queued>, Arc<Doorbell>) {
+        lossless: Option<Arc<Lossless>>,
+    ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let doorbell = Arc::new(Doorbell::new());
         let (tx, rx) = unbounded();
@@ -243,6 +250,9 @@ impl Registry {
             let burst = state.cache.burst();
             joining = state.cache.has_video() && !burst.iter().any(|f| f.is_keyframe());
             for frame in burst {
+                if let Some(bound) = &lossless {
+                    bound.add(Lossless::cost(&frame));
+                }
                 // The receiver is in our hands: this cannot fail.
                 let _ = tx.send(Queued::new(PlayerItem::Frame(frame)));
             }
@@ -250,7 +260,9 @@ impl Registry {
         if self.closed.load(Ordering::SeqCst) {
             let _ = tx.send(Queued::new(PlayerItem::PublishStop));
         }
-        self.totals.add_play(player.protocol);
+        if lossless.is_none() {
+            self.totals.add_play(player.protocol);
+        }
         state.players.push(PlayerSlot {
             id,
             info: player,
@@ -260,8 +272,16 @@ impl Registry {
             skipping: false,
             joining,
             dropped: 0,
+            lossless: lossless.clone(),
         });
-        (id, rx, doorbell)
+        Subscription {
+            registry: self.clone(),
+            stream: stream.clone(),
+            id,
+            rx,
+            doorbell,
+            lossless,
+        }
     }
 
     /// Drops the map entry once nobody publishes or plays on it.
@@ -365,9 +385,74 @@ pub struct Subscription {
     id: u64,
     rx: Receiver<Queued>,
     doorbell: Arc<Doorbell>,
+    /// The bound of a lossless subscription.
+    lossless: Option<Arc<Lossless>>,
+}
+
+/// How far a lossless subscriber is behind, for its owner to report.
+#[derive(Debug, Clone)]
+pub struct Backlog(Arc<Lossless>);
+
+impl Backlog {
+    /// Bytes waiting in its queue now (payloads plus a small charge per frame).
+    pub fn bytes(&self) -> u64 {
+        self.0.queued.load(Ordering::Relaxed)
+    }
+
+    /// The most that ever waited.
+    pub fn peak(&self) -> u64 {
+        self.0.peak.load(Ordering::Relaxed)
+    }
+
+    /// Its bound.
+    pub fn limit(&self) -> u64 {
+        self.0.max_bytes
+    }
+
+    /// Why it was dropped, once it was.
+    pub fn dropped(&self) -> Option<String> {
+        self.0.dropped.lock().clone()
+    }
+}
+
+/// What [`Subscription::next`] found.
+#[derive(Debug)]
+pub enum Next {
+    Item(PlayerItem),
+    /// Nothing before the deadline.
+    Idle,
+    /// The subscription ended: a lossless subscriber dropped for falling
+    /// behind (the reason), or the registry gone (`None`).
+    Ended(Option<String>),
 }
 
 impl Subscription {
+    /// How far a lossless subscription is behind; `None` for a player.
+    pub fn backlog(&self) -> Option<Backlog> {
+        self.lossless.clone().map(Backlog)
+    }
+
+    /// The next item of the queue, waiting until `deadline` at most. A lossless
+    /// subscriber reads its queue this way, so the bound knows what was taken.
+    pub fn next(&self, deadline: Instant) -> Next {
+        match self.rx.recv_deadline(deadline) {
+            Ok(Queued { item, .. }) => {
+                if let (Some(bound), PlayerItem::Frame(frame)) = (&self.lossless, &item) {
+                    bound
+                        .queued
+                        .fetch_sub(Lossless::cost(frame), Ordering::AcqRel);
+                }
+                Next::Item(item)
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Next::Idle,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Next::Ended(
+                self.lossless
+                    .as_ref()
+                    .and_then(|b| b.dropped.lock().clone()),
+            ),
+        }
+    }
+
     pub fn key(&self) -> &StreamKey {
         &self.stream.key
     }
@@ -637,6 +722,74 @@ mod tests {
         publisher.push(video(1, false));
         publisher.push(Frame::media(FrameKind::Audio, 2, vec![0xaf, 0, 0x12, 0x10]));
         assert_eq!(frame_timestamps(&drain(&sub)), [0, 2]);
+    }
+
+    #[test]
+    fn a_lossless_subscriber_gets_every_frame_up_to_its_bound_then_is_dropped() {
+        let reg = registry(3);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let player = reg.play(&key("a"), peer(2));
+        // Room for 4 frames of 100 bytes (each weighs 164).
+        let recorder = reg.subscribe_lossless(&key("a"), peer(9), "test".into(), 4 * 164);
+        assert_eq!(
+            reg.stream_info(&key("a")).unwrap().players,
+            1,
+            "not a player"
+        );
+        let frame = |ts: u32| Frame::media(FrameKind::Video, ts, vec![0x27; 100]);
+        let now = Instant::now;
+        for ts in 0..4 {
+            publisher.push(frame(ts));
+        }
+        // More than the player queue holds, none skipped.
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            match recorder.next(now()) {
+                Next::Item(PlayerItem::Frame(f)) => seen.push(f.timestamp),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Two taken off: two more fit, the third does not.
+        for ts in 4..7 {
+            publisher.push(frame(ts));
+        }
+        while let Next::Item(PlayerItem::Frame(f)) = recorder.next(now()) {
+            seen.push(f.timestamp);
+        }
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+        let backlog = recorder.backlog().unwrap();
+        assert_eq!((backlog.bytes(), backlog.peak()), (0, 4 * 164));
+        assert!(backlog.dropped().is_some());
+        match recorder.next(now()) {
+            Next::Ended(Some(why)) => assert!(why.contains("more than 656 bytes behind"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // The publisher and the player carry on.
+        drain(&player);
+        publisher.push(Frame::media(FrameKind::Video, 7, vec![0x17, 1]));
+        assert!(frame_timestamps(&drain(&player)).contains(&7));
+        let stats = reg.stream_stats_for(&key("a")).unwrap();
+        assert_eq!(stats.players.len(), 1);
+        assert_eq!(reg.totals().plays(PlayerProtocol::Rtmp), 1);
+    }
+
+    #[test]
+    fn a_lossless_subscriber_hears_the_publisher_stop() {
+        let reg = registry(3);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let recorder = reg.subscribe_lossless(&key("a"), peer(9), "test".into(), 1 << 20);
+        publisher.push(video(0, true));
+        drop(publisher);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        assert!(matches!(
+            recorder.next(deadline),
+            Next::Item(PlayerItem::Frame(_))
+        ));
+        assert!(matches!(
+            recorder.next(deadline),
+            Next::Item(PlayerItem::PublishStop)
+        ));
+        assert!(matches!(recorder.next(Instant::now()), Next::Idle));
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Stream {
         StreamInfo {
             key: self.key.clone(),
             publisher: st.publisher.map(|(_, peer)| peer),
-            players: st.players.len(),
+            players: st.players.iter().filter(|p| p.lossless.is_none()).count(),
             cached_frames: st.cache.cached_frames(),
         }
     }
@@ -208,6 +208,7 @@ impl Stream {
             players: st
                 .players
                 .iter()
+                .filter(|p| p.lossless.is_none())
                 .map(|p| PlayerStats {
                     peer: p.info.peer,
                     protocol: p.info.protocol,
