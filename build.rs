@@ -9,7 +9,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// The crate's calendar arithmetic (std only), shared rather than copied.
+#[allow(dead_code)]
+#[path = "src/utc.rs"]
+mod utc;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -69,29 +74,12 @@ fn git_path(dir: &Path, args: &[&str]) -> Option<PathBuf> {
 
 /// `YYYY-MM-DD` (UTC) of `SOURCE_DATE_EPOCH`, or of now.
 fn build_date() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
+    let t = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or_else(SystemTime::now, |secs| {
+            UNIX_EPOCH + Duration::from_secs(secs)
         });
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// The proleptic Gregorian date of a day number counted from 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let t = utc::UtcTime::from_system(t);
+    format!("{:04}-{:02}-{:02}", t.year, t.month, t.day)
 }

@@ -20,8 +20,9 @@
 //! policy of the config file. `config` is the validated configuration, the table of
 //! every setting and the config file (`config::file`, per-app keys in
 //! `config::policy`); `cli` maps the command line onto it. `client` is a blocking
-//! RTMP client driving `rtmp`'s client session. `procfs` (reading /proc) and `rng`
-//! (a seedable generator) serve the metrics, the handshake, the bench and the tests.
+//! RTMP client driving `rtmp`'s client session. `procfs` (reading /proc), `rng`
+//! (a seedable generator) and `utc` (calendar time) serve the metrics, the
+//! handshake, HTTP dates, the bench and the tests.
 
 pub mod admission;
 pub mod amf;
@@ -43,3 +44,4 @@ pub mod server;
 pub mod signals;
 pub mod stream_key;
 pub mod systemd;
+pub mod utc;
