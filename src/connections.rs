@@ -17,6 +17,7 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::lifecycle::{ConnectionKind, Lifecycle, Registration};
 use crate::net::keepalive;
+use crate::record::Recorders;
 use crate::registry::Registry;
 
 /// Stack for connection threads. Their deepest path is AMF decoding, bounded by the
@@ -37,6 +38,8 @@ pub(crate) struct Context {
     pub counters: Counters,
     /// Who may publish and play; also the live policy a reload replaces.
     pub admission: Admission,
+    /// The recordings of published streams.
+    pub recorders: Arc<Recorders>,
 }
 
 impl Context {

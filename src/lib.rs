@@ -8,7 +8,8 @@
 //! protocol control both ends share, and the server's and the client's session
 //! state machines, which take bytes in and hand back events and what to send.
 //! `stream_key` holds the rules for stream names; `registry` maps keys to live
-//! streams and fans frames out to players through bounded queues. Below the
+//! streams and fans frames out to players through bounded queues (and to lossless
+//! subscribers, such as a recording, up to a bound of bytes). Below the
 //! connections: `net` (socket errors, stall-limited writes), `lifecycle` (the table
 //! of every open connection, its budgets and the graceful stop) and `connections`
 //! (the accept loop and the context every connection thread shares). On top, `http`
@@ -17,12 +18,14 @@
 //! and hands HTTP connections to `http`; `signals` turns SIGINT/SIGTERM into a stop
 //! and SIGHUP into a reload. Every publish and play, from either side, asks
 //! `admission` first (IP rules, secrets and signed tokens, HTTP hooks), fed by the
-//! policy of the config file. `config` is the validated configuration, the table of
+//! policy of the config file. `record` keeps published streams as FLV files, each
+//! recording on a thread of its own that the stream never waits for. `config` is
+//! the validated configuration, the table of
 //! every setting and the config file (`config::file`, per-app keys in
 //! `config::policy`); `cli` maps the command line onto it. `client` is a blocking
 //! RTMP client driving `rtmp`'s client session. `procfs` (reading /proc), `rng`
 //! (a seedable generator) and `utc` (calendar time) serve the metrics, the
-//! handshake, HTTP dates, the bench and the tests.
+//! handshake, HTTP dates, recording names, the bench and the tests.
 
 pub mod admission;
 pub mod amf;
@@ -37,6 +40,7 @@ pub mod logging;
 pub mod media;
 pub mod net;
 pub mod procfs;
+pub mod record;
 pub mod registry;
 pub mod rng;
 pub mod rtmp;

@@ -7,14 +7,14 @@
 //! off first and kept as sent; the app and the name are then percent-decoded
 //! (`%20` is a space, `+` stays a plus) and the decoded names must be UTF-8 and
 //! pass the name rules (not empty, not longer than `--max-name-length`, no `/`, `\`,
-//! `..` or control characters: names become file names once recording exists). So
+//! `..` or control characters: names become file names when a stream is recorded). So
 //! `rtmp://HOST/live/my%20stream`, `rtmp://HOST/live/my stream` (OBS's key field)
 //! and `http://HOST:8080/live/my%20stream.flv` all name the stream `live/my stream`.
 
 use std::fmt;
 
-/// Longest app or stream name accepted by default; names become file names once
-/// recording exists.
+/// Longest app or stream name accepted by default; names become file names when
+/// a stream is recorded.
 pub const MAX_NAME_LEN: usize = 256;
 
 /// app + stream name, decoded, without the query string.

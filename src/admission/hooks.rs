@@ -110,6 +110,7 @@ fn post(
 }
 
 /// A `_done` call, prepared when its publish or play was admitted.
+#[derive(Clone)]
 pub struct DoneCall {
     name: &'static str,
     url: HookUrl,
@@ -137,6 +138,26 @@ impl DoneCall {
             ("bytes_out".to_owned(), bytes_out.to_string()),
             ("duration".to_owned(), duration.as_secs().to_string()),
         ]);
+    }
+
+    /// nginx-rtmp's `record_done` for an admitted publish: its fields, plus
+    /// `recorder` (empty: rtmpd's one recorder per app is nginx-rtmp's unnamed
+    /// one); [`DoneCall::add`] puts `path` and the rest.
+    pub fn record_done(url: HookUrl, timeout: Duration, req: &Request) -> DoneCall {
+        let args = super::token::query_args(req.query.unwrap_or_default());
+        let mut fields = fields(req, "record_done", &args);
+        fields.push(("recorder".to_owned(), String::new()));
+        DoneCall {
+            name: "on_record_done",
+            url,
+            timeout,
+            fields,
+        }
+    }
+
+    /// Adds a field.
+    pub fn add(&mut self, name: &str, value: String) {
+        self.fields.push((name.to_owned(), value));
     }
 
     fn send(&self) {

@@ -74,6 +74,9 @@ pub struct Refusal {
 pub struct Ticket {
     key: StreamKey,
     done: Option<(DoneCall, Arc<DoneHooks>)>,
+    /// A publish's `on_record_done`, for its recordings (boxed: most tickets
+    /// have none).
+    record_done: Option<Box<RecordDoneHook>>,
     started: Instant,
     bytes: (u64, u64),
 }
@@ -82,6 +85,11 @@ impl Ticket {
     /// What the client publishes or plays.
     pub fn key(&self) -> &StreamKey {
         &self.key
+    }
+
+    /// The `on_record_done` hook of a publish, if its app has one.
+    pub fn record_done_hook(&self) -> Option<RecordDoneHook> {
+        self.record_done.as_deref().cloned()
     }
 
     /// Ends the publish or play with the connection's byte counts.
@@ -97,6 +105,30 @@ impl Drop for Ticket {
             call.finish(bytes_in, bytes_out, self.started.elapsed());
             worker.send(call);
         }
+    }
+}
+
+/// `on_record_done` for one admitted publish: the recorder sends it for each
+/// file it closes, from the `_done` hooks' worker.
+#[derive(Clone)]
+pub struct RecordDoneHook {
+    call: DoneCall,
+    worker: Arc<DoneHooks>,
+}
+
+impl RecordDoneHook {
+    /// Queues the call for a closed file: nginx-rtmp's fields and `path`, plus
+    /// its `size` (bytes) and `duration` (whole seconds), and `error` if the
+    /// recording stopped on one.
+    pub fn send(&self, path: &std::path::Path, size: u64, duration: Duration, error: Option<&str>) {
+        let mut call = self.call.clone();
+        call.add("path", path.display().to_string());
+        call.add("size", size.to_string());
+        call.add("duration", duration.as_secs().to_string());
+        if let Some(error) = error {
+            call.add("error", error.to_owned());
+        }
+        self.worker.send(call);
     }
 }
 
@@ -137,9 +169,17 @@ impl Admission {
                     let call = DoneCall::new(name, url.clone(), app.hook_timeout(), req);
                     (call, self.done_hooks.clone())
                 });
+                let record_done = match (req.verb, app.record_done_hook()) {
+                    (Verb::Publish, Some((_, url))) => Some(Box::new(RecordDoneHook {
+                        call: DoneCall::record_done(url.clone(), app.hook_timeout(), req),
+                        worker: self.done_hooks.clone(),
+                    })),
+                    _ => None,
+                };
                 Decision::Admit(Ticket {
                     key,
                     done,
+                    record_done,
                     started: Instant::now(),
                     bytes: (0, 0),
                 })

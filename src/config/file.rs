@@ -70,6 +70,10 @@ impl Source {
                     })?;
             }
         }
+        config.policy.check().map_err(|message| FileError {
+            path: self.file.clone().unwrap_or_else(|| "command line".into()),
+            message,
+        })?;
         config.source = self.clone();
         Ok(config)
     }
@@ -161,7 +165,7 @@ impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let key = String::deserialize(d)?;
-        if let Some(setting) = SETTINGS.iter().find(|s| s.key() == key) {
+        if let Some(setting) = SETTINGS.iter().find(|s| !s.is_policy() && s.key() == key) {
             return Ok(Key::Setting(setting));
         }
         match key.as_str() {
@@ -358,6 +362,73 @@ mod tests {
         assert!(load("gop_cache = \n").is_err());
         assert!(load("listen = 5\n").is_err(), "an address is a string");
         assert!(load("gop_cache = 1\n").is_err(), "on/off is a boolean");
+    }
+
+    #[test]
+    fn recording_keys_global_and_per_app() {
+        let c = load(
+            "record = true\nrecord_dir = \"/srv/rec\"\nrecord_flush = 0.5\n\
+             [app.cams]\nrecord_segment_seconds = 600\nrecord_segment_bytes = 1048576\n\
+             record_path = \"{key}/{start}.flv\"\nrecord_append = true\n\
+             record_buffer_bytes = 65536\non_record_done = \"http://127.0.0.1:8000/done\"\n\
+             [app.talk]\nrecord = false\n",
+        )
+        .unwrap();
+        c.policy.check().unwrap();
+        let live = c.policy.app("live").record().unwrap();
+        assert_eq!(live.dir, std::path::Path::new("/srv/rec"));
+        assert_eq!(live.path.to_string(), "{app}/{key}/{start}.flv");
+        assert_eq!(live.flush, Duration::from_millis(500));
+        assert_eq!((live.segment_duration, live.segment_bytes), (None, None));
+        assert!(!live.append);
+        assert_eq!(live.reconnect_gap, Duration::from_secs(5));
+        let cams = c.policy.app("cams").record().unwrap();
+        assert_eq!(cams.segment_duration, Some(Duration::from_secs(600)));
+        assert_eq!(cams.segment_bytes, Some(1 << 20));
+        assert_eq!(cams.path.to_string(), "{key}/{start}.flv");
+        assert_eq!(cams.buffer_bytes, 65536);
+        assert!(cams.append);
+        assert!(c.policy.app("cams").record_done_hook().is_some());
+        assert!(c.policy.app("talk").record().is_none());
+
+        let e = load("\nrecord_path = \"../{key}.flv\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("`..`"), "{e}");
+        let e = load("record_segment_bytes = 10\n").unwrap_err();
+        assert!(e.contains("from 65536"), "{e}");
+        let e = load("[app.x]\nrecord = true\n")
+            .unwrap()
+            .policy
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "record = true in [app.x] needs record_dir (or --record DIR)"
+        );
+    }
+
+    #[test]
+    fn the_record_flag_turns_recording_on_everywhere() {
+        let dir = std::env::temp_dir().join(format!("rtmpd-config-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.toml");
+        std::fs::write(&path, "record = true\n[app.quiet]\nrecord = false\n").unwrap();
+        let source = |flags: Vec<(&'static str, String)>| Source {
+            file: Some(path.clone()),
+            flags,
+        };
+        let e = source(vec![]).load().unwrap_err().to_string();
+        assert!(e.contains("needs record_dir"), "{e}");
+        let c = source(vec![("record", "/srv/rec".into())]).load().unwrap();
+        for app in ["live", "quiet"] {
+            let rec = c.policy.app(app).record().unwrap();
+            assert_eq!(rec.dir, std::path::Path::new("/srv/rec"), "{app}");
+        }
+        let c = source(vec![("record", "off".into())]).load().unwrap();
+        assert!(c.policy.app("live").record().is_none());
+        // The flag has no key of its own in the file: `record` is the per-app
+        // switch there.
+        assert!(load("record = \"/srv/rec\"\n").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

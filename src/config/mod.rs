@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod policy;
+pub mod record;
 pub mod settings;
 
 use std::net::SocketAddr;

@@ -16,6 +16,10 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use super::record::{
+    ByteSize, RecordDir, RecordPath, RecordSettings, DEFAULT_RECONNECT_GAP, DEFAULT_RECORD_BUFFER,
+    DEFAULT_RECORD_FLUSH,
+};
 use super::settings::{MAX_SECONDS, MIN_SECONDS};
 
 /// Declares [`AppKeys`] from one list: each key is an `Option` (unset: the
@@ -69,6 +73,28 @@ app_keys! {
     deny_publish: Vec<IpRange>,
     allow_play: Vec<IpRange>,
     deny_play: Vec<IpRange>,
+
+    // Recording (`config::record`, `crate::record`).
+    /// Record every stream published in the app.
+    record: bool,
+    /// Where recordings go (`--record DIR` sets it and `record`).
+    record_dir: RecordDir,
+    /// A recording's file under `record_dir` (default `{app}/{key}/{start}.flv`).
+    record_path: RecordPath,
+    /// How often buffered tags go to the file and the disk (default 1 s).
+    record_flush: Seconds,
+    /// A new file at the first keyframe past this many seconds of stream.
+    record_segment_seconds: Seconds,
+    /// A new file at the first keyframe past this many bytes.
+    record_segment_bytes: ByteSize,
+    /// A publisher back within `record_reconnect_gap` continues its last file.
+    record_append: bool,
+    /// How soon, for `record_append` (default 5 s).
+    record_reconnect_gap: Seconds,
+    /// Stream bytes that may wait for a slow disk before the recording stops.
+    record_buffer_bytes: ByteSize,
+    /// Told when a recording's file is closed (nginx-rtmp's `on_record_done`).
+    on_record_done: HookUrl,
 }
 
 /// What a client asks to do with a stream.
@@ -100,6 +126,38 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// What no single key can say is wrong: `record = true` (at the top or in a
+    /// section) for an app that has no `record_dir`.
+    pub fn check(&self) -> Result<(), String> {
+        let global = std::iter::once((None, self.app("")));
+        let sections = self
+            .apps
+            .keys()
+            .map(|name| (Some(name.as_str()), self.app(name)));
+        for (name, app) in global.chain(sections) {
+            if app.0.record == Some(true) && app.0.record_dir.is_none() {
+                let place = name.map_or("at the top".to_owned(), |n| format!("in [app.{n}]"));
+                return Err(format!(
+                    "record = true {place} needs record_dir (or --record DIR)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns recording on (into `dir`) or off for every app, as `--record`
+    /// does: `record` everywhere, and the top-level `record_dir`.
+    pub fn set_record_everywhere(&mut self, dir: Option<RecordDir>) {
+        let on = dir.is_some();
+        if let Some(dir) = dir {
+            self.global.record_dir = Some(dir);
+        }
+        self.global.record = Some(on);
+        for keys in self.apps.values_mut() {
+            keys.record = Some(on);
+        }
+    }
+
     /// The keys in force for `app`.
     pub fn app(&self, app: &str) -> AppPolicy {
         let keys = match self.apps.get(app) {
@@ -151,6 +209,45 @@ impl AppPolicy {
 
     pub fn hook_fail_open(&self) -> bool {
         self.0.hook_fail_open.unwrap_or(false)
+    }
+
+    /// How this app's streams are recorded; `None`: they are not. `record = true`
+    /// without a `record_dir` is refused when the config is loaded
+    /// ([`Policy::check`]).
+    pub fn record(&self) -> Option<RecordSettings> {
+        let keys = &self.0;
+        if keys.record != Some(true) {
+            return None;
+        }
+        Some(RecordSettings {
+            dir: keys.record_dir.clone()?.0,
+            path: keys.record_path.clone().unwrap_or_default(),
+            flush: keys.record_flush.map_or(DEFAULT_RECORD_FLUSH, |s| s.0),
+            segment_duration: keys.record_segment_seconds.map(|s| s.0),
+            segment_bytes: keys.record_segment_bytes.map(|b| b.0),
+            append: keys.record_append.unwrap_or(false),
+            reconnect_gap: keys
+                .record_reconnect_gap
+                .map_or(DEFAULT_RECONNECT_GAP, |s| s.0),
+            buffer_bytes: keys
+                .record_buffer_bytes
+                .map_or(DEFAULT_RECORD_BUFFER, |b| b.0),
+        })
+    }
+
+    /// Where this app's recordings are, recording or not (`/api/recordings`
+    /// lists them): `record_dir` and the `record_path` template.
+    pub fn record_files(&self) -> Option<(std::path::PathBuf, RecordPath)> {
+        let dir = self.0.record_dir.clone()?.0;
+        Some((dir, self.0.record_path.clone().unwrap_or_default()))
+    }
+
+    /// The hook told when a recording's file is closed.
+    pub fn record_done_hook(&self) -> Option<(&'static str, &HookUrl)> {
+        self.0
+            .on_record_done
+            .as_ref()
+            .map(|u| ("on_record_done", u))
     }
 
     /// The allow and deny lists of `verb` (empty when unset).

@@ -10,8 +10,10 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::record::RecordDir;
 use super::{Config, LogFormat};
 use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
@@ -62,6 +64,10 @@ pub enum Kind {
     },
     /// One of a few names (`text`, `json`).
     Choice(ChoiceField),
+    /// `--record DIR|off`: recording for every app, which is policy (the
+    /// file's `record` and `record_dir` keys), so it has no file key of its own
+    /// and a reload applies it.
+    Record,
 }
 
 /// The enumerations `Config` chooses from; each knows its names.
@@ -300,6 +306,13 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "record",
+        short: None,
+        hint: "DIR|off",
+        help: "record every app's streams under DIR (record = true, record_dir = DIR), or off for none",
+        kind: Kind::Record,
+    },
+    Setting {
         name: "log-format",
         short: None,
         hint: "text|json",
@@ -347,8 +360,22 @@ impl Setting {
                     return Err(self.range_problem());
                 }
             }
+            Kind::Record => {
+                let dir = match text {
+                    "off" => None,
+                    _ => Some(RecordDir::new(text).map_err(Problem)?),
+                };
+                Arc::make_mut(&mut config.policy).set_record_everywhere(dir);
+            }
         }
         Ok(())
+    }
+
+    /// Whether the setting is per-app policy rather than a `Config` field: it has
+    /// no config file key of its own (the file says the same with per-app keys)
+    /// and a reload applies it instead of asking for a restart.
+    pub fn is_policy(&self) -> bool {
+        matches!(self.kind, Kind::Record)
     }
 
     /// Whether the value is a number of seconds (fractions allowed).
@@ -419,6 +446,13 @@ impl Setting {
             Kind::Millis { field, .. } => field(c).as_millis().to_string(),
             Kind::WholeSeconds { field, .. } => field(c).as_secs().to_string(),
             Kind::Choice(field) => field.get(c).into(),
+            Kind::Record => {
+                let global = &config.policy.global;
+                match (&global.record, &global.record_dir) {
+                    (Some(true), Some(dir)) => dir.0.display().to_string(),
+                    _ => "off".into(),
+                }
+            }
         }
     }
 
@@ -444,6 +478,7 @@ impl Setting {
                 format!("must be a number of seconds from {MIN_SECONDS} to {MAX_SECONDS}")
             }
             Kind::Choice(field) => format!("must be {}", field.names().join(" or ")),
+            Kind::Record => "must be a directory or off".into(),
         })
     }
 }

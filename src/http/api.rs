@@ -1,4 +1,5 @@
-//! The JSON stats API: `/api/streams`, `/api/streams/{app}/{key}` and `/api/server`.
+//! The JSON stats API: `/api/streams`, `/api/streams/{app}/{key}`, `/api/server`
+//! and `/api/recordings`.
 //! Documents are built with `serde_json::json!` from registry and server snapshots;
 //! durations are seconds (fractional), sizes bytes, rates bits per second, and an
 //! unknown value is `null` rather than a guess. The shape is documented in README.md.
@@ -10,6 +11,7 @@ use crate::build_info;
 use crate::connections::{ConnectionCounts, Context};
 use crate::lifecycle::ConnectionKind;
 use crate::media::codec::{AudioInfo, VideoInfo};
+use crate::record::listing;
 use crate::registry::{PlayerProtocol, StreamStats};
 use crate::stream_key::StreamKey;
 
@@ -19,7 +21,7 @@ pub(super) fn streams(ctx: &Context) -> Value {
         .registry
         .stream_stats()
         .iter()
-        .map(stream_json)
+        .map(|s| with_recording(ctx, stream_json(s), &s.key))
         .collect();
     json!({ "streams": streams })
 }
@@ -31,7 +33,7 @@ pub(super) fn stream(ctx: &Context, app: &str, key: &str) -> (u16, Value) {
         Err(e) => return (400, json!({ "error": format!("bad stream name: {e}") })),
     };
     match ctx.registry.stream_stats_for(&key) {
-        Some(stats) => (200, stream_json(&stats)),
+        Some(stats) => (200, with_recording(ctx, stream_json(&stats), &key)),
         None => (404, json!({ "error": format!("no stream {key}") })),
     }
 }
@@ -92,7 +94,58 @@ pub(super) fn server(ctx: &Context) -> Value {
             "plays": plays,
             "dropped_frames": totals.dropped_frames,
         },
+        "recordings": recordings_json(ctx),
     })
+}
+
+fn recordings_json(ctx: &Context) -> Value {
+    let r = ctx.recorders.counts();
+    json!({
+        "active": r.active,
+        "failed": r.failed_now,
+        "started_total": r.started_total,
+        "failed_total": r.failed_total,
+        "files_total": r.files_total,
+        "bytes_total": r.bytes_total,
+    })
+}
+
+/// A stream's document with its `recording`: `null`, or the file being written
+/// and its bytes (`error` set once it stopped on one; the stream goes on).
+fn with_recording(ctx: &Context, mut doc: Value, key: &StreamKey) -> Value {
+    doc["recording"] = ctx.recorders.status(key).map_or(Value::Null, |r| {
+        json!({
+            "path": r.path.map(|p| p.display().to_string()),
+            "bytes": r.bytes,
+            "files": r.files,
+            "recording_seconds": seconds(r.since),
+            "failed": r.error.is_some(),
+            "error": r.error,
+            "backlog_bytes": r.backlog,
+            "backlog_peak_bytes": r.backlog_peak,
+            "buffer_bytes": r.buffer,
+        })
+    });
+    doc
+}
+
+/// `/api/recordings`: the finished files under every `record_dir`.
+pub(super) fn recordings(ctx: &Context) -> Value {
+    let policy = ctx.admission.policy();
+    let (files, truncated) = listing::list(&policy, &ctx.recorders.files_in_progress());
+    let files: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            json!({
+                "app": f.app,
+                "key": f.key,
+                "path": f.path.display().to_string(),
+                "size": f.size,
+                "duration": f.duration,
+            })
+        })
+        .collect();
+    json!({ "recordings": files, "truncated": truncated })
 }
 
 fn stream_json(s: &StreamStats) -> Value {

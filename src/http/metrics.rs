@@ -13,7 +13,7 @@ use crate::build_info;
 use crate::connections::{ConnectionCounts, Context};
 use crate::lifecycle::ConnectionKind;
 use crate::procfs;
-use crate::registry::PlayerProtocol;
+use crate::registry::{PlayerProtocol, StreamStats};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -217,6 +217,8 @@ pub(super) fn render(ctx: &Context) -> String {
         );
     }
 
+    recording_metrics(&mut m, ctx, &streams);
+
     let process = process_info();
     m.family(
         "process_start_time_seconds",
@@ -263,6 +265,75 @@ pub(super) fn render(ctx: &Context) -> String {
         }
     }
     m.out
+}
+
+/// The recordings' series (`crate::record`).
+fn recording_metrics(m: &mut Exposition, ctx: &Context, streams: &[StreamStats]) {
+    let counts = ctx.recorders.counts();
+    m.family(
+        "rtmpd_recordings",
+        "gauge",
+        "Recordings now: writing (recording), or stopped by an error while their stream goes on (failed).",
+    );
+    m.sample(
+        "rtmpd_recordings",
+        &[("state", "recording")],
+        counts.active as f64,
+    );
+    m.sample(
+        "rtmpd_recordings",
+        &[("state", "failed")],
+        counts.failed_now as f64,
+    );
+    let totals = [
+        (
+            "rtmpd_recordings_started_total",
+            "Recordings started.",
+            counts.started_total,
+        ),
+        (
+            "rtmpd_recording_failures_total",
+            "Recordings stopped by an error (disk behind, full or failing).",
+            counts.failed_total,
+        ),
+        (
+            "rtmpd_recorded_files_total",
+            "Recording files closed.",
+            counts.files_total,
+        ),
+        (
+            "rtmpd_recorded_bytes_total",
+            "Bytes written to recording files.",
+            counts.bytes_total,
+        ),
+    ];
+    for (name, help, value) in totals {
+        m.family(name, "counter", help);
+        m.sample(name, &[], value as f64);
+    }
+    let recorded: Vec<_> = streams
+        .iter()
+        .filter_map(|s| Some((s, ctx.recorders.status(&s.key)?)))
+        .collect();
+    m.family(
+        "rtmpd_stream_recording_bytes",
+        "gauge",
+        "Bytes in the stream's current recording file.",
+    );
+    for (s, r) in &recorded {
+        let labels = [("app", s.key.app.as_str()), ("key", s.key.name.as_str())];
+        m.sample("rtmpd_stream_recording_bytes", &labels, r.bytes as f64);
+    }
+    m.family(
+        "rtmpd_stream_recording_failed",
+        "gauge",
+        "1 when the stream's recording stopped on an error (the stream goes on).",
+    );
+    for (s, r) in &recorded {
+        let labels = [("app", s.key.app.as_str()), ("key", s.key.name.as_str())];
+        let failed = if r.error.is_some() { 1.0 } else { 0.0 };
+        m.sample("rtmpd_stream_recording_failed", &labels, failed);
+    }
 }
 
 /// Builds the text format: `# HELP`/`# TYPE` lines, then samples.

@@ -307,6 +307,8 @@ pub enum Route {
     },
     /// `GET /api/server`.
     ServerInfo { head: bool },
+    /// `GET /api/recordings`.
+    Recordings { head: bool },
     /// `GET /metrics`.
     Metrics { head: bool },
     /// `OPTIONS` anything: a CORS preflight.
@@ -324,6 +326,7 @@ impl fmt::Display for Route {
             Route::WebSocketFlv { .. } => f.write_str("WebSocket-FLV"),
             Route::Streams { .. } | Route::Stream { .. } => f.write_str("stream stats"),
             Route::ServerInfo { .. } => f.write_str("server stats"),
+            Route::Recordings { .. } => f.write_str("recordings"),
             Route::Metrics { .. } => f.write_str("metrics"),
             Route::Preflight => f.write_str("CORS preflight"),
             Route::Error { status, .. } => write!(f, "status {status}"),
@@ -339,6 +342,7 @@ impl Route {
             Route::Streams { .. }
                 | Route::Stream { .. }
                 | Route::ServerInfo { .. }
+                | Route::Recordings { .. }
                 | Route::Metrics { .. }
         )
     }
@@ -389,6 +393,7 @@ pub fn route(req: &Request) -> Route {
             head,
         },
         ["api", "server"] => Route::ServerInfo { head },
+        ["api", "recordings"] => Route::Recordings { head },
         ["metrics"] => Route::Metrics { head },
         [app, file] => match file.strip_suffix(".flv") {
             Some(key) if !key.is_empty() && !app.is_empty() => Route::Flv {
@@ -592,6 +597,10 @@ mod tests {
         assert_eq!(
             r("HEAD /metrics HTTP/1.1\r\n\r\n"),
             Route::Metrics { head: true }
+        );
+        assert_eq!(
+            r("GET /api/recordings HTTP/1.1\r\n\r\n"),
+            Route::Recordings { head: false }
         );
         assert_eq!(r("OPTIONS * HTTP/1.1\r\n\r\n"), Route::Preflight);
         let status = |route| match route {

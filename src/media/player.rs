@@ -56,7 +56,13 @@ impl PlayerFilter {
     /// A new publisher took over the key: its timeline continues the player's, and
     /// whether it carries video is not known yet.
     pub fn new_epoch(&mut self) {
-        self.timestamps.new_epoch();
+        self.new_epoch_after(0);
+    }
+
+    /// [`PlayerFilter::new_epoch`], the new timeline starting `gap` ms after the
+    /// last frame (a recording continued in the same file).
+    pub fn new_epoch_after(&mut self, gap: u32) {
+        self.timestamps.new_epoch_after(gap);
         self.seen_video = false;
     }
 

@@ -15,6 +15,8 @@ pub struct TimestampMapper {
     last_in: Option<u32>,
     last_out: u32,
     rebase: bool,
+    /// How far after the last timestamp a new epoch starts.
+    epoch_gap: u32,
 }
 
 impl TimestampMapper {
@@ -24,7 +26,15 @@ impl TimestampMapper {
 
     /// The next frame starts a new publisher's timeline.
     pub fn new_epoch(&mut self) {
+        self.new_epoch_after(0);
+    }
+
+    /// The next frame starts a new timeline `gap` ms after the last timestamp
+    /// (a recording continued in the same file, where two frames of a track at
+    /// the same time would trouble remuxers).
+    pub fn new_epoch_after(&mut self, gap: u32) {
         self.rebase = true;
+        self.epoch_gap = gap;
     }
 
     /// Maps a publisher timestamp to the one this player is sent.
@@ -34,7 +44,8 @@ impl TimestampMapper {
             let step = ts.wrapping_sub(prev) as i32;
             if self.rebase || !(-MAX_BACKWARD_MS..=MAX_FORWARD_MS).contains(&step) {
                 // Continue right where the player is; wrapping_sub makes out = last_out.
-                self.offset = self.last_out.wrapping_sub(ts);
+                let gap = if self.rebase { self.epoch_gap } else { 0 };
+                self.offset = self.last_out.wrapping_add(gap).wrapping_sub(ts);
             }
         }
         self.rebase = false;
@@ -81,6 +92,16 @@ mod tests {
         map_all(&mut m, &[90_000, 90_040]);
         m.new_epoch();
         assert_eq!(map_all(&mut m, &[0, 40, 80]), [90_040, 90_080, 90_120]);
+    }
+
+    #[test]
+    fn a_new_epoch_may_start_a_step_later() {
+        let mut m = TimestampMapper::new();
+        map_all(&mut m, &[1000, 1040]);
+        m.new_epoch_after(40);
+        assert_eq!(map_all(&mut m, &[0, 40]), [1080, 1120]);
+        m.new_epoch();
+        assert_eq!(map_all(&mut m, &[7]), [1120], "the gap is per epoch");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::net::{self, TcpTransport, Transport};
+use crate::record::RecordingGuard;
 use crate::registry::{PlayerInfo, PlayerProtocol, PublishError, Publisher};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
@@ -168,6 +169,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
         session: None,
         writer: Writer::new(peer),
         publisher: None,
+        recording: None,
         tickets: HashMap::new(),
         idle_since: None,
         // So the first play round already looks at the client's input.
@@ -183,6 +185,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
     }
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
+    conn.recording = None;
     conn.writer.stop_all();
     let stream_ids: Vec<u32> = conn.tickets.keys().copied().collect();
     for stream_id in stream_ids {
@@ -226,6 +229,8 @@ struct Connection {
     /// Replies and played frames waiting to be written, and the playbacks.
     writer: Writer,
     publisher: Option<(u32, Publisher)>,
+    /// The publish's recording, if its app records (`crate::record`).
+    recording: Option<RecordingGuard>,
     /// What admission gave each stream that publishes or plays, by stream id;
     /// ending one sends its `_done` hook.
     tickets: HashMap<u32, Ticket>,
@@ -516,6 +521,7 @@ impl Connection {
                         info!("{peer}: unpublish {}", publisher.key());
                         self.idle_since = Some(Instant::now());
                     }
+                    self.recording = None;
                     self.end_ticket(stream_id);
                 }
             }
@@ -642,6 +648,14 @@ impl Connection {
                     debug!("{peer}: publish mode {} served as live", LogName(mode));
                 }
                 info!("{peer}: publish {}", publisher.key());
+                // Before the first frame, so the recording misses none.
+                self.recording = self.ctx.recorders.start(
+                    &self.ctx.registry,
+                    &self.ctx.admission.policy(),
+                    publisher.key(),
+                    peer,
+                    &ticket,
+                );
                 self.session().accept_publish(stream_id, name);
                 self.publisher = Some((stream_id, publisher));
                 self.tickets.insert(stream_id, ticket);

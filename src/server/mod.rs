@@ -29,6 +29,8 @@ use crate::config::Config;
 use crate::connections::{accept_loop, Context, Counters};
 use crate::lifecycle::{Lifecycle, Limits, Registration};
 use crate::media::gop::GopLimits;
+use crate::record::file::{Disk, Storage};
+use crate::record::Recorders;
 use crate::registry::{Registry, RegistryConfig};
 
 pub use crate::connections::ConnectionCounts;
@@ -98,7 +100,7 @@ impl ServerHandle {
             }
         };
         let running = &ctx.config;
-        for s in SETTINGS {
+        for s in SETTINGS.iter().filter(|s| !s.is_policy()) {
             let (was, now) = (s.value_text(running), s.value_text(&new));
             if was != now {
                 warn!(
@@ -127,6 +129,12 @@ impl Server {
     /// A listener that cannot be bound is an error whose message names the
     /// listener, the address, the cause and the flag that moves it ([`BindError`]).
     pub fn bind(config: Config) -> io::Result<Server> {
+        Server::bind_with_storage(config, Arc::new(Disk))
+    }
+
+    /// [`Server::bind`], with recordings made in `storage` instead of on the
+    /// disk (a test's slow or failing stand-in, say).
+    pub fn bind_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Result<Server> {
         let listener = bind_listener(Listener::Rtmp, config.listen)?;
         let http = config
             .http
@@ -163,6 +171,7 @@ impl Server {
                 started: Instant::now(),
                 lifecycle,
                 counters: Counters::default(),
+                recorders: Recorders::new(storage),
             }),
         })
     }
@@ -251,6 +260,9 @@ impl Server {
             }
         }
         if lifecycle.wait_empty(deadline) {
+            // Every publish has ended: the recordings are closing their files.
+            ctx.recorders
+                .wait_idle(deadline.max(Instant::now() + RECORDINGS_GRACE));
             ctx.admission.flush_done_hooks(DONE_HOOKS_GRACE);
             info!("stopped: every connection closed");
             return Ok(());
@@ -270,6 +282,7 @@ impl Server {
         );
         // Their sockets are shut: the threads end at once; give them a moment to log.
         lifecycle.wait_empty(Instant::now() + CUT_GRACE);
+        ctx.recorders.wait_idle(Instant::now() + RECORDINGS_GRACE);
         ctx.admission.flush_done_hooks(DONE_HOOKS_GRACE);
         Ok(())
     }
@@ -349,6 +362,10 @@ fn bind_listener(listener: Listener, addr: SocketAddr) -> io::Result<TcpListener
         )
     })
 }
+
+/// How long a stop waits for recordings to close their files when the
+/// connections have taken the whole `--shutdown-timeout`: a final checkpoint.
+const RECORDINGS_GRACE: Duration = Duration::from_secs(2);
 
 /// How long `run` waits, after cutting, for the cut connections' threads.
 const CUT_GRACE: Duration = Duration::from_millis(200);

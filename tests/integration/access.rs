@@ -198,13 +198,13 @@ fn signed_urls_valid_expired_other_key_and_play_token_for_publish() {
 
 /// One request the hook backend received.
 #[derive(Debug, Clone)]
-struct HookCall {
-    path: String,
-    fields: Vec<(String, String)>,
+pub struct HookCall {
+    pub path: String,
+    pub fields: Vec<(String, String)>,
 }
 
 impl HookCall {
-    fn field(&self, name: &str) -> &str {
+    pub fn field(&self, name: &str) -> &str {
         self.fields.iter().find(|(n, _)| n == name).map_or_else(
             || panic!("no field {name} in {self:?}"),
             |(_, v)| v.as_str(),
@@ -215,13 +215,13 @@ impl HookCall {
 /// A hook backend on 127.0.0.1: records every call, and answers by path:
 /// `/allow*` 200, `/deny*` 403, `/rename*` 302 to `renamed`, `/relay*` 302 to an
 /// rtmp:// URL, `/slow*` 200 after 30 s.
-struct HookServer {
+pub struct HookServer {
     addr: SocketAddr,
     calls: Arc<Mutex<Vec<HookCall>>>,
 }
 
 impl HookServer {
-    fn start() -> HookServer {
+    pub fn start() -> HookServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
@@ -236,16 +236,16 @@ impl HookServer {
         HookServer { addr, calls }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}/{path}", self.addr)
     }
 
-    fn calls(&self) -> Vec<HookCall> {
+    pub fn calls(&self) -> Vec<HookCall> {
         self.calls.lock().unwrap().clone()
     }
 
     /// Waits for a call whose `call` field is `call`, and returns it.
-    fn wait_call(&self, call: &str) -> HookCall {
+    pub fn wait_call(&self, call: &str) -> HookCall {
         let mut found = None;
         wait_for(&format!("a {call} hook call"), FINISH, || {
             found = self

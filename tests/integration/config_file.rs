@@ -40,9 +40,19 @@ fn check_config_passes_the_example_and_reports_errors_with_line_numbers() {
             "unknown key `max_conections`",
         ),
         (
-            "[app.live]\npublish_secret = \"x\"\nrecord = 1\n",
+            "[app.live]\npublish_secret = \"x\"\nrecording = 1\n",
             "line 3",
-            "unknown field `record`",
+            "unknown field `recording`",
+        ),
+        (
+            "[app.live]\nrecord_path = \"/abs/{key}.flv\"\n",
+            "line 2",
+            "must be relative to record_dir",
+        ),
+        (
+            "record = true\n",
+            "",
+            "record = true at the top needs record_dir (or --record DIR)",
         ),
         (
             "gop_cache = true\nchunk_size = 100\n",

@@ -28,6 +28,7 @@ mod package;
 mod playback;
 mod process;
 mod publishing;
+mod recording;
 mod service;
 mod shutdown;
 mod stream_names;

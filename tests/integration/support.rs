@@ -52,17 +52,29 @@ pub fn start_server() -> TestServer {
 /// Starts a server on 127.0.0.1 and a free port after `configure` has adjusted the
 /// default configuration (it may also override `listen`).
 pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
-    // RUST_LOG=debug cargo test ... shows the server's log for failing tests.
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .is_test(true)
-        .try_init();
+    let config = test_config(configure);
+    start_bound(Server::bind(config).expect("binding the test server"))
+}
+
+/// A test config: 127.0.0.1 and free ports for RTMP and HTTP, adjusted by
+/// `configure`.
+pub fn test_config(configure: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         ..Config::default()
     };
     configure(&mut config);
-    let server = Server::bind(config).expect("binding the test server");
+    config
+}
+
+/// Runs a server the test bound itself (with `Server::bind_with_storage`, say)
+/// on a background thread.
+pub fn start_bound(server: Server) -> TestServer {
+    // RUST_LOG=debug cargo test ... shows the server's log for failing tests.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .is_test(true)
+        .try_init();
     let addr = server.local_addr();
     let registry = server.registry();
     let http = server.http_addr();
