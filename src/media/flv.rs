@@ -6,6 +6,8 @@
 //! plus an 8-bit extended timestamp holding bits 24..32, 24-bit stream id = 0), the
 //! tag data (the body of the RTMP audio/video/data message, byte for byte) and
 //! another PreviousTagSize equal to 11 + data size.
+//!
+//! [`parse`] takes a whole file; [`FlvReader`] takes a stream as it arrives.
 
 use std::fmt;
 
@@ -279,50 +281,181 @@ fn parse_header(buf: &[u8]) -> Result<(FlvHeader, usize), FlvError> {
     Ok((header, needed))
 }
 
+/// What an FLV body holds at some offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TagAt<'a> {
+    /// A whole tag (header, data, matching PreviousTagSize) and the offset after it.
+    Whole(TagRef<'a>, usize),
+    /// The buffer ends inside the tag, which needs `needed` bytes in all (15 while
+    /// even its header is incomplete); `data_complete` is the tag when only its
+    /// PreviousTagSize is missing.
+    Partial {
+        needed: usize,
+        data_complete: Option<TagRef<'a>>,
+    },
+}
+
+/// One tag borrowed from the buffer it was parsed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagRef<'a> {
+    pub tag_type: u8,
+    pub timestamp: u32,
+    pub data: &'a [u8],
+}
+
+impl TagRef<'_> {
+    pub fn to_tag(&self) -> FlvTag {
+        FlvTag {
+            tag_type: self.tag_type,
+            timestamp: self.timestamp,
+            data: self.data.to_vec(),
+        }
+    }
+}
+
+/// The tag that starts at `pos` of `buf` (a position after the file header). The
+/// only error is a PreviousTagSize that does not match its tag.
+fn tag_at(buf: &[u8], pos: usize) -> Result<TagAt<'_>, FlvError> {
+    let available = buf.len().saturating_sub(pos);
+    if available < TAG_HEADER_LEN {
+        return Ok(TagAt::Partial {
+            needed: TAG_HEADER_LEN + PREV_SIZE_LEN,
+            data_complete: None,
+        });
+    }
+    let h = &buf[pos..pos + TAG_HEADER_LEN];
+    let data_len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+    let needed = TAG_HEADER_LEN + data_len + PREV_SIZE_LEN;
+    let data_end = pos + TAG_HEADER_LEN + data_len;
+    let tag = (data_end <= buf.len()).then(|| TagRef {
+        tag_type: h[0],
+        timestamp: u32::from_be_bytes([h[7], h[4], h[5], h[6]]),
+        data: &buf[pos + TAG_HEADER_LEN..data_end],
+    });
+    match tag {
+        Some(tag) if available >= needed => {
+            let expected = previous_tag_size(data_len);
+            let found = read_u32(buf, data_end);
+            if found != expected {
+                return Err(FlvError::PreviousTagSizeMismatch {
+                    offset: data_end,
+                    expected,
+                    found,
+                });
+            }
+            Ok(TagAt::Whole(tag, pos + needed))
+        }
+        data_complete => Ok(TagAt::Partial {
+            needed,
+            data_complete,
+        }),
+    }
+}
+
 /// Appends the tags from `pos` on to `tags`; returns the first error, if any. A tag
 /// whose data is complete but whose PreviousTagSize is cut off is still pushed (so
 /// the lenient parser keeps it) before the truncation error is returned.
 fn parse_tags(buf: &[u8], mut pos: usize, tags: &mut Vec<FlvTag>) -> Option<FlvError> {
     while pos < buf.len() {
-        let available = buf.len() - pos;
-        let truncated = |needed| FlvError::TruncatedTag {
-            offset: pos,
-            needed,
-            available,
-        };
-        if available < TAG_HEADER_LEN {
-            return Some(truncated(TAG_HEADER_LEN + PREV_SIZE_LEN));
+        match tag_at(buf, pos) {
+            Err(e) => return Some(e),
+            Ok(TagAt::Whole(tag, next)) => {
+                tags.push(tag.to_tag());
+                pos = next;
+            }
+            Ok(TagAt::Partial {
+                needed,
+                data_complete,
+            }) => {
+                tags.extend(data_complete.map(|t| t.to_tag()));
+                return Some(FlvError::TruncatedTag {
+                    offset: pos,
+                    needed,
+                    available: buf.len() - pos,
+                });
+            }
         }
-        let h = &buf[pos..pos + TAG_HEADER_LEN];
-        let data_len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-        let timestamp = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        let needed = TAG_HEADER_LEN + data_len + PREV_SIZE_LEN;
-        let data_end = pos + TAG_HEADER_LEN + data_len;
-        if data_end > buf.len() {
-            return Some(truncated(needed));
-        }
-        let tag = FlvTag {
-            tag_type: h[0],
-            timestamp,
-            data: buf[pos + TAG_HEADER_LEN..data_end].to_vec(),
-        };
-        if available < needed {
-            tags.push(tag);
-            return Some(truncated(needed));
-        }
-        let expected = previous_tag_size(data_len);
-        let found = read_u32(buf, data_end);
-        if found != expected {
-            return Some(FlvError::PreviousTagSizeMismatch {
-                offset: data_end,
-                expected,
-                found,
-            });
-        }
-        tags.push(tag);
-        pos += needed;
     }
     None
+}
+
+/// The largest file header (data offset plus PreviousTagSize0) [`FlvReader`] waits for.
+const MAX_STREAM_HEADER: usize = 64 * 1024;
+
+/// An FLV byte stream parsed as it arrives (an HTTP-FLV response body, the binary
+/// messages of WebSocket-FLV): bytes go in as they are read, whole tags come out,
+/// borrowed from the reader's buffer. Holds at most one tag's worth of unparsed
+/// bytes beyond what was pushed last (a tag is at most 16 MiB).
+#[derive(Debug, Default)]
+pub struct FlvReader {
+    buf: Vec<u8>,
+    /// Where the next unparsed byte of `buf` is.
+    pos: usize,
+    /// Bytes dropped from the front of `buf` so far, for offsets in errors.
+    dropped: usize,
+    header: Option<FlvHeader>,
+}
+
+impl FlvReader {
+    pub fn new() -> FlvReader {
+        FlvReader::default()
+    }
+
+    /// Adds bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.dropped += self.pos;
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos >= 64 * 1024 && self.pos * 2 >= self.buf.len() {
+            // Keep the copying rare: compact once the parsed part is most of it.
+            self.dropped += self.pos;
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The file header, once it has arrived.
+    pub fn header(&self) -> Option<FlvHeader> {
+        self.header
+    }
+
+    /// The next whole tag; `Ok(None)` until more bytes arrive. An error (no FLV
+    /// signature, a PreviousTagSize that does not match) means the stream is broken
+    /// and stays so; offsets in it count from the stream's first byte.
+    pub fn next_tag(&mut self) -> Result<Option<TagRef<'_>>, FlvError> {
+        if self.header.is_none() {
+            match parse_header(&self.buf[self.pos..]) {
+                Ok((header, body)) => {
+                    self.header = Some(header);
+                    self.pos += body;
+                }
+                // A data offset past what any writer uses would only make us buffer.
+                Err(FlvError::TruncatedHeader { needed, .. }) if needed <= MAX_STREAM_HEADER => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match tag_at(&self.buf, self.pos) {
+            Ok(TagAt::Whole(tag, next)) => {
+                self.pos = next;
+                Ok(Some(tag))
+            }
+            Ok(TagAt::Partial { .. }) => Ok(None),
+            Err(FlvError::PreviousTagSizeMismatch {
+                offset,
+                expected,
+                found,
+            }) => Err(FlvError::PreviousTagSizeMismatch {
+                offset: offset + self.dropped,
+                expected,
+                found,
+            }),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 fn read_u32(buf: &[u8], at: usize) -> u32 {
@@ -599,6 +732,94 @@ mod tests {
             format!("FLV PreviousTagSize at offset {at} is 20 but the tag before it is 19 bytes")
         );
         assert_eq!(parse_lenient(&buf), (Some(AV), tags[..1].to_vec()));
+    }
+
+    /// Feeds `buf` to a reader in pieces of `step` bytes, taking tags as they come.
+    fn read_in_pieces(
+        buf: &[u8],
+        step: usize,
+    ) -> Result<(Option<FlvHeader>, Vec<FlvTag>), FlvError> {
+        let mut reader = FlvReader::new();
+        let mut tags = Vec::new();
+        for piece in buf.chunks(step) {
+            reader.push(piece);
+            while let Some(tag) = reader.next_tag()? {
+                tags.push(tag.to_tag());
+            }
+        }
+        Ok((reader.header(), tags))
+    }
+
+    #[test]
+    fn the_reader_parses_a_stream_cut_anywhere() {
+        let tags = sample_tags();
+        let buf = encode(AV, &tags);
+        for step in [1, 2, 3, 7, 11, 15, 64, 300, buf.len()] {
+            assert_eq!(
+                read_in_pieces(&buf, step),
+                Ok((Some(AV), tags.clone())),
+                "pieces of {step}"
+            );
+        }
+        // A stream that stops inside a tag has handed out the tags before it.
+        let cut = buf.len() - 3;
+        assert_eq!(
+            read_in_pieces(&buf[..cut], 5),
+            Ok((Some(AV), tags[..tags.len() - 1].to_vec()))
+        );
+        assert_eq!(read_in_pieces(&buf[..5], 1), Ok((None, vec![])));
+        // Far more than the compaction threshold passes through a bounded buffer.
+        let big: Vec<FlvTag> = (0..40)
+            .map(|i| FlvTag {
+                tag_type: TAG_VIDEO,
+                timestamp: i * 40,
+                data: vec![i as u8; 10_000],
+            })
+            .collect();
+        let buf = encode(AV, &big);
+        let mut reader = FlvReader::new();
+        let mut n = 0;
+        for piece in buf.chunks(4096) {
+            reader.push(piece);
+            while let Some(tag) = reader.next_tag().unwrap() {
+                assert_eq!(tag.to_tag(), big[n]);
+                n += 1;
+            }
+            assert!(reader.buf.len() < 200 * 1024, "{}", reader.buf.len());
+        }
+        assert_eq!(n, big.len());
+    }
+
+    #[test]
+    fn the_reader_reports_broken_streams_with_stream_offsets() {
+        assert_eq!(
+            read_in_pieces(b"GIF89a", 2),
+            Err(FlvError::BadSignature {
+                found: b"GI".to_vec()
+            })
+        );
+        let tags = sample_tags();
+        let mut buf = encode(AV, &tags);
+        let at = HEADER_LEN + PREV_SIZE_LEN + TAG_HEADER_LEN + tags[0].data.len();
+        buf[at + 3] ^= 1;
+        // Whatever the pieces, the offset is the stream's, not the buffer's.
+        for step in [1, 4, 100] {
+            assert_eq!(
+                read_in_pieces(&buf, step),
+                Err(FlvError::PreviousTagSizeMismatch {
+                    offset: at,
+                    expected: 16,
+                    found: 17
+                }),
+                "pieces of {step}"
+            );
+        }
+        let mut huge_offset = encode(AV, &[]);
+        huge_offset[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            read_in_pieces(&huge_offset, 3),
+            Err(FlvError::TruncatedHeader { .. })
+        ));
     }
 
     #[test]
