@@ -17,25 +17,34 @@ use serde_json::{json, Value};
 
 use rtmpd::client::RtmpUrl;
 use rtmpd_bench::flvfile::FlvFile;
+use rtmpd_bench::play::{PlayTarget, Protocol};
 use rtmpd_bench::report;
 use rtmpd_bench::run::{self, BenchConfig, Source};
 use rtmpd_bench::synthetic::SyntheticConfig;
+use rtmpd_bench::targets::{self, Target};
 
 const USAGE_HEAD: &str = "\
 Usage: rtmpd-bench [run] --url rtmp://HOST:PORT/APP/NAME [options]
-       rtmpd-bench compare [--json FILE] [--note TEXT]... RUN.json...
+       rtmpd-bench compare [--json FILE] [--note TEXT]... [--target SPEC]... RUN.json...
 
-run: publishes synthetic H.264+AAC (or --flv FILE, looping in real time) and opens
-players that verify order, gaps and keyframes, measuring server-added latency
-(synthetic tags carry their send time), connect-to-first-keyframe time and, with
---server-pid, the server's CPU seconds, RSS and threads from /proc. With
---churn N, N workers connect, play until the first media frame and disconnect in
-a loop instead. Only the window of --duration seconds after all players have
-connected and --warmup has passed is measured.
+run: publishes synthetic H.264+AAC over RTMP (or --flv FILE, looping in real
+time) and opens players (RTMP, HTTP-FLV or WebSocket-FLV: --protocol) that verify
+order, gaps and keyframes, measuring server-added latency (synthetic tags carry
+their send time), connect-to-first-keyframe time and, with --server-pid, the
+server's CPU seconds, RSS and threads from /proc. With --churn N, N workers
+connect, play until the first media frame and disconnect in a loop instead. Only
+the window of --duration seconds after all players have connected and --warmup
+has passed is measured.
 
-compare: prints runs of the same scenarios (--label) against different servers
-(--server-name) side by side with the ratio first/second, and writes them all
-(plus the ratios) into one JSON file.";
+compare: prints runs of the same scenarios (--label) side by side, one column per
+contender (--contender: a server, or one server's protocol or flags), with the
+ratio of the first contender to the second, checks --target specs, and writes
+them all (plus the ratios and the verdicts) into one JSON file.
+
+A target is 'SCENARIO: [ratio] /JSON/POINTER OP NUMBER', e.g.
+'7: ratio /server/cpu_s_per_gb <= 1.1' (first contender / second, in runs
+whose --scenario is 7) or '7: /server/rss_per_player_kb <= 32' (the first
+contender's value); OP is one of <= < >= > ==.";
 
 fn run_options() -> Options {
     let mut o = Options::new();
@@ -44,6 +53,30 @@ fn run_options() -> Options {
         "url",
         "server and stream: rtmp://HOST:PORT/APP/NAME (required)",
         "URL",
+    );
+    o.optopt(
+        "",
+        "protocol",
+        "how players and churn workers play: rtmp, http-flv (GET http://ADDR/APP/NAME.flv) or ws-flv (ws://ADDR/APP/NAME.flv) (default rtmp)",
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "play-addr",
+        "server the players play from (default: --url's for rtmp, its host with port 8080 for http-flv and ws-flv)",
+        "HOST:PORT",
+    );
+    o.optopt(
+        "",
+        "scenario",
+        "short id of the scenario, for compare's --target (default: none)",
+        "ID",
+    );
+    o.optopt(
+        "",
+        "contender",
+        "this run's column in compare (default: --server-name, plus the protocol unless rtmp)",
+        "NAME",
     );
     o.optopt(
         "",
@@ -152,6 +185,12 @@ fn compare_options() -> Options {
         "a note to keep in the merged JSON and print (repeatable)",
         "TEXT",
     );
+    o.optmulti(
+        "",
+        "target",
+        "a target to check, 'SCENARIO: [ratio] /POINTER OP NUMBER' (repeatable)",
+        "SPEC",
+    );
     o.optflag("h", "help", "print this help");
     o
 }
@@ -182,9 +221,39 @@ fn secs(m: &Matches, flag: &str, default: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(s))
 }
 
+/// Where players play: `--protocol` at `--play-addr`, or the publishers' server.
+fn play_target(m: &Matches, url: &RtmpUrl) -> Result<PlayTarget, String> {
+    let protocol = match m.opt_str("protocol") {
+        None => Protocol::Rtmp,
+        Some(p) => Protocol::parse(&p).map_err(|e| format!("--protocol: {e}"))?,
+    };
+    let (host, port) = match m.opt_str("play-addr") {
+        None if protocol == Protocol::Rtmp => (url.host.clone(), url.port),
+        None => (url.host.clone(), 8080),
+        Some(addr) => {
+            // The same host[:port] rules as the authority of an rtmp:// URL.
+            let parsed = RtmpUrl::parse(&format!("rtmp://{addr}/app"))
+                .ok()
+                .filter(|_| {
+                    addr.rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                })
+                .ok_or_else(|| format!("--play-addr {addr}: not HOST:PORT"))?;
+            (parsed.host, parsed.port)
+        }
+    };
+    Ok(PlayTarget {
+        protocol,
+        host,
+        port,
+        app: url.app.clone(),
+    })
+}
+
 fn config(m: &Matches) -> Result<BenchConfig, String> {
     let url = m.opt_str("url").ok_or("--url is required")?;
     let url = RtmpUrl::parse(&url).map_err(|e| format!("--url: {e}"))?;
+    let play = play_target(m, &url)?;
     let publishers: usize = parse_num(m, "publishers", 1)?;
     let players: usize = parse_num(m, "players", 10)?;
     let churn: usize = parse_num(m, "churn", 0)?;
@@ -214,18 +283,29 @@ fn config(m: &Matches) -> Result<BenchConfig, String> {
             }
         }
     };
+    let protocol = match play.protocol {
+        Protocol::Rtmp => String::new(),
+        p => format!(" {p}"),
+    };
     let label = m.opt_str("label").unwrap_or_else(|| match &source {
         Source::Synthetic(s) if churn > 0 => {
-            format!("churn {churn} workers, {} kbit/s", s.bitrate_kbit)
+            format!("churn {churn}{protocol} workers, {} kbit/s", s.bitrate_kbit)
         }
         Source::Synthetic(s) => format!(
-            "{publishers} pub × {players} players, {} kbit/s",
+            "{publishers} pub × {players}{protocol} players, {} kbit/s",
             s.bitrate_kbit
         ),
         Source::Flv { path, .. } => {
-            format!("{publishers} pub × {players} players, {}", path.display())
+            format!(
+                "{publishers} pub × {players}{protocol} players, {}",
+                path.display()
+            )
         }
     });
+    let server_name = m.opt_str("server-name").unwrap_or_else(|| "server".into());
+    let contender = m
+        .opt_str("contender")
+        .unwrap_or_else(|| format!("{server_name}{protocol}"));
     let stack_kib: usize = parse_num(m, "stack", 128)?;
     let ramp_rate: f64 = parse_num(m, "ramp-rate", 500.0)?;
     if ramp_rate <= 0.0 {
@@ -237,8 +317,11 @@ fn config(m: &Matches) -> Result<BenchConfig, String> {
     }
     Ok(BenchConfig {
         url,
+        play,
         label,
-        server_name: m.opt_str("server-name").unwrap_or_else(|| "server".into()),
+        scenario: m.opt_str("scenario"),
+        server_name,
+        contender,
         server_pid: m
             .opt_str("server-pid")
             .map(|p| {
@@ -277,7 +360,7 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     let cfg = config(&m)?;
     let quiet = m.opt_present("quiet");
     let label = cfg.label.clone();
-    let server = cfg.server_name.clone();
+    let server = cfg.contender.clone();
     let log = move |line: &str| {
         if !quiet {
             eprintln!("rtmpd-bench [{server}: {label}] {line}");
@@ -297,6 +380,11 @@ fn cmd_compare(args: &[String]) -> Result<(), String> {
         println!("{}", usage());
         return Ok(());
     }
+    let targets = m
+        .opt_strs("target")
+        .iter()
+        .map(|t| Target::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut runs = Vec::new();
     for path in &m.free {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -310,11 +398,16 @@ fn cmd_compare(args: &[String]) -> Result<(), String> {
     if runs.is_empty() {
         return Err("compare needs at least one run's JSON file".into());
     }
-    let (table, ratios) = report::compare(&runs);
+    let (table, ratios, compared) = report::compare(&runs);
     let notes = m.opt_strs("note");
     println!("{table}");
     for n in &notes {
         println!("note: {n}");
+    }
+    let verdicts: Vec<_> = targets.iter().filter_map(|t| t.check(&runs)).collect();
+    if !verdicts.is_empty() {
+        println!("\n## targets (first contender, or its ratio to the second)");
+        print!("{}", targets::table(&verdicts));
     }
     if let Some(path) = m.opt_str("json") {
         let generated = SystemTime::now()
@@ -327,6 +420,8 @@ fn cmd_compare(args: &[String]) -> Result<(), String> {
             "generated_unix": generated,
             "notes": notes,
             "ratios": ratios,
+            "compared": compared,
+            "targets": verdicts.iter().map(|v| v.to_json()).collect::<Vec<_>>(),
             "runs": runs,
         });
         write_json(&path, &merged)?;

@@ -1,6 +1,7 @@
 //! Human-readable output of bench reports: one run as a block of lines, and
-//! several runs (the same scenarios against different servers) side by side with
-//! the ratio of the first server's numbers to the second's.
+//! several runs side by side, per scenario (label) one column per contender (a
+//! server, or one server's protocol or flags) with the ratio of the first
+//! contender's numbers to the second's.
 
 use std::fmt::Write as _;
 
@@ -8,12 +9,32 @@ use serde_json::{json, Value};
 
 use super::stats::round3;
 
-fn num(v: &Value, pointer: &str) -> Option<f64> {
+pub(crate) fn num(v: &Value, pointer: &str) -> Option<f64> {
     v.pointer(pointer).and_then(Value::as_f64)
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("?")
+}
+
+/// A run's column in a comparison: its contender, or (in reports written before
+/// contenders existed) its server.
+pub fn contender(r: &Value) -> &str {
+    r.get("contender")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| text(r, "/server_name"))
+}
+
+/// How a run's players played (reports written before protocols existed: RTMP).
+fn protocol(r: &Value) -> &str {
+    r.pointer("/config/protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("rtmp")
+}
+
+/// A run's scenario id, if it has one.
+pub fn scenario(r: &Value) -> Option<&str> {
+    r.get("scenario").and_then(Value::as_str)
 }
 
 /// A number for a table cell: integers as such, others with up to 3 significant
@@ -50,14 +71,15 @@ pub fn run_text(r: &Value) -> String {
         out,
         "== {} on {} ({}) ==",
         text(r, "/label"),
-        text(r, "/server_name"),
+        contender(r),
         text(r, "/url")
     );
     let _ = writeln!(
         out,
-        "load        {} publisher(s) × {} player(s), {} churn worker(s), source {} {} kbit/s; window {} s; loadavg {} → {}",
+        "load        {} publisher(s) × {} {} player(s), {} churn worker(s), source {} {} kbit/s; window {} s; loadavg {} → {}",
         f("/config/publishers"),
         f("/config/players_per_stream"),
+        protocol(r),
         f("/config/churn_workers"),
         text(r, "/config/source"),
         f("/config/bitrate_kbit"),
@@ -76,7 +98,7 @@ pub fn run_text(r: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "delivery    {} frames of {} expected (ratio {}), skipped {}, {} Mbit/s total; per player kbit/s min {} p50 {}; slow players {}",
+        "delivery    {} frames of {} expected (ratio {}), skipped {}, {} Mbit/s total; per player kbit/s min {} p50 {}; slow players {}, at full rate {}",
         f("/delivery/frames"),
         f("/delivery/expected_frames"),
         f("/delivery/delivered_ratio"),
@@ -85,6 +107,7 @@ pub fn run_text(r: &Value) -> String {
         f("/delivery/throughput_kbit_s/min"),
         f("/delivery/throughput_kbit_s/p50"),
         f("/delivery/slow_players"),
+        f("/delivery/full_rate_players"),
     );
     let _ = writeln!(
         out,
@@ -188,6 +211,7 @@ const ROWS: &[(&str, &str)] = &[
     ("delivered ratio", "/delivery/delivered_ratio"),
     ("skipped frames", "/delivery/skipped_frames"),
     ("slow players (<90%)", "/delivery/slow_players"),
+    ("players at full rate", "/delivery/full_rate_players"),
     ("throughput p50 kbit/s", "/delivery/throughput_kbit_s/p50"),
     ("aggregate Mbit/s", "/delivery/aggregate_mbit_s"),
     ("server CPU s", "/server/cpu_s"),
@@ -205,6 +229,7 @@ const ROWS: &[(&str, &str)] = &[
     ("play start p99 ms", "/play_start_ms/p99"),
     ("first keyframe p50 ms", "/first_keyframe_ms/p50"),
     ("first keyframe p99 ms", "/first_keyframe_ms/p99"),
+    ("first keyframe max ms", "/first_keyframe_ms/max"),
     (
         "frames before keyframe",
         "/delivery/inter_frames_before_first_keyframe",
@@ -233,71 +258,83 @@ fn row_value(r: &Value, pointer: &str) -> Option<f64> {
     )
 }
 
-/// Runs grouped by label (in order of appearance), each with its runs by server.
-fn group(runs: &[Value]) -> (Vec<String>, Vec<(String, Vec<&Value>)>) {
-    let mut servers: Vec<String> = Vec::new();
-    let mut labels: Vec<(String, Vec<&Value>)> = Vec::new();
+/// Runs grouped by label, in order of appearance.
+fn group(runs: &[Value]) -> Vec<(&str, Vec<&Value>)> {
+    let mut labels: Vec<(&str, Vec<&Value>)> = Vec::new();
     for r in runs {
-        let server = text(r, "/server_name").to_owned();
-        if !servers.contains(&server) {
-            servers.push(server);
-        }
-        let label = text(r, "/label").to_owned();
+        let label = text(r, "/label");
         match labels.iter_mut().find(|(l, _)| *l == label) {
             Some((_, v)) => v.push(r),
             None => labels.push((label, vec![r])),
         }
     }
-    (servers, labels)
+    labels
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+/// The contenders of some runs, in order of appearance, with each one's (first) run.
+pub fn contenders<'a>(runs: &[&'a Value]) -> Vec<(&'a str, &'a Value)> {
+    let mut out: Vec<(&str, &Value)> = Vec::new();
+    for r in runs {
+        let c = contender(r);
+        if !out.iter().any(|(name, _)| *name == c) {
+            out.push((c, r));
+        }
+    }
+    out
+}
+
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b != 0.0 => Some(round3(a / b)),
         _ => None,
     }
 }
 
-/// The side-by-side table of several runs, and the ratios (first server / second)
-/// as JSON: `{label: {row: ratio}}`.
-pub fn compare(runs: &[Value]) -> (String, Value) {
-    let (servers, labels) = group(runs);
+/// The side-by-side tables of several runs; the ratios (first contender / second,
+/// per scenario) as JSON, `{label: {row: ratio}}`; and which two contenders each
+/// ratio compares, `{label: [first, second]}`.
+pub fn compare(runs: &[Value]) -> (String, Value, Value) {
     let mut out = String::new();
     let mut ratios = serde_json::Map::new();
-    let ratio_head = if servers.len() >= 2 { "ratio" } else { "" };
-    if let [a, b, ..] = servers.as_slice() {
-        let _ = writeln!(out, "ratio = {a} / {b}");
-    }
-    for (label, rs) in &labels {
-        let by_server = |s: &str| rs.iter().find(|r| text(r, "/server_name") == s).copied();
+    let mut compared = serde_json::Map::new();
+    for (label, rs) in group(runs) {
+        let columns = contenders(&rs);
+        let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
         let _ = writeln!(out, "\n## {label}");
-        if let Some(first) = rs.first() {
-            let _ = writeln!(
-                out,
-                "   {} publisher(s) × {} player(s), {} churn worker(s), {} kbit/s {}, {} s window",
-                fmt_num(num(first, "/config/publishers")),
-                fmt_num(num(first, "/config/players_per_stream")),
-                fmt_num(num(first, "/config/churn_workers")),
-                fmt_num(num(first, "/config/bitrate_kbit")),
-                text(first, "/config/source"),
-                fmt_num(num(first, "/config/duration_s")),
-            );
+        let first = columns[0].1;
+        let _ = writeln!(
+            out,
+            "   {} publisher(s) × {} {} player(s), {} churn worker(s), {} kbit/s {}, {} s window",
+            fmt_num(num(first, "/config/publishers")),
+            fmt_num(num(first, "/config/players_per_stream")),
+            protocol(first),
+            fmt_num(num(first, "/config/churn_workers")),
+            fmt_num(num(first, "/config/bitrate_kbit")),
+            text(first, "/config/source"),
+            fmt_num(num(first, "/config/duration_s")),
+        );
+        if let [a, b, ..] = names.as_slice() {
+            let _ = writeln!(out, "   ratio = {a} / {b}");
+            compared.insert(label.to_owned(), json!([a, b]));
         }
+        let widths: Vec<usize> = names
+            .iter()
+            .map(|n| n.chars().count().max(12) + 2)
+            .collect();
         let _ = write!(out, "{:<26}", "metric");
-        for s in &servers {
-            let _ = write!(out, "{s:>14}");
+        for (n, w) in names.iter().zip(&widths) {
+            let _ = write!(out, "{n:>w$}");
         }
-        let _ = writeln!(out, "{ratio_head:>16}");
+        let ratio_head = if names.len() >= 2 { "ratio" } else { "" };
+        let _ = writeln!(out, "{ratio_head:>10}");
+        // Churn-only runs have no players: their all-zero player rows say nothing.
+        let churn_only = rs
+            .iter()
+            .all(|r| num(r, "/config/players_total") == Some(0.0));
         let mut label_ratios = serde_json::Map::new();
         for (name, pointer) in ROWS {
-            let values: Vec<Option<f64>> = servers
-                .iter()
-                .map(|s| by_server(s).and_then(|r| row_value(r, pointer)))
-                .collect();
-            // Churn-only runs have no players: their all-zero player rows say nothing.
-            let churn_only = rs
-                .iter()
-                .all(|r| num(r, "/config/players_total") == Some(0.0));
+            let values: Vec<Option<f64>> =
+                columns.iter().map(|(_, r)| row_value(r, pointer)).collect();
             if values
                 .iter()
                 .all(|v| v.is_none() || (churn_only && *v == Some(0.0)))
@@ -305,35 +342,28 @@ pub fn compare(runs: &[Value]) -> (String, Value) {
                 continue;
             }
             let _ = write!(out, "{name:<26}");
-            for v in &values {
-                let _ = write!(out, "{:>14}", fmt_num(*v));
+            for (v, w) in values.iter().zip(&widths) {
+                let _ = write!(out, "{:>w$}", fmt_num(*v));
             }
             if values.len() >= 2 {
                 let q = ratio(values[0], values[1]);
-                let _ = write!(out, "{:>16}", fmt_num(q));
+                let _ = write!(out, "{:>10}", fmt_num(q));
                 if let Some(q) = q {
                     label_ratios.insert((*name).to_owned(), json!(q));
                 }
             }
             let _ = writeln!(out);
         }
-        for s in &servers {
-            match by_server(s) {
-                None => {
-                    let _ = writeln!(out, "   {s}: no result (the run failed or was skipped)");
-                }
-                Some(r) => {
-                    for p in ["/publishers/errors", "/players/errors", "/churn/errors"] {
-                        if let Some(line) = r.pointer(p).and_then(errors_line) {
-                            let _ = writeln!(out, "   {s} errors: {line}");
-                        }
-                    }
+        for (c, r) in &columns {
+            for p in ["/publishers/errors", "/players/errors", "/churn/errors"] {
+                if let Some(line) = r.pointer(p).and_then(errors_line) {
+                    let _ = writeln!(out, "   {c} errors: {line}");
                 }
             }
         }
-        ratios.insert(label.clone(), Value::Object(label_ratios));
+        ratios.insert(label.to_owned(), Value::Object(label_ratios));
     }
-    (out, Value::Object(ratios))
+    (out, Value::Object(ratios), Value::Object(compared))
 }
 
 #[cfg(test)]
@@ -364,23 +394,38 @@ mod tests {
     }
 
     #[test]
-    fn compare_pairs_servers_by_scenario() {
+    fn compare_pairs_contenders_per_scenario() {
+        let mut http = run("rtmpd", "s3", 3.0, 1.0);
+        http["contender"] = json!("rtmpd http-flv");
+        http["config"]["protocol"] = json!("http-flv");
         let runs = [
             run("rtmpd", "s1", 2.0, 4.0),
             run("nginx-rtmp", "s1", 4.0, 2.0),
             run("rtmpd", "s2", 1.0, 1.0),
+            http,
+            run("rtmpd", "s3", 1.5, 1.0),
         ];
-        let (table, ratios) = compare(&runs);
+        let (table, ratios, compared) = compare(&runs);
         assert!(
             table.contains("## s1") && table.contains("## s2"),
             "{table}"
         );
         assert!(table.contains("ratio = rtmpd / nginx-rtmp"), "{table}");
-        assert!(table.contains("nginx-rtmp: no result"), "{table}");
         assert_eq!(ratios["s1"]["server CPU s"], 0.5);
         assert_eq!(ratios["s1"]["latency p99 ms"], 2.0);
         assert_eq!(ratios["s1"]["server RSS loaded MB"], 1.0);
         assert!(ratios["s2"].as_object().unwrap().is_empty());
+        // Each scenario has its own columns: s3 compares two runs of one server.
+        assert!(table.contains("ratio = rtmpd http-flv / rtmpd"), "{table}");
+        assert!(
+            table.contains("1 publisher(s) × 10 http-flv player(s)"),
+            "{table}"
+        );
+        assert_eq!(ratios["s3"]["server CPU s"], 2.0);
+        assert_eq!(compared["s3"], json!(["rtmpd http-flv", "rtmpd"]));
+        assert_eq!(compared.get("s2"), None);
+        let s3 = &table[table.find("## s3").unwrap()..];
+        assert!(!s3.contains("nginx-rtmp"), "{s3}");
         let line = table
             .lines()
             .find(|l| l.starts_with("server RSS loaded MB"))

@@ -21,10 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::flvfile::{is_measured, track_of, FlvFile, SendLog};
+use super::play::{short, PlayError, PlayTarget, Player};
 use super::procfs::{self, ProcSample};
 use super::stats::{round3, summary, Histogram};
 use super::synthetic::{self as syn, classify, Schedule, Stamp, SyntheticConfig, TagKind, Track};
-use rtmpd::client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
+use rtmpd::client::{Client, ClientError, ClientOptions, RtmpUrl};
 use rtmpd::rtmp::message as msg;
 
 /// What the publishers send.
@@ -37,13 +38,20 @@ pub enum Source {
 /// Everything one run needs.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// `rtmp://host:port/app/name`; with several publishers the streams are
-    /// `name-0`, `name-1`, ...
+    /// `rtmp://host:port/app/name`, where the publishers publish; with several
+    /// publishers the streams are `name-0`, `name-1`, ...
     pub url: RtmpUrl,
+    /// How and where the players (and churn workers) play those streams.
+    pub play: PlayTarget,
     /// Free text naming the scenario, copied to the report.
     pub label: String,
+    /// Short id of the scenario (`scripts/bench.sh` numbers them), for targets.
+    pub scenario: Option<String>,
     /// Which server this is (rtmpd, nginx-rtmp, ...), copied to the report.
     pub server_name: String,
+    /// What this run is in its scenario's comparison: the column it gets (the
+    /// server, plus its protocol or flags where runs of one server are compared).
+    pub contender: String,
     /// The server process to sample; no server metrics without it.
     pub server_pid: Option<u32>,
     pub publishers: usize,
@@ -96,6 +104,10 @@ const READ_POLL: Duration = Duration::from_millis(500);
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// A publisher this late on its schedule counts a late frame.
 const LATE: Duration = Duration::from_millis(50);
+/// A player that received less than this share of what its publisher sent in the
+/// window is slow. One at or above it that skipped nothing and stayed connected
+/// played at full rate (the window's edges cut a few frames either way).
+const FULL_RATE: f64 = 0.9;
 
 struct Shared {
     epoch: Instant,
@@ -120,19 +132,6 @@ impl Shared {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// An error as a short, groupable line.
-fn describe(e: &ClientError) -> String {
-    let mut s = e.to_string();
-    if s.len() > 120 {
-        let mut cut = 120;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 fn count_error(errors: &mut HashMap<String, u64>, e: String) {
@@ -208,7 +207,7 @@ fn publisher(
             c
         }
         Err(e) => {
-            let e = format!("publish {name}: {}", describe(&e));
+            let e = format!("publish {name}: {}", short(&e));
             let _ = ready.send(Err(e.clone()));
             stats.error = Some(e);
             return stats;
@@ -221,7 +220,7 @@ fn publisher(
         Source::Flv { file, .. } => publish_flv(&shared, &mut client, stream, file, &mut stats),
     };
     if let Err(e) = result {
-        stats.error = Some(format!("publish {name} failed midway: {}", describe(&e)));
+        stats.error = Some(format!("publish {name} failed midway: {}", short(&e)));
     }
     client.close();
     stats
@@ -424,32 +423,26 @@ fn player(shared: Arc<Shared>, cfg: Arc<BenchConfig>, stream: usize) -> PlayerSt
     };
     let t0 = Instant::now();
     let name = cfg.stream_name(stream);
-    let client = Client::connect(&cfg.url, &cfg.client_options()).and_then(|mut c| {
-        c.play(&name)?;
-        Ok(c)
-    });
+    let player = Player::connect(&cfg.play, &name, &cfg.client_options());
     shared.players_ready.fetch_add(1, Ordering::Relaxed);
-    let mut client = match client {
-        Ok(c) => c,
+    let mut player = match player {
+        Ok(p) => p,
         Err(e) => {
-            stats.error = Some(describe(&e));
+            stats.error = Some(e.to_string());
             return stats;
         }
     };
     stats.connected = true;
     stats.play_start_ms = Some(ms(t0.elapsed()));
-    let _ = client.set_timeout(READ_POLL);
+    let _ = player.set_timeout(READ_POLL);
     while shared.phase() != STOP {
-        match client.next_event() {
-            Ok(ClientEvent::Media {
-                type_id, payload, ..
-            }) => stats.media(&shared, type_id, &payload, t0),
-            Ok(_) => {}
-            Err(ClientError::Timeout(_)) => stats.timeouts += 1,
-            Err(e) => {
+        match player.read(&mut |type_id, payload| stats.media(&shared, type_id, payload, t0)) {
+            Ok(()) => {}
+            Err(PlayError::Timeout) => stats.timeouts += 1,
+            Err(PlayError::Failed(e)) => {
                 if shared.phase() != STOP {
                     stats.lost = true;
-                    stats.error = Some(describe(&e));
+                    stats.error = Some(e);
                 }
                 break;
             }
@@ -478,14 +471,13 @@ fn churner(shared: Arc<Shared>, cfg: Arc<BenchConfig>, worker: usize) -> ChurnSt
     while shared.phase() != STOP {
         let counted = shared.phase() == MEASURE;
         let t0 = Instant::now();
-        let result = Client::connect(&cfg.url, &opts).and_then(|mut c| {
-            c.play(&name)?;
+        let result = Player::connect(&cfg.play, &name, &opts).and_then(|mut p| {
             let play_start = t0.elapsed();
-            loop {
-                if let ClientEvent::Media { .. } = c.next_event()? {
-                    return Ok((play_start, t0.elapsed()));
-                }
+            let mut media = false;
+            while !media {
+                p.read(&mut |_, _| media = true)?;
             }
+            Ok((play_start, t0.elapsed()))
         });
         if !counted {
             continue;
@@ -498,7 +490,7 @@ fn churner(shared: Arc<Shared>, cfg: Arc<BenchConfig>, worker: usize) -> ChurnSt
             }
             Err(e) => {
                 stats.failures += 1;
-                count_error(&mut stats.errors, describe(&e));
+                count_error(&mut stats.errors, e.to_string());
                 // Do not spin on a server that refuses at once.
                 thread::sleep(Duration::from_millis(20));
             }
@@ -745,8 +737,11 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
         "tool": "rtmpd-bench",
         "version": env!("CARGO_PKG_VERSION"),
         "label": cfg.label,
+        "scenario": cfg.scenario,
         "server_name": cfg.server_name,
+        "contender": cfg.contender,
         "url": cfg.url.to_string(),
+        "play_url": cfg.play.url(&cfg.stream_name(0)),
         "started_unix": started_unix,
         "config": config_json(&cfg, total_players),
         "machine": {
@@ -816,7 +811,7 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
     let mut latency = Histogram::new();
     let (mut play_start, mut first_key, mut throughput) = (Vec::new(), Vec::new(), Vec::new());
     let mut expected = 0u64;
-    let mut slow = 0u64;
+    let (mut slow, mut full_rate) = (0u64, 0u64);
     let sum = |f: fn(&PlayerStats) -> u64| player_stats.iter().map(f).sum::<u64>();
     let frames = sum(|p| p.frames_window);
     let media_bytes = sum(|p| p.bytes_window);
@@ -846,8 +841,10 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
         throughput.push(kbit);
         expected += frames_sent[p.stream];
         let sent_kbit = bytes_sent[p.stream] as f64 * 8.0 / window_s / 1000.0;
-        if kbit < 0.9 * sent_kbit {
+        if kbit < FULL_RATE * sent_kbit {
             slow += 1;
+        } else if !p.lost && p.skipped_window == 0 {
+            full_rate += 1;
         }
     }
     r.insert(
@@ -885,6 +882,8 @@ pub fn run(cfg: BenchConfig, log: &dyn Fn(&str)) -> Result<Value, String> {
             "read_timeouts": timeouts,
             "throughput_kbit_s": summary(&throughput),
             "slow_players": slow,
+            "full_rate_players": full_rate,
+            "full_rate_share": (total_players > 0).then(|| round3(full_rate as f64 / total_players as f64)),
         }),
     );
     r.insert("latency_ms".into(), latency.summary_ms());
@@ -995,6 +994,7 @@ fn machine_json(a: Option<(f64, f64)>, b: Option<(f64, f64)>, window: Duration) 
 
 fn config_json(cfg: &BenchConfig, total_players: usize) -> Value {
     let mut c = json!({
+        "protocol": cfg.play.protocol.name(),
         "publishers": cfg.publishers,
         "players_per_stream": cfg.players,
         "players_total": total_players,
@@ -1117,8 +1117,16 @@ mod tests {
     fn stream_names() {
         let mut cfg = BenchConfig {
             url: RtmpUrl::parse("rtmp://127.0.0.1/live/x").unwrap(),
+            play: PlayTarget {
+                protocol: crate::play::Protocol::Rtmp,
+                host: "127.0.0.1".into(),
+                port: 1935,
+                app: "live".into(),
+            },
             label: String::new(),
+            scenario: None,
             server_name: String::new(),
+            contender: String::new(),
             server_pid: None,
             publishers: 1,
             players: 1,
