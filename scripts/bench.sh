@@ -1,30 +1,48 @@
 #!/usr/bin/env bash
-# Runs the load scenarios against rtmpd and nginx-rtmp, side by side, with the same
-# load in the same run, and prints each server's numbers and the ratio rtmpd/nginx.
+# Runs the load scenarios, each as a few contenders with the same load in the same
+# run (rtmpd against nginx-rtmp, or rtmpd's HTTP-FLV players against its RTMP
+# players, ...), and prints every contender's numbers side by side, the ratio of
+# the first to the second, and which of the issues' targets the run meets.
 #
-#   scripts/bench.sh                 # all five scenarios, 15 s measured each (~5 min)
-#   scripts/bench.sh --quick         # smoke run: fewer players, 5 s windows (~2 min)
-#   scripts/bench.sh --only 1,5      # some scenarios only
-#   scripts/bench.sh --servers rtmpd # one server only
+#   scripts/bench.sh                 # every scenario, 15 s measured each (~13 min)
+#   scripts/bench.sh --quick         # smoke run: fewer players, 4 s windows (~5 min)
+#   scripts/bench.sh --only 1,7,10   # some scenarios only
+#   scripts/bench.sh --servers rtmpd # rtmpd's contenders only (no nginx-rtmp)
 #   RTMPD_ARGS="--merge-writes-ms 0" scripts/bench.sh --only 1
 #
-# Scenarios (full / --quick):
-#   1. 1 publisher at 2500 kbit/s -> 500 players            (100)
-#   2. 1 publisher at 2500 kbit/s -> 2000 players           (300)
-#   3. 1 publisher at 500 kbit/s  -> 5000 players           (500)
-#   4. 200 publishers at 1000 kbit/s x 2 players each        (50 x 2)
+# Scenarios (players full / --quick; contenders, first / second = the ratio):
+#   1. 2500 kbit/s -> 500 RTMP players (100): rtmpd / nginx-rtmp
+#   2. 2500 kbit/s -> 2000 RTMP players (300): rtmpd / nginx-rtmp
+#   3. 500 kbit/s -> 5000 RTMP players (500): rtmpd / nginx-rtmp
+#   4. 200 publishers at 1000 kbit/s x 2 RTMP players each (50 x 2): rtmpd / nginx-rtmp
 #   5. churn: 64 workers connect, play to the first frame and disconnect in a loop,
-#      against 1 publisher at 500 kbit/s                     (16 workers)
+#      against 1 publisher at 500 kbit/s (16 workers): rtmpd / nginx-rtmp
+#   6. 500 kbit/s -> 2000 RTMP players (300): rtmpd / nginx-rtmp
+#   7. 2500 kbit/s -> 500 HTTP-FLV players (100): rtmpd http-flv / rtmpd (500 RTMP players)
+#   8. 2500 kbit/s -> 500 WebSocket-FLV players (100): rtmpd ws-flv / rtmpd (500 RTMP players)
+#   9. 2500 kbit/s -> 500 RTMP players (100): rtmpd --merge-writes-ms 0 (fixed) / nginx-rtmp
+#  10. 2500 kbit/s -> 10 RTMP players (10), latency: rtmpd default / nginx-rtmp
+#  11. 2500 kbit/s -> 500 RTMP players (100): rtmpd default / rtmpd fixed 60 ms window
+#  12. 2500 kbit/s -> 500 RTMP players (100): rtmpd --merge-writes-ms 350 (fixed) / nginx-rtmp
+# "fixed" adds --merge-mode fixed when rtmpd has that flag (issue 10); until then the
+# one mode rtmpd has is the fixed window. Targets (issue 10) are checked at the end:
+# scenarios 1, 2 and 6 default vs nginx-rtmp, 7 and 8 HTTP-FLV/WS-FLV vs RTMP, 9 and
+# 12 the windows vs nginx-rtmp, 10 added latency, 11 adaptive vs fixed. The next
+# issues' scenarios go beside them as contenders: RTMPS players / RTMP players
+# (issue 13), 20 pushes / 20 RTMP players (issue 12), HLS viewers / RTMP players
+# (issue 15), each with its targets.
 #
-# Each server is started fresh for each scenario on a free loopback port (so peak
-# RSS is per scenario) and stopped afterwards; rtmpd from this tree's release
-# build, nginx-rtmp from Debian's nginx + libnginx-mod-rtmp (installed if missing)
-# with a generated minimal config. Every run's JSON, the notes and the ratios are
-# kept in scripts/results/bench-DATE-{full,quick}.json; `target/release/rtmpd-bench
-# compare FILE` prints that file's table again.
+# Each contender gets a fresh server for each scenario on free loopback ports (so
+# peak RSS is per run), stopped afterwards; rtmpd from this tree's release build
+# (RTMP and HTTP listeners), nginx-rtmp from Debian's nginx + libnginx-mod-rtmp
+# (installed if missing) with a generated minimal config. Every run's JSON, the
+# notes, the ratios and the targets' verdicts are kept in
+# scripts/results/bench-DATE-{full,quick}.json; `target/release/rtmpd-bench compare
+# FILE` prints that file's tables again.
 #
-# Environment: RTMPD_ARGS (extra rtmpd flags), BENCH_DURATION / BENCH_WARMUP
-# (seconds), BENCH_ARGS (extra rtmpd-bench flags for every run).
+# Environment: RTMPD_ARGS (extra flags for every rtmpd run; scenarios 9, 11 and 12
+# set --merge-writes-ms themselves, so leave that one out for them), BENCH_DURATION /
+# BENCH_WARMUP (seconds), BENCH_ARGS (extra rtmpd-bench flags for every run).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,7 +55,7 @@ while (($# > 0)); do
     --quick) quick=1 ;;
     --only) only=$2; shift ;;
     --servers) servers=$2; shift ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -47,14 +65,15 @@ log() { echo "bench.sh: $*" >&2; }
 notes=()
 note() { log "$*"; notes+=("$*"); }
 
+# Players per scenario 1..12 (index = id - 1).
 if ((quick)); then
-    duration=${BENCH_DURATION:-5}
-    warmup=${BENCH_WARMUP:-2}
-    players=(100 300 500 50 16)
+    duration=${BENCH_DURATION:-4}
+    warmup=${BENCH_WARMUP:-1}
+    players=(100 300 500 50 16 300 100 100 100 10 100 100)
 else
     duration=${BENCH_DURATION:-15}
     warmup=${BENCH_WARMUP:-3}
-    players=(500 2000 5000 200 64)
+    players=(500 2000 5000 200 64 2000 500 500 500 10 500 500)
 fi
 
 # --- limits -----------------------------------------------------------------
@@ -85,6 +104,18 @@ log "building rtmpd and rtmpd-bench (release)"
 cargo build --quiet --release -p rtmpd --bin rtmpd -p rtmpd-bench --bin rtmpd-bench
 rtmpd_bin=$target/release/rtmpd
 bench_bin=$target/release/rtmpd-bench
+
+# The merge window's mode (issue 10): runs that name a window use the fixed mode.
+fixed=""
+if "$rtmpd_bin" --help 2>&1 | grep -q -- '--merge-mode'; then
+    fixed="--merge-mode fixed"
+fi
+# The largest merge window rtmpd runs with by default (or as RTMPD_ARGS says), for
+# the latency targets.
+window_ms=60
+if [[ ${RTMPD_ARGS:-} =~ --merge-writes-ms[=\ ]+([0-9]+) ]]; then
+    window_ms=${BASH_REMATCH[1]}
+fi
 
 # --- nginx-rtmp -------------------------------------------------------------
 nginx_module=""
@@ -165,14 +196,15 @@ wait_listening() {
     return 1
 }
 
-# start_server NAME PORT: sets server_pid.
+# start_server NAME PORT HTTP_PORT [FLAGS]: sets server_pid. rtmpd also serves
+# HTTP (HTTP-FLV, WebSocket-FLV) on HTTP_PORT; FLAGS are extra rtmpd flags.
 start_server() {
-    local name=$1 port=$2
+    local name=$1 port=$2 http_port=$3 flags=${4:-}
     case $name in
     rtmpd)
-        # shellcheck disable=SC2086  # RTMPD_ARGS is a list of flags
-        RUST_LOG=warn "$rtmpd_bin" --listen "127.0.0.1:$port" --http off \
-            --max-connections 30000 ${RTMPD_ARGS:-} >"$work/rtmpd-$port.log" 2>&1 &
+        # shellcheck disable=SC2086  # RTMPD_ARGS and flags are lists of flags
+        RUST_LOG=warn "$rtmpd_bin" --listen "127.0.0.1:$port" --http "127.0.0.1:$http_port" \
+            --max-connections 30000 ${RTMPD_ARGS:-} $flags >"$work/rtmpd-$port.log" 2>&1 &
         server_pid=$!
         ;;
     nginx)
@@ -201,7 +233,7 @@ EOF
         server_pid=$!
         ;;
     esac
-    if ! wait_listening "$port"; then
+    if ! wait_listening "$port" || { [[ $name == rtmpd ]] && ! wait_listening "$http_port"; }; then
         log "$name did not start listening on 127.0.0.1:$port"
         tail -5 "$work"/*"$port"*.log "$work/nginx-$port/error.log" 2>/dev/null >&2 || true
         stop_server
@@ -225,10 +257,20 @@ server_label() {
 }
 
 results=()
-# scenario ID LABEL PLAYERS_NEEDED BENCH_ARGS...
+# scenario ID LABEL PLAYERS_NEEDED CONTENDER... -- BENCH_ARGS...
+# A CONTENDER is "NAME|SERVER|PROTOCOL|RTMPD FLAGS": its column in the tables, the
+# server (rtmpd or nginx), how its players play (rtmp, http-flv, ws-flv) and extra
+# flags for rtmpd. The first contender is the subject, the second its yardstick:
+# ratios and targets read first / second.
 scenario() {
     local id=$1 label=$2 need=$3
     shift 3
+    local contenders=()
+    while (($# > 0)) && [[ $1 != -- ]]; do
+        contenders+=("$1")
+        shift
+    done
+    shift
     if [[ -n $only && ,$only, != *,$id,* ]]; then
         return
     fi
@@ -236,48 +278,120 @@ scenario() {
         note "scenario $id ($label) skipped: $need players need about $((need + 200)) open files per process and $((2 * need + 500)) threads; this machine allows $nofile files, $nproc_limit processes, pid_max $pid_max"
         return
     fi
-    local s
-    for s in ${servers//,/ }; do
-        local port name json
+    local c i=0
+    for c in "${contenders[@]}"; do
+        local name server protocol flags port http_port json
+        IFS='|' read -r name server protocol flags <<<"$c"
+        i=$((i + 1))
+        if [[ ,$servers, != *,$server,* ]]; then
+            continue
+        fi
+        if [[ $server != rtmpd && $protocol != rtmp ]]; then
+            note "scenario $id: $name skipped: only rtmpd serves $protocol here"
+            continue
+        fi
         port=$(free_port)
-        name=$(server_label "$s")
-        json=$runs_dir/$id-$s.json
-        log "scenario $id on $name (port $port): $label"
-        if ! start_server "$s" "$port"; then
+        http_port=$(free_port)
+        json=$runs_dir/$id-$i.json
+        log "scenario $id, $name (port $port): $label"
+        if ! start_server "$server" "$port" "$http_port" "$flags"; then
             note "scenario $id: $name could not be started"
             continue
         fi
+        local play_addr=127.0.0.1:$port
+        if [[ $protocol != rtmp ]]; then
+            play_addr=127.0.0.1:$http_port
+        fi
         # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
         if "$bench_bin" run --url "rtmp://127.0.0.1:$port/live/bench" --label "$id. $label" \
-            --server-name "$name" --server-pid "$server_pid" --duration "$duration" \
-            --warmup "$warmup" --json "$json" "$@" ${BENCH_ARGS:-}; then
+            --scenario "$id" --server-name "$(server_label "$server")" --contender "$name" \
+            --protocol "$protocol" --play-addr "$play_addr" --server-pid "$server_pid" \
+            --duration "$duration" --warmup "$warmup" --json "$json" "$@" ${BENCH_ARGS:-}; then
             results+=("$json")
         else
             note "scenario $id on $name failed (see above)"
         fi
-        if [[ $s == rtmpd ]] && grep -q . "$work/rtmpd-$port.log" 2>/dev/null; then
+        if [[ $server == rtmpd ]] && grep -q . "$work/rtmpd-$port.log" 2>/dev/null; then
             log "rtmpd logged $(grep -c WARN "$work/rtmpd-$port.log" || true) warning(s); the last: $(tail -1 "$work/rtmpd-$port.log" | cut -c1-300)"
         fi
         stop_server
     done
 }
 
-note "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), loadavg at start $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine competes with both servers alike)"
+# target "ID: [ratio] /JSON/POINTER OP NUMBER # NOTE": checked against scenario ID's
+# runs at the end (see rtmpd-bench --help); scenarios not run are left out.
+targets=()
+target() { targets+=(--target "$1"); }
+
+note "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), loadavg at start $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine competes with every contender alike)"
 if [[ -n ${RTMPD_ARGS:-} ]]; then
     note "rtmpd started with: $RTMPD_ARGS"
 fi
+if [[ -z $fixed ]]; then
+    note "rtmpd has no --merge-mode yet: 'fixed' contenders run with the one mode there is, a fixed window, so scenario 11 compares two identical setups"
+fi
 
+rtmpd="rtmpd|rtmpd|rtmp|"
+nginx="nginx-rtmp|nginx|rtmp|"
 p=("${players[@]}")
-scenario 1 "1 publisher 2500 kbit/s -> ${p[0]} players" "${p[0]}" \
+full_rate="/delivery/full_rate_share >= 1 # issue 10: every player at full rate"
+
+scenario 1 "2500 kbit/s -> ${p[0]} players" "${p[0]}" "$rtmpd" "$nginx" -- \
     --publishers 1 --players "${p[0]}" --bitrate 2500
-scenario 2 "1 publisher 2500 kbit/s -> ${p[1]} players" "${p[1]}" \
+target "1: ratio /server/cpu_s_per_gb <= 0.5 # issue 10: default settings vs nginx-rtmp"
+
+scenario 2 "2500 kbit/s -> ${p[1]} players" "${p[1]}" "$rtmpd" "$nginx" -- \
     --publishers 1 --players "${p[1]}" --bitrate 2500
-scenario 3 "1 publisher 500 kbit/s -> ${p[2]} players" "${p[2]}" \
+target "2: $full_rate"
+target "2: ratio /server/cpu_s_per_gb <= 0.5 # issue 10"
+target "2: /latency_ms/p99 <= $((window_ms + 100)) # issue 10: window + 100 ms"
+
+scenario 3 "500 kbit/s -> ${p[2]} players" "${p[2]}" "$rtmpd" "$nginx" -- \
     --publishers 1 --players "${p[2]}" --bitrate 500 --audio 64
-scenario 4 "${p[3]} publishers 1000 kbit/s x 2 players" "$((p[3] * 3))" \
+
+scenario 4 "${p[3]} publishers 1000 kbit/s x 2 players" "$((p[3] * 3))" "$rtmpd" "$nginx" -- \
     --publishers "${p[3]}" --players 2 --bitrate 1000 --audio 64
-scenario 5 "churn: ${p[4]} workers connect/play/leave, 500 kbit/s" "${p[4]}" \
+
+scenario 5 "churn: ${p[4]} workers connect/play/leave, 500 kbit/s" "${p[4]}" "$rtmpd" "$nginx" -- \
     --publishers 1 --players 0 --churn "${p[4]}" --bitrate 500 --audio 64
+
+scenario 6 "500 kbit/s -> ${p[5]} players" "${p[5]}" "$rtmpd" "$nginx" -- \
+    --publishers 1 --players "${p[5]}" --bitrate 500 --audio 64
+target "6: $full_rate"
+target "6: ratio /server/cpu_s_per_gb <= 0.5 # issue 10"
+target "6: /latency_ms/p99 <= $((window_ms + 100)) # issue 10: window + 100 ms"
+
+# HTTP-FLV and WebSocket-FLV players against RTMP players of the same server.
+for v in "7 http-flv HTTP-FLV" "8 ws-flv WebSocket-FLV"; do
+    read -r id protocol what <<<"$v"
+    n=${p[id - 1]}
+    scenario "$id" "2500 kbit/s -> $n $what players vs $n RTMP players" "$n" \
+        "rtmpd $protocol|rtmpd|$protocol|" "$rtmpd" -- \
+        --publishers 1 --players "$n" --bitrate 2500
+    target "$id: ratio /server/cpu_s_per_gb <= 1.1 # issue 10: $what at RTMP's cost"
+    target "$id: /server/rss_per_player_kb <= 32 # issue 10"
+    target "$id: $full_rate"
+    target "$id: /first_keyframe_ms/max < 100 # issue 10: first frame < 100 ms"
+done
+
+scenario 9 "2500 kbit/s -> ${p[8]} players, merge window 0" "${p[8]}" \
+    "rtmpd 0 ms|rtmpd|rtmp|--merge-writes-ms 0 $fixed" "$nginx" -- \
+    --publishers 1 --players "${p[8]}" --bitrate 2500
+target "9: ratio /server/cpu_s_per_gb <= 1.5 # issue 10: --merge-writes-ms 0 vs nginx-rtmp"
+
+scenario 10 "2500 kbit/s -> ${p[9]} players, latency" "${p[9]}" "$rtmpd" "$nginx" -- \
+    --publishers 1 --players "${p[9]}" --bitrate 2500
+target "10: /latency_ms/p99 <= 5 # issue 10: adaptive default, added latency with 10 players"
+
+scenario 11 "2500 kbit/s -> ${p[10]} players, adaptive vs fixed window" "${p[10]}" \
+    "$rtmpd" "rtmpd fixed 60 ms|rtmpd|rtmp|--merge-writes-ms 60 $fixed" -- \
+    --publishers 1 --players "${p[10]}" --bitrate 2500
+target "11: ratio /server/cpu_s_per_gb <= 1 # issue 10: adaptive no worse than the fixed 60 ms window"
+
+scenario 12 "2500 kbit/s -> ${p[11]} players, merge window 350 ms" "${p[11]}" \
+    "rtmpd 350 ms|rtmpd|rtmp|--merge-writes-ms 350 $fixed" "$nginx" -- \
+    --publishers 1 --players "${p[11]}" --bitrate 2500
+target "12: ratio /server/cpu_s_per_gb <= 0.19 # issue 10: fixed 350 ms vs nginx-rtmp"
 
 note "loadavg at end $(cut -d' ' -f1-3 /proc/loadavg)"
 if ((${#results[@]} == 0)); then
@@ -289,7 +403,7 @@ for n in "${notes[@]}"; do
     note_args+=(--note "$n")
 done
 echo
-echo "==== rtmpd vs nginx-rtmp ($kind run, ${duration} s windows) ===="
-"$bench_bin" compare --json "$out" "${note_args[@]}" "${results[@]}"
+echo "==== $kind run, ${duration} s windows ===="
+"$bench_bin" compare --json "$out" "${note_args[@]}" "${targets[@]}" "${results[@]}"
 rm -r "$runs_dir"
 echo "raw JSON: $out"
