@@ -324,11 +324,14 @@ targets=()
 target() { targets+=(--target "$1"); }
 
 note "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), loadavg at start $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine competes with every contender alike)"
+if [[ -n $only ]]; then
+    note "scenarios run: $only (--only)"
+fi
 if [[ -n ${RTMPD_ARGS:-} ]]; then
     note "rtmpd started with: $RTMPD_ARGS"
 fi
 if [[ -z $fixed ]]; then
-    note "rtmpd has no --merge-mode yet: 'fixed' contenders run with the one mode there is, a fixed window, so scenario 11 compares two identical setups"
+    note "rtmpd has no --merge-mode yet: the 'fixed' contenders (scenarios 9, 11, 12) run with the one mode there is, a fixed window, so scenario 11 compares two identical setups"
 fi
 
 rtmpd="rtmpd|rtmpd|rtmp|"

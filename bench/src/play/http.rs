@@ -11,7 +11,7 @@ use std::time::Duration;
 use httparse::Status;
 use rtmpd::media::flv::FlvReader;
 
-use super::{drain_tags, io_failure, short, PlayError};
+use super::{drain_tags, failed, io_failure, short, PlayError};
 
 /// Largest response head we wait for.
 const MAX_HEAD: usize = 16 * 1024;
@@ -36,7 +36,7 @@ impl HttpFlvPlayer {
         );
         socket
             .write_all(request.as_bytes())
-            .map_err(|e| io_failure("sending the request", &e))?;
+            .map_err(|e| failed("sending the request", &e))?;
         let mut head = Vec::new();
         let mut read_buf = vec![0u8; READ_BUFFER].into_boxed_slice();
         loop {
@@ -47,7 +47,7 @@ impl HttpFlvPlayer {
                 Err(e) if rtmpd::net::is_timeout(&e) => {
                     return Err(PlayError::Failed("no response in time".into()))
                 }
-                Err(e) => return Err(io_failure("reading the response", &e)),
+                Err(e) => return Err(failed("reading the response", &e)),
             };
             head.extend_from_slice(&read_buf[..n]);
             if let Some((body, rest)) = parse_head(&head)? {

@@ -136,11 +136,17 @@ impl From<ClientError> for PlayError {
     }
 }
 
+/// What went wrong, as a failure (timeouts included: while connecting they are).
+fn failed(what: &str, e: &dyn fmt::Display) -> PlayError {
+    PlayError::Failed(short(&format_args!("{what}: {e}")))
+}
+
+/// A read error of a connected player: a timeout leaves it usable.
 fn io_failure(what: &str, e: &io::Error) -> PlayError {
     if rtmpd::net::is_timeout(e) {
         PlayError::Timeout
     } else {
-        PlayError::Failed(short(&format_args!("{what}: {e}")))
+        failed(what, e)
     }
 }
 
@@ -162,8 +168,10 @@ impl Player {
     ) -> Result<Player, PlayError> {
         match target.protocol {
             Protocol::Rtmp => {
-                let mut client = Client::connect(&target.rtmp_url(), opts)?;
-                client.play(name)?;
+                // A timeout here is a failure to connect, not a quiet stream.
+                let failed = |e: ClientError| PlayError::Failed(short(&e));
+                let mut client = Client::connect(&target.rtmp_url(), opts).map_err(failed)?;
+                client.play(name).map_err(failed)?;
                 Ok(Player::Rtmp(Box::new(client)))
             }
             Protocol::HttpFlv => {
@@ -224,8 +232,8 @@ fn drain_tags(flv: &mut FlvReader, on_tag: &mut dyn FnMut(u8, &[u8])) -> Result<
 
 /// Resolves and connects with timeouts set, trying each address in turn.
 fn dial(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, PlayError> {
-    let failed =
-        |e: io::Error| PlayError::Failed(short(&format_args!("connect {host}:{port}: {e}")));
+    let what = format!("connect {host}:{port}");
+    let failed = |e: io::Error| failed(&what, &e);
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the host");
     for addr in (host, port).to_socket_addrs().map_err(failed)? {
         match TcpStream::connect_timeout(&addr, timeout) {

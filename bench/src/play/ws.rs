@@ -9,7 +9,7 @@ use rtmpd::media::flv::FlvReader;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error, HandshakeError, Message, WebSocket};
 
-use super::{drain_tags, io_failure, short, PlayError};
+use super::{drain_tags, failed, io_failure, short, PlayError};
 
 /// tungstenite's default is 128 KiB per connection; the HTTP-FLV and RTMP
 /// players read 64 KiB at a time too.
@@ -42,7 +42,7 @@ impl WsFlvPlayer {
                     String::from_utf8_lossy(body).trim()
                 ))))
             }
-            Err(HandshakeError::Failure(e)) => Err(failure(e)),
+            Err(HandshakeError::Failure(e)) => Err(failed("WebSocket handshake", &e)),
         }
     }
 
