@@ -45,22 +45,18 @@ pub fn list(policy: &Policy, in_progress: &[PathBuf]) -> (Vec<RecordedFile>, boo
     let mut files = Vec::new();
     let mut truncated = false;
     for place in places(policy) {
-        walk(
-            &place.dir,
-            String::new(),
-            place.template.depth(),
-            &mut |rel, path| {
-                if files.len() >= MAX_FILES {
-                    truncated = true;
-                    return;
-                }
-                if in_progress.iter().any(|p| p == path) {
-                    return;
-                }
-                let Some((app, key)) = place.template.read_back(rel) else {
-                    return;
-                };
-                let Ok(meta) = fs::metadata(path) else { return };
+        let mut found = |rel: &str, path: &Path| {
+            if files.len() >= MAX_FILES {
+                truncated = true;
+                return false;
+            }
+            if in_progress.iter().any(|p| p == path) {
+                return true;
+            }
+            let Some((app, key)) = place.template.read_back(rel) else {
+                return true;
+            };
+            if let Ok(meta) = fs::metadata(path) {
                 files.push(RecordedFile {
                     app: app.or_else(|| place.app.clone()),
                     key,
@@ -68,7 +64,14 @@ pub fn list(policy: &Policy, in_progress: &[PathBuf]) -> (Vec<RecordedFile>, boo
                     size: meta.len(),
                     duration: read_head(path).as_deref().and_then(metadata::read_duration),
                 });
-            },
+            }
+            true
+        };
+        walk(
+            &place.dir,
+            String::new(),
+            place.template.depth(),
+            &mut found,
         );
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -105,10 +108,16 @@ fn places(policy: &Policy) -> Vec<Place> {
 }
 
 /// Calls `found` with each regular file `depth` folders below `dir`, and its
-/// path relative to the place's directory with `/` between the parts.
-fn walk(dir: &Path, rel: String, depth: usize, found: &mut impl FnMut(&str, &Path)) {
+/// path relative to the place's directory with `/` between the parts, until it
+/// returns false; false if it did.
+fn walk(
+    dir: &Path,
+    rel: String,
+    depth: usize,
+    found: &mut impl FnMut(&str, &Path) -> bool,
+) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
-        return;
+        return true;
     };
     for entry in entries.flatten() {
         let Ok(kind) = entry.file_type() else {
@@ -123,12 +132,18 @@ fn walk(dir: &Path, rel: String, depth: usize, found: &mut impl FnMut(&str, &Pat
             format!("{rel}/{name}")
         };
         // Symbolic links are not followed: no loops, no leaving the directory.
-        if depth == 0 && kind.is_file() {
-            found(&rel, &entry.path());
+        let more = if depth == 0 && kind.is_file() {
+            found(&rel, &entry.path())
         } else if depth > 0 && kind.is_dir() {
-            walk(&entry.path(), rel, depth - 1, found);
+            walk(&entry.path(), rel, depth - 1, found)
+        } else {
+            true
+        };
+        if !more {
+            return false;
         }
     }
+    true
 }
 
 /// The FLV header and first tag of `path`, if it has them.

@@ -7,7 +7,7 @@
 //! Also the reverse for `/api/recordings`: a file's `duration` from its head.
 
 use crate::amf::amf0::{self, Amf0Value, AmfLimits};
-use crate::media::flv::{HEADER_LEN, TAG_HEADER_LEN, TAG_SCRIPT};
+use crate::media::flv::{HEADER_LEN, MAX_TAG_DATA_LEN, TAG_HEADER_LEN, TAG_SCRIPT};
 
 /// Publisher metadata is small; these bounds keep a hostile one cheap.
 const LIMITS: AmfLimits = AmfLimits {
@@ -43,6 +43,15 @@ impl Metadata {
     /// `@setDataFrame`), or only our two fields if there is none or it does not
     /// parse.
     pub fn new(published: Option<&[u8]>) -> Metadata {
+        let ours = Metadata::build(published);
+        if ours.body.len() > MAX_TAG_DATA_LEN {
+            // The publisher's own filled a whole message: ours cannot add to it.
+            return Metadata::build(None);
+        }
+        ours
+    }
+
+    fn build(published: Option<&[u8]>) -> Metadata {
         let mut fields = vec![
             (DURATION.to_owned(), Amf0Value::Number(0.0)),
             (FILESIZE.to_owned(), Amf0Value::Number(0.0)),
@@ -176,6 +185,20 @@ mod tests {
             assert_eq!(values[1].get("filesize").unwrap().as_f64(), Some(987_654.0));
             assert_eq!(read_duration(&file), Some(12.345));
         }
+    }
+
+    #[test]
+    fn metadata_that_fills_a_whole_message_is_left_out() {
+        let huge = amf0::encode_all_to_vec(&[
+            Amf0Value::String("onMetaData".into()),
+            Amf0Value::EcmaArray(vec![(
+                "blob".into(),
+                Amf0Value::LongString("x".repeat(MAX_TAG_DATA_LEN - 40)),
+            )]),
+        ]);
+        assert!(huge.len() <= MAX_TAG_DATA_LEN);
+        let meta = Metadata::new(Some(&huge));
+        assert_eq!(meta, Metadata::new(None));
     }
 
     #[test]

@@ -68,6 +68,13 @@ pub(super) fn run(job: Job) {
         hook,
         subscription,
     } = job;
+    // Accounted for however the thread ends, a panic included, so the stop
+    // never waits for a recording that is gone.
+    let _done = ThreadDone {
+        recorders: &recorders,
+        key: &key,
+        status: &status,
+    };
     // Frames queue up meanwhile (within the bound): nothing is lost.
     let ended = settings
         .append
@@ -142,7 +149,19 @@ pub(super) fn run(job: Job) {
             }
         }
     }
-    recorders.thread_done(&key, &status);
+}
+
+/// Tells the recorders the thread is done when dropped.
+struct ThreadDone<'a> {
+    recorders: &'a Recorders,
+    key: &'a StreamKey,
+    status: &'a Arc<Status>,
+}
+
+impl Drop for ThreadDone<'_> {
+    fn drop(&mut self) {
+        self.recorders.thread_done(self.key, self.status);
+    }
 }
 
 /// Reads the subscription until the publish ends.

@@ -282,6 +282,10 @@ impl Segments {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
+        if data.len() > flv::MAX_TAG_DATA_LEN {
+            // RTMP messages are 24-bit too: this cannot come from a publisher.
+            return Ok(());
+        }
         let rel = ts.wrapping_sub(file.origin);
         // Cross-track jitter right at a file's start may step back a little.
         let rel = if (rel as i32) < 0 { 0 } else { rel };
