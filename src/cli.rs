@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use getopts::Options;
 
-use crate::config::settings::SETTINGS;
+use crate::config::settings::{self, SETTINGS};
 use crate::config::{Config, Source};
 
 /// What `main` should do after reading the command line.
@@ -58,7 +58,11 @@ fn options() -> Options {
     let mut opts = Options::new();
     for s in SETTINGS {
         let help = format!("{} (default {})", s.help, s.value_text(&defaults));
-        opts.optopt(s.short.unwrap_or(""), s.name, &help, s.hint);
+        if s.repeatable() {
+            opts.optmulti(s.short.unwrap_or(""), s.name, &help, s.hint);
+        } else {
+            opts.optopt(s.short.unwrap_or(""), s.name, &help, s.hint);
+        }
     }
     opts.optopt(
         "",
@@ -110,15 +114,12 @@ where
         return Ok(Command::CheckConfig(file.into()));
     }
     // Checked here, so a bad flag is a usage error; applied again over the file.
-    let mut config = Config::rtmpd_defaults();
-    let mut flags = Vec::new();
-    for s in SETTINGS {
-        if let Some(text) = matches.opt_str(s.name) {
-            s.set_text(&mut config, &text)
-                .map_err(|problem| UsageError(format!("--{}: '{text}' {problem}", s.name)))?;
-            flags.push((s.name, text));
-        }
-    }
+    let flags: Vec<(&'static str, String)> = SETTINGS
+        .iter()
+        .flat_map(|s| matches.opt_strs(s.name).into_iter().map(|t| (s.name, t)))
+        .collect();
+    settings::apply_flags(&mut Config::rtmpd_defaults(), &flags)
+        .map_err(|e| UsageError(e.to_string()))?;
     Ok(Command::Run(Source {
         file: matches.opt_str("config").map(PathBuf::from),
         flags,
@@ -188,7 +189,7 @@ fn getopts_error(fail: getopts::Fail) -> UsageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LogFormat;
+    use crate::config::{ListenAddr, LogFormat};
     use std::time::Duration;
 
     fn run(args: &[&str]) -> Config {
@@ -251,28 +252,79 @@ mod tests {
         }
     }
 
+    fn addr(text: &str) -> ListenAddr {
+        ListenAddr::Addr(text.parse().unwrap())
+    }
+
     #[test]
-    fn defaults_listen_on_1935() {
+    fn defaults_listen_on_1935_and_8080_on_every_interface() {
         let c = run(&[]);
-        assert_eq!(c.listen, "0.0.0.0:1935".parse().unwrap());
+        assert_eq!(c.listen, [ListenAddr::AnyInterface(1935)]);
         assert_eq!(c.chunk_size, 4096);
         assert!(c.gop_cache);
-        assert_eq!(c.http, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.http, [ListenAddr::AnyInterface(8080)]);
+        assert_eq!(c.api_listen, []);
+        assert_eq!(c.listen_backlog, 1024);
     }
 
     #[test]
     fn http_address_or_off() {
         assert_eq!(
             run(&["--http", "127.0.0.1:8081"]).http,
-            Some("127.0.0.1:8081".parse().unwrap())
+            [addr("127.0.0.1:8081")]
         );
         assert_eq!(
             run(&["--http", "9000"]).http,
-            Some("0.0.0.0:9000".parse().unwrap())
+            [ListenAddr::AnyInterface(9000)]
         );
-        assert_eq!(run(&["--http", "off"]).http, None);
+        assert_eq!(run(&["--http", "off"]).http, []);
         let err = parse(["--http", "nowhere"]).unwrap_err();
         assert!(err.to_string().starts_with("--http: 'nowhere' "), "{err}");
+    }
+
+    #[test]
+    fn listeners_may_be_given_more_than_once() {
+        let c = run(&[
+            "-l",
+            "127.0.0.1:1935",
+            "--listen",
+            "[::1]:1935",
+            "--http",
+            "127.0.0.1:8080,[::1]:8080",
+            "--http",
+            "8081",
+            "--api-listen",
+            "[::1]:8082",
+            "--listen-backlog",
+            "64",
+        ]);
+        assert_eq!(c.listen, [addr("127.0.0.1:1935"), addr("[::1]:1935")]);
+        assert_eq!(
+            c.http,
+            [
+                addr("127.0.0.1:8080"),
+                addr("[::1]:8080"),
+                ListenAddr::AnyInterface(8081)
+            ]
+        );
+        assert_eq!(c.api_listen, [addr("[::1]:8082")]);
+        assert_eq!(c.listen_backlog, 64);
+        for bad in [
+            &["--http", "off", "--http", "8080"][..],
+            &["--http", "off,8080"],
+            &["-l", "off"],
+            &["-l", "1935,"],
+            &["-l", "1935", "-l", "nowhere"],
+            &["--listen-backlog", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(
+            parse(["-l", "1935", "-l", "nowhere"])
+                .unwrap_err()
+                .to_string(),
+            "--listen: 'nowhere' must be a port (1-65535) or an address like 0.0.0.0:1935"
+        );
     }
 
     #[test]
@@ -285,7 +337,7 @@ mod tests {
             "--gop-cache",
             "off",
         ]);
-        assert_eq!(c.listen, "127.0.0.1:1999".parse().unwrap());
+        assert_eq!(c.listen, [addr("127.0.0.1:1999")]);
         assert_eq!(c.chunk_size, 60000);
         assert!(!c.gop_cache);
     }
@@ -389,7 +441,7 @@ mod tests {
     fn bare_port_listens_on_all_interfaces() {
         assert_eq!(
             run(&["--listen", "1936"]).listen,
-            "0.0.0.0:1936".parse().unwrap()
+            [ListenAddr::AnyInterface(1936)]
         );
     }
 

@@ -2,10 +2,10 @@
 //! loop that registers each accepted socket in the connection table
 //! (`crate::lifecycle`, which enforces the connection budgets) and gives it a thread
 //! of its own, and the context those threads share (config, registry, the table
-//! and its stop, counters by kind of connection). The RTMP and HTTP sides both build
-//! on this; `server` wires their listeners to it.
+//! and its stop, counters by kind of connection, the listeners). The RTMP and HTTP
+//! sides both build on this; `server` wires their listeners to it.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -40,6 +40,56 @@ pub(crate) struct Context {
     pub admission: Admission,
     /// The recordings of published streams.
     pub recorders: Arc<Recorders>,
+    /// Every listening socket and its bound address, as `/api/server` lists them.
+    pub listeners: Vec<(Service, SocketAddr)>,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Rtmp,
+    /// HTTP-FLV and WebSocket-FLV players, and the API and metrics unless an
+    /// `Api` listener serves them.
+    Http,
+    /// `--api-listen`: the API and metrics alone.
+    Api,
+}
+
+impl Service {
+    /// The name in JSON (`rtmp`, `http`, `api`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Rtmp => "rtmp",
+            Service::Http => "http",
+            Service::Api => "api",
+        }
+    }
+
+    /// The name in log lines and messages (`RTMP`, `HTTP`, `API`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Rtmp => "RTMP",
+            Service::Http => "HTTP",
+            Service::Api => "API",
+        }
+    }
+
+    /// The flag that sets its addresses.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Service::Rtmp => "-l/--listen",
+            Service::Http => "--http",
+            Service::Api => "--api-listen",
+        }
+    }
+
+    /// The kind of connection it accepts.
+    pub fn connection_kind(self) -> ConnectionKind {
+        match self {
+            Service::Rtmp => ConnectionKind::Rtmp,
+            Service::Http | Service::Api => ConnectionKind::Http,
+        }
+    }
 }
 
 impl Context {
@@ -108,7 +158,8 @@ pub(crate) fn accept_loop(
     let lifecycle = &ctx.lifecycle;
     loop {
         let (socket, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
+            // Seen and matched as plain IPv4 from here on, if it came mapped.
+            Ok((socket, peer)) => (socket, crate::net::listener::plain_peer(peer)),
             Err(_) if lifecycle.is_stopping() => return,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.

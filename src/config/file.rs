@@ -18,7 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess
 use serde::Deserialize;
 
 use super::policy::{AppKeys, Policy, Secret};
-use super::settings::{Setting, SETTINGS};
+use super::settings::{self, Setting, SETTINGS};
 use super::Config;
 
 /// A config file that could not be read or is wrong; `Display` names the file
@@ -60,16 +60,10 @@ impl Source {
                 message,
             })?;
         }
-        for (name, text) in &self.flags {
-            if let Some(setting) = SETTINGS.iter().find(|s| s.name == *name) {
-                setting
-                    .set_text(&mut config, text)
-                    .map_err(|problem| FileError {
-                        path: "command line".into(),
-                        message: format!("--{name}: '{text}' {problem}"),
-                    })?;
-            }
-        }
+        settings::apply_flags(&mut config, &self.flags).map_err(|e| FileError {
+            path: "command line".into(),
+            message: e.to_string(),
+        })?;
         config.policy.check().map_err(|message| FileError {
             path: self.file.clone().unwrap_or_else(|| "command line".into()),
             message,
@@ -274,6 +268,29 @@ impl<'de> Visitor<'de> for SettingValue<'_> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         done(self.setting, self.setting.set_text(self.config, v))
     }
+
+    /// A list: the addresses of a listener (`listen = ["1935", "[::1]:1936"]`).
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let key = self.setting.key();
+        if !self.setting.repeatable() {
+            return Err(de::Error::custom(format!(
+                "{key}: takes one value, not a list"
+            )));
+        }
+        let mut texts = Vec::new();
+        while let Some(text) = seq.next_element::<String>()? {
+            texts.push(text);
+        }
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        if texts.is_empty() {
+            return Err(de::Error::custom(format!("{key}: an empty list")));
+        }
+        let result = self.setting.set_texts(self.config, &texts);
+        done(
+            self.setting,
+            result.map_err(|(text, problem)| settings::Problem(format!("'{text}' {problem}"))),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +299,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::policy::Verb;
+    use crate::config::ListenAddr;
 
     fn load(text: &str) -> Result<Config, String> {
         let mut config = Config::rtmpd_defaults();
@@ -297,12 +315,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.max_connections, 500);
-        assert_eq!(c.http, None);
+        assert_eq!(c.http, []);
         assert!(!c.gop_cache);
         assert_eq!(c.setup_timeout, Duration::from_millis(2500));
         assert_eq!(c.publish_timeout, Duration::from_secs(3));
-        assert_eq!(c.listen, "127.0.0.1:1999".parse().unwrap());
+        assert_eq!(
+            c.listen,
+            [ListenAddr::Addr("127.0.0.1:1999".parse().unwrap())]
+        );
         assert_eq!(c.merge_writes, Duration::ZERO);
+    }
+
+    #[test]
+    fn listeners_take_a_list() {
+        let c = load("listen = [\"1935\", \"[::1]:1936\"]\nhttp = [\"127.0.0.1:8080\"]\n").unwrap();
+        assert_eq!(
+            c.listen,
+            [
+                ListenAddr::AnyInterface(1935),
+                ListenAddr::Addr("[::1]:1936".parse().unwrap())
+            ]
+        );
+        assert_eq!(
+            c.http,
+            [ListenAddr::Addr("127.0.0.1:8080".parse().unwrap())]
+        );
+        let e = load("listen = []\n").unwrap_err();
+        assert!(e.contains("listen: an empty list"), "{e}");
+        let e = load("max_connections = [1]\n").unwrap_err();
+        assert!(
+            e.contains("max_connections: takes one value, not a list"),
+            "{e}"
+        );
+        let e = load("http = [\"8080\", \"nowhere\"]\n").unwrap_err();
+        assert!(
+            e.contains("http: 'nowhere' must be a port (1-65535)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -436,13 +485,26 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rtmpd-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.toml");
-        std::fs::write(&path, "max_connections = 500\nchunk_size = 8192\n").unwrap();
+        std::fs::write(
+            &path,
+            "max_connections = 500\nchunk_size = 8192\nlisten = [\"1935\", \"1936\"]\n",
+        )
+        .unwrap();
         let source = Source {
             file: Some(path.clone()),
-            flags: vec![("max-connections", "7".into())],
+            flags: vec![
+                ("max-connections", "7".into()),
+                ("listen", "127.0.0.1:1".into()),
+                ("listen", "127.0.0.1:2".into()),
+            ],
         };
         let c = source.load().unwrap();
         assert_eq!((c.max_connections, c.chunk_size), (7, 8192));
+        assert_eq!(
+            c.listen,
+            ["127.0.0.1:1", "127.0.0.1:2"].map(|a| ListenAddr::Addr(a.parse().unwrap())),
+            "repeated flags add up, and replace the file's list"
+        );
         std::fs::write(&path, "chunk_size = 100\n").unwrap();
         let e = source.load().unwrap_err().to_string();
         assert!(e.starts_with(&path.display().to_string()), "{e}");

@@ -9,6 +9,7 @@ pub mod policy;
 pub mod record;
 pub mod settings;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +23,19 @@ use crate::rtmp::chunk::ChunkLimits;
 /// Everything the server needs to run, already validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
-    /// HTTP-FLV, WebSocket-FLV, the JSON API and metrics; `None` serves no HTTP.
+    /// Where RTMP clients connect; at least one address.
+    pub listen: Vec<ListenAddr>,
+    /// HTTP-FLV, WebSocket-FLV, the JSON API and metrics; empty serves no HTTP.
     /// `Config::default()` leaves it off so embedders and tests opt in (and never
-    /// collide on a fixed port); the command line's default is [`DEFAULT_HTTP`].
-    pub http: Option<SocketAddr>,
-    /// Where `/api/*` and `/metrics` are served instead of on `http`; `None`:
-    /// on `http`.
-    pub api_listen: Option<SocketAddr>,
+    /// collide on a fixed port); the command line's default is every interface on
+    /// [`DEFAULT_HTTP_PORT`].
+    pub http: Vec<ListenAddr>,
+    /// Where `/api/*` and `/metrics` are served instead of on `http`; empty: on
+    /// `http`.
+    pub api_listen: Vec<ListenAddr>,
+    /// Connections the kernel completes and queues on each listener until we
+    /// accept them (the `listen(2)` backlog; Linux caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// Chunk size we announce and send with; larger chunks mean fewer headers.
     pub chunk_size: u32,
     /// Keep the current GOP so players joining mid-stream start at once.
@@ -100,16 +106,48 @@ impl LogFormat {
     }
 }
 
-/// Where `rtmpd` serves HTTP unless `--http` says otherwise.
-pub const DEFAULT_HTTP: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+/// Where a listener accepts connections (`-l`, `--http`, `--api-listen`): one
+/// address, or a bare port meaning every interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// Every interface: `0.0.0.0:PORT` and `[::]:PORT`, as two sockets so IPv4
+    /// clients never appear as `::ffff:a.b.c.d`. On a host without IPv6 the IPv6
+    /// one is left out with a log line, never a failed start.
+    AnyInterface(u16),
+    /// Exactly this address: `127.0.0.1:1935`, `[::1]:1935`, or `[::]:1935` for
+    /// IPv6 alone.
+    Addr(SocketAddr),
+}
+
+impl fmt::Display for ListenAddr {
+    /// As a flag takes it: the bare port, or the address.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::AnyInterface(port) => write!(f, "{port}"),
+            ListenAddr::Addr(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+impl From<SocketAddr> for ListenAddr {
+    fn from(addr: SocketAddr) -> ListenAddr {
+        ListenAddr::Addr(addr)
+    }
+}
+
+/// Where `rtmpd` accepts RTMP clients unless `-l` says otherwise: every interface.
+pub const DEFAULT_RTMP_PORT: u16 = 1935;
+
+/// Where `rtmpd` serves HTTP unless `--http` says otherwise: every interface.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
-            http: None,
-            api_listen: None,
+            listen: vec![ListenAddr::AnyInterface(DEFAULT_RTMP_PORT)],
+            http: Vec::new(),
+            api_listen: Vec::new(),
+            listen_backlog: 1024,
             chunk_size: 4096,
             gop_cache: true,
             gop_max_frames: 2048,
@@ -135,10 +173,10 @@ impl Default for Config {
 
 impl Config {
     /// What `rtmpd` runs with where no setting says otherwise: the defaults, with
-    /// HTTP served on [`DEFAULT_HTTP`].
+    /// HTTP served on every interface on [`DEFAULT_HTTP_PORT`].
     pub fn rtmpd_defaults() -> Config {
         Config {
-            http: Some(DEFAULT_HTTP),
+            http: vec![ListenAddr::AnyInterface(DEFAULT_HTTP_PORT)],
             ..Config::default()
         }
     }

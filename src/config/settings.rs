@@ -3,10 +3,11 @@
 //! of value it takes with the range that value must be in, its help text and the
 //! `Config` field it sets. Its default is what [`Config::rtmpd_defaults`] holds.
 //!
-//! The command line (`crate::cli`) reads values as text through [`Setting::set_text`];
-//! a reader of typed values (a config file's integers, floats, booleans and
-//! strings) goes through the same `store_*` checks, so both refuse the same values
-//! with the same words.
+//! The command line (`crate::cli`) reads values as text through [`Setting::set_text`]
+//! (a repeatable flag's values together through [`Setting::set_texts`]); a reader
+//! of typed values (a config file's integers, floats, booleans, strings and lists)
+//! goes through the same `store_*` checks, so both refuse the same values with the
+//! same words.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::RecordDir;
-use super::{Config, LogFormat};
+use super::{Config, ListenAddr, LogFormat};
 use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
 /// One setting: a flag, and a config file key (`config::file`).
@@ -35,10 +36,14 @@ pub type Field<T> = fn(&mut Config) -> &mut T;
 
 /// The kind of value a setting takes, its valid range, and the field it sets.
 pub enum Kind {
-    /// `HOST:PORT`, or a bare port on all interfaces.
-    Address(Field<SocketAddr>),
-    /// An address as for [`Kind::Address`], or `off` for none.
-    AddressOrOff(Field<Option<SocketAddr>>),
+    /// Listen addresses: each `HOST:PORT`, or a bare port for every interface
+    /// (IPv4 and IPv6). The flag may be repeated, and one value may list several,
+    /// comma-separated; a config file gives a string or a list of strings. With
+    /// `off`, also `off` alone for none.
+    Listen {
+        off: bool,
+        field: Field<Vec<ListenAddr>>,
+    },
     /// `on` or `off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
     OnOff(Field<bool>),
     /// A whole number from `min` to `max`.
@@ -131,22 +136,42 @@ pub const SETTINGS: &[Setting] = &[
         name: "listen",
         short: Some("l"),
         hint: "ADDR",
-        help: "address to accept RTMP clients on",
-        kind: Kind::Address(|c| &mut c.listen),
+        help: "address to accept RTMP clients on; repeat for more; a bare port means every interface, IPv4 and IPv6",
+        kind: Kind::Listen {
+            off: false,
+            field: |c| &mut c.listen,
+        },
     },
     Setting {
         name: "http",
         short: None,
         hint: "ADDR|off",
-        help: "address for HTTP-FLV, WebSocket-FLV, /api and /metrics, or off",
-        kind: Kind::AddressOrOff(|c| &mut c.http),
+        help: "address for HTTP-FLV, WebSocket-FLV, /api and /metrics, or off; repeat for more; a bare port means every interface",
+        kind: Kind::Listen {
+            off: true,
+            field: |c| &mut c.http,
+        },
     },
     Setting {
         name: "api-listen",
         short: None,
         hint: "ADDR|off",
-        help: "serve /api and /metrics on this address instead of the --http one (e.g. 127.0.0.1:8081)",
-        kind: Kind::AddressOrOff(|c| &mut c.api_listen),
+        help: "serve /api and /metrics on this address instead of the --http one (e.g. 127.0.0.1:8081); repeat for more",
+        kind: Kind::Listen {
+            off: true,
+            field: |c| &mut c.api_listen,
+        },
+    },
+    Setting {
+        name: "listen-backlog",
+        short: None,
+        hint: "N",
+        help: "connections the kernel queues on each listener until they are accepted",
+        kind: Kind::Integer {
+            min: 1,
+            max: 65535,
+            field: IntegerField::U32(|c| &mut c.listen_backlog),
+        },
     },
     Setting {
         name: "gop-cache",
@@ -321,6 +346,42 @@ pub const SETTINGS: &[Setting] = &[
     },
 ];
 
+/// A command-line flag refused: `--NAME: 'TEXT' PROBLEM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagError {
+    pub name: &'static str,
+    pub text: String,
+    pub problem: Problem,
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "--{}: '{}' {}", self.name, self.text, self.problem)
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+/// Applies command-line flags, `(long name, text)` as given, over `config`: each
+/// setting takes all of its texts at once, so a repeated flag's values add up
+/// (and replace what a config file said) while another flag's last one wins.
+pub fn apply_flags(config: &mut Config, flags: &[(&'static str, String)]) -> Result<(), FlagError> {
+    for s in SETTINGS {
+        let texts: Vec<&str> = flags
+            .iter()
+            .filter(|(name, _)| *name == s.name)
+            .map(|(_, text)| text.as_str())
+            .collect();
+        s.set_texts(config, &texts)
+            .map_err(|(text, problem)| FlagError {
+                name: s.name,
+                text: text.to_owned(),
+                problem,
+            })?;
+    }
+    Ok(())
+}
+
 impl Setting {
     /// The key of this setting in a config file: the long name with `-` as `_`.
     pub fn key(&self) -> String {
@@ -329,16 +390,53 @@ impl Setting {
 
     /// Sets the value given as text (a command-line argument).
     pub fn set_text(&self, config: &mut Config, text: &str) -> Result<(), Problem> {
+        self.set_texts(config, &[text])
+            .map_err(|(_, problem)| problem)
+    }
+
+    /// Whether the flag may be given more than once (its values add up).
+    pub fn repeatable(&self) -> bool {
+        matches!(self.kind, Kind::Listen { .. })
+    }
+
+    /// Sets the value from every time the flag was given: a repeatable setting
+    /// takes them all, any other the last. A refusal says which text it was.
+    pub fn set_texts<'t>(
+        &self,
+        config: &mut Config,
+        texts: &[&'t str],
+    ) -> Result<(), (&'t str, Problem)> {
+        let Kind::Listen { off, field } = self.kind else {
+            return match texts.last() {
+                Some(text) => self.set_one(config, text).map_err(|p| (*text, p)),
+                None => Ok(()),
+            };
+        };
+        let parts: Vec<(&'t str, &'t str)> = texts
+            .iter()
+            .flat_map(|text| text.split(',').map(move |part| (*text, part.trim())))
+            .collect();
+        if off && matches!(parts[..], [(_, "off")]) {
+            field(config).clear();
+            return Ok(());
+        }
+        let mut addrs = Vec::new();
+        for (text, part) in parts {
+            if off && part == "off" {
+                return Err((text, Problem("cannot be combined with addresses".into())));
+            }
+            addrs.push(parse_listen(part).ok_or_else(|| (text, self.range_problem()))?);
+        }
+        if !addrs.is_empty() {
+            *field(config) = addrs;
+        }
+        Ok(())
+    }
+
+    /// Sets a setting that takes one value, from text.
+    fn set_one(&self, config: &mut Config, text: &str) -> Result<(), Problem> {
         match self.kind {
-            Kind::Address(field) => {
-                *field(config) = parse_address(text).ok_or_else(|| self.range_problem())?
-            }
-            Kind::AddressOrOff(field) => {
-                *field(config) = match text {
-                    "off" => None,
-                    _ => Some(parse_address(text).ok_or_else(|| self.range_problem())?),
-                }
-            }
+            Kind::Listen { .. } => return Err(self.range_problem()),
             Kind::OnOff(_) => {
                 let on = match text {
                     "on" | "true" | "yes" | "1" => true,
@@ -432,10 +530,13 @@ impl Setting {
         let mut config = config.clone();
         let c = &mut config;
         match self.kind {
-            Kind::Address(field) => field(c).to_string(),
-            Kind::AddressOrOff(field) => match field(c) {
-                Some(addr) => addr.to_string(),
-                None => "off".into(),
+            Kind::Listen { field, .. } => match &field(c)[..] {
+                [] => "off".into(),
+                addrs => addrs
+                    .iter()
+                    .map(ListenAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
             },
             Kind::OnOff(field) => if *field(c) { "on" } else { "off" }.into(),
             Kind::Integer { field, .. } => match field {
@@ -459,14 +560,14 @@ impl Setting {
     /// What a value of this kind must be, for an error message. An address's
     /// example is the setting's own default, so each listener suggests its port.
     fn range_problem(&self) -> Problem {
-        let example = || self.value_text(&Config::rtmpd_defaults());
         Problem(match self.kind {
-            Kind::Address(_) => {
-                format!("must be a port (1-65535) or an address like {}", example())
-            }
-            Kind::AddressOrOff(_) => format!(
+            Kind::Listen { off: false, field } => format!(
+                "must be a port (1-65535) or an address like {}",
+                example_address(field)
+            ),
+            Kind::Listen { off: true, field } => format!(
                 "must be a port (1-65535), an address like {}, or off",
-                example()
+                example_address(field)
             ),
             Kind::OnOff(_) => "must be on or off".into(),
             Kind::Integer { min, max, .. }
@@ -483,16 +584,25 @@ impl Setting {
     }
 }
 
-/// `HOST:PORT`, or a bare port (the common shorthand, `-l 1936`) on all interfaces.
-fn parse_address(text: &str) -> Option<SocketAddr> {
-    let with_host;
-    let addr = if text.parse::<u16>().is_ok() {
-        with_host = format!("0.0.0.0:{text}");
-        &with_host
-    } else {
-        text
-    };
-    addr.to_socket_addrs().ok().and_then(|mut it| it.next())
+/// An address for a listener's error message: its default's first, as IPv4
+/// (`0.0.0.0:8080`), so each listener suggests its own port; a listener off by
+/// default suggests a loopback one.
+fn example_address(field: Field<Vec<ListenAddr>>) -> String {
+    match field(&mut Config::rtmpd_defaults()).first() {
+        Some(ListenAddr::AnyInterface(port)) => format!("0.0.0.0:{port}"),
+        Some(ListenAddr::Addr(addr)) => addr.to_string(),
+        None => "127.0.0.1:8081".into(),
+    }
+}
+
+/// `HOST:PORT` (the host's first address if it is a name), or a bare port (the
+/// common shorthand, `-l 1936`) for every interface.
+fn parse_listen(text: &str) -> Option<ListenAddr> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Some(ListenAddr::AnyInterface(port));
+    }
+    let addr: SocketAddr = text.to_socket_addrs().ok()?.next()?;
+    Some(ListenAddr::Addr(addr))
 }
 
 #[cfg(test)]

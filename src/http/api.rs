@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::metrics::process_info;
 use crate::build_info;
-use crate::connections::{ConnectionCounts, Context};
+use crate::connections::{ConnectionCounts, Context, Service};
 use crate::lifecycle::ConnectionKind;
 use crate::media::codec::{AudioInfo, VideoInfo};
 use crate::record::listing;
@@ -47,6 +47,16 @@ pub(super) fn server(ctx: &Context) -> Value {
     let live = streams.iter().filter(|s| s.publisher.is_some()).count();
     let players: usize = streams.iter().map(|s| s.players.len()).sum();
     let process = process_info();
+    let first = |service| {
+        let mut all = ctx.listeners.iter();
+        all.find(|(s, _)| *s == service)
+            .map(|(_, addr)| addr.to_string())
+    };
+    let listeners: Vec<Value> = ctx
+        .listeners
+        .iter()
+        .map(|(service, addr)| json!({ "kind": service.as_str(), "address": addr.to_string() }))
+        .collect();
     let connection = |c: ConnectionCounts| {
         json!({
             "open": c.open,
@@ -67,10 +77,13 @@ pub(super) fn server(ctx: &Context) -> Value {
         "commit": build_info::COMMIT,
         "build_date": build_info::BUILD_DATE,
         "uptime_seconds": seconds(ctx.started.elapsed()),
+        // The first listener of each service, as before listeners were lists.
         "listen": {
-            "rtmp": ctx.config.listen.to_string(),
-            "http": ctx.config.http.map(|a| a.to_string()),
+            "rtmp": first(Service::Rtmp),
+            "http": first(Service::Http),
+            "api": first(Service::Api),
         },
+        "listeners": listeners,
         "connections": {
             "open": rtmp.open + http.open,
             "pending": rtmp.pending + http.pending,

@@ -1,11 +1,13 @@
 //! Sockets, below every protocol: the transport a connection reads and writes
 //! through (`transport`: plain TCP now, TLS later, with writes that give up once the
-//! peer stalls), the options every accepted socket gets (`keepalive`), and what
-//! socket errors mean for every side that reads or writes one (server connections,
-//! HTTP players, the client): a timeout is our own deadline passing, a disconnect is
-//! the peer gone, anything else is worth reporting.
+//! peer stalls), the options every accepted socket gets (`keepalive`), listening
+//! sockets and the peer addresses they hand out (`listener`), and what socket
+//! errors mean for every side that reads or writes one (server connections, HTTP
+//! players, the client): a timeout is our own deadline passing, a disconnect is the
+//! peer gone, anything else is worth reporting.
 
 pub mod keepalive;
+pub mod listener;
 pub mod transport;
 
 use std::io;

@@ -12,9 +12,11 @@
 //! restart (listen addresses, limits) is named in the log and left as it is.
 
 mod connection;
+mod listeners;
 mod writer;
 
-use std::fmt;
+use listeners::Listener;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -33,8 +35,9 @@ use crate::record::file::{Disk, Storage};
 use crate::record::Recorders;
 use crate::registry::{Registry, RegistryConfig};
 
-pub use crate::connections::ConnectionCounts;
+pub use crate::connections::{ConnectionCounts, Service};
 pub use crate::lifecycle::ConnectionKind;
+pub use listeners::BindError;
 
 /// Live numbers of a running server.
 #[derive(Clone)]
@@ -117,17 +120,15 @@ impl ServerHandle {
 }
 
 pub struct Server {
-    listener: TcpListener,
-    http: Option<TcpListener>,
-    /// `--api-listen`: the API and metrics apart from the players' HTTP.
-    api: Option<TcpListener>,
+    /// RTMP first, then HTTP, then the API's own (`--api-listen`).
+    listeners: Vec<Listener>,
     ctx: Arc<Context>,
 }
 
 impl Server {
-    /// Binds the listening socket; nothing is accepted until `run`.
-    /// A listener that cannot be bound is an error whose message names the
-    /// listener, the address, the cause and the flag that moves it ([`BindError`]).
+    /// Binds every listening socket (see `listeners`: a bare port is IPv4 and
+    /// IPv6); nothing is accepted until `run`, but connections queue from here on.
+    /// A socket that cannot be bound is an error carrying a [`BindError`].
     pub fn bind(config: Config) -> io::Result<Server> {
         Server::bind_with_storage(config, Arc::new(Disk))
     }
@@ -135,15 +136,7 @@ impl Server {
     /// [`Server::bind`], with recordings made in `storage` instead of on the
     /// disk (a test's slow or failing stand-in, say).
     pub fn bind_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Result<Server> {
-        let listener = bind_listener(Listener::Rtmp, config.listen)?;
-        let http = config
-            .http
-            .map(|addr| bind_listener(Listener::Http, addr))
-            .transpose()?;
-        let api = config
-            .api_listen
-            .map(|addr| bind_listener(Listener::Api, addr))
-            .transpose()?;
+        let listeners = listeners::bind_all(&config)?;
         let registry = Registry::new(RegistryConfig {
             gop: GopLimits {
                 enabled: config.gop_cache,
@@ -161,10 +154,8 @@ impl Server {
         let ended = registry.clone();
         lifecycle.on_stop("end every stream", move || ended.close());
         Ok(Server {
-            listener,
-            http,
-            api,
             ctx: Arc::new(Context {
+                listeners: listeners.iter().map(|l| (l.service, l.addr)).collect(),
                 admission: Admission::new(config.policy.clone()),
                 config,
                 registry,
@@ -173,23 +164,36 @@ impl Server {
                 counters: Counters::default(),
                 recorders: Recorders::new(storage),
             }),
+            listeners,
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        // A bound listener always has an address; fall back to the configured one.
-        self.listener.local_addr().unwrap_or(self.ctx.config.listen)
+    /// Every listener: what it serves and where.
+    pub fn listeners(&self) -> Vec<(Service, SocketAddr)> {
+        self.ctx.listeners.clone()
     }
 
-    /// Where HTTP-FLV, WebSocket-FLV, the API and metrics are served; `None` when
-    /// HTTP is off.
+    /// The first of `service`'s listeners.
+    fn first(&self, service: Service) -> Option<SocketAddr> {
+        let mut all = self.ctx.listeners.iter();
+        all.find(|(s, _)| *s == service).map(|(_, addr)| *addr)
+    }
+
+    /// The first RTMP listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.first(Service::Rtmp)
+            .expect("a server has at least one RTMP listener")
+    }
+
+    /// Where HTTP-FLV, WebSocket-FLV, the API and metrics are served (the first
+    /// HTTP listener); `None` when HTTP is off.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().and_then(|l| l.local_addr().ok())
+        self.first(Service::Http)
     }
 
     /// Where the API and metrics are served when `--api-listen` puts them apart.
     pub fn api_addr(&self) -> Option<SocketAddr> {
-        self.api.as_ref().and_then(|l| l.local_addr().ok())
+        self.first(Service::Api)
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -210,38 +214,27 @@ impl Server {
     /// begins ([`ServerHandle::shutdown`]), then waits for every connection to end,
     /// at most `--shutdown-timeout`, and cuts what is left.
     pub fn run(self) -> io::Result<()> {
-        let Server {
-            listener,
-            http,
-            api,
-            ctx,
-        } = self;
+        let Server { listeners, ctx } = self;
+        let api_apart = listeners.iter().any(|l| l.service == Service::Api);
         let mut accepting = Vec::new();
         let mut serving = Vec::new();
-        if let Some(http) = http {
-            let addr = http.local_addr()?;
-            info!("listening for HTTP on {addr}");
-            serving.push(format!("HTTP on {addr}"));
-            let serve = match api {
-                Some(_) => crate::http::serve_players,
-                None => crate::http::serve,
+        for Listener {
+            service,
+            addr,
+            socket,
+        } in listeners
+        {
+            let serve: fn(Registration, Arc<Context>) = match service {
+                Service::Rtmp => connection::serve,
+                Service::Http if api_apart => crate::http::serve_players,
+                Service::Http => crate::http::serve,
+                Service::Api => crate::http::serve_api,
             };
-            let thread = spawn_accept_loop(http, &ctx, ConnectionKind::Http, serve)?;
+            info!("listening for {} on {addr}", service.name());
+            serving.push(format!("{} on {addr}", service.name()));
+            let thread = spawn_accept_loop(socket, &ctx, service.connection_kind(), serve)?;
             accepting.push((addr, thread));
         }
-        if let Some(api) = api {
-            let addr = api.local_addr()?;
-            info!("listening for API on {addr}");
-            serving.push(format!("API on {addr}"));
-            let serve = crate::http::serve_api;
-            let thread = spawn_accept_loop(api, &ctx, ConnectionKind::Http, serve)?;
-            accepting.push((addr, thread));
-        }
-        let addr = listener.local_addr()?;
-        info!("listening for RTMP on {addr}");
-        serving.push(format!("RTMP on {addr}"));
-        let thread = spawn_accept_loop(listener, &ctx, ConnectionKind::Rtmp, connection::serve)?;
-        accepting.push((addr, thread));
         // Every listener has been listening since `bind`: clients can connect.
         crate::systemd::ready(Some(&format!("serving {}", serving.join(", "))));
 
@@ -291,78 +284,6 @@ impl Server {
 /// How long a stop waits for the last `_done` hook calls to go out.
 const DONE_HOOKS_GRACE: Duration = Duration::from_secs(2);
 
-/// A listener that could not be bound, said for the person starting the server:
-/// `cannot listen for RTMP on 0.0.0.0:1935: address already in use (another rtmpd
-/// or nginx-rtmp running? choose another address with -l/--listen)`.
-#[derive(Debug)]
-pub struct BindError {
-    pub listener: Listener,
-    pub addr: SocketAddr,
-    pub source: io::Error,
-}
-
-/// The server's listeners, each moved by a flag of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// `-l/--listen`.
-    Rtmp,
-    /// `--http`: HTTP-FLV, WebSocket-FLV, and the API unless `--api-listen`.
-    Http,
-    /// `--api-listen`.
-    Api,
-}
-
-impl fmt::Display for BindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (what, flag, others) = match self.listener {
-            Listener::Rtmp => ("RTMP", "-l/--listen", "another rtmpd or nginx-rtmp"),
-            Listener::Http => ("HTTP", "--http", "another rtmpd or a web server"),
-            Listener::Api => ("the API", "--api-listen", "another rtmpd or a web server"),
-        };
-        let addr = self.addr;
-        write!(f, "cannot listen for {what} on {addr}: ")?;
-        match self.source.kind() {
-            io::ErrorKind::AddrInUse => write!(
-                f,
-                "address already in use ({others} running? choose another address with {flag})"
-            ),
-            io::ErrorKind::PermissionDenied => write!(
-                f,
-                "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; \
-                 choose another address with {flag})"
-            ),
-            io::ErrorKind::AddrNotAvailable => write!(
-                f,
-                "address not available (no interface of this machine has {}; choose another \
-                 address with {flag})",
-                addr.ip()
-            ),
-            _ => write!(f, "{} (choose another address with {flag})", self.source),
-        }
-    }
-}
-
-impl std::error::Error for BindError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-/// Binds one listener; the error is a [`BindError`] inside an `io::Error` of the
-/// same kind.
-fn bind_listener(listener: Listener, addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).map_err(|source| {
-        io::Error::new(
-            source.kind(),
-            BindError {
-                listener,
-                addr,
-                source,
-            },
-        )
-    })
-}
-
 /// How long a stop waits for recordings to close their files when the
 /// connections have taken the whole `--shutdown-timeout`: a final checkpoint.
 const RECORDINGS_GRACE: Duration = Duration::from_secs(2);
@@ -391,33 +312,4 @@ fn spawn_accept_loop(
     thread::Builder::new()
         .name(format!("{} accept", kind.as_str()))
         .spawn(move || accept_loop(&listener, &ctx, kind, serve))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_taken_address_names_the_listener_and_its_flag() {
-        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = taken.local_addr().unwrap();
-        let rtmp = bind_listener(Listener::Rtmp, addr).unwrap_err();
-        assert_eq!(rtmp.kind(), io::ErrorKind::AddrInUse);
-        assert_eq!(
-            rtmp.to_string(),
-            format!(
-                "cannot listen for RTMP on {addr}: address already in use (another rtmpd or \
-                 nginx-rtmp running? choose another address with -l/--listen)"
-            )
-        );
-        let http = bind_listener(Listener::Http, addr).unwrap_err();
-        assert!(
-            http.to_string().starts_with(&format!(
-                "cannot listen for HTTP on {addr}: address already in use"
-            )) && http
-                .to_string()
-                .ends_with("choose another address with --http)"),
-            "{http}"
-        );
-    }
 }

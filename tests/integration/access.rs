@@ -462,6 +462,50 @@ fn ip_rules_allow_and_deny_like_nginx_rtmp() {
     assert_eq!(err.status_code(), Some("NetStream.Play.Failed"), "{err}");
 }
 
+/// IPv6 clients reach the hooks and the IP rules with their IPv6 address; an IPv4
+/// client arriving mapped (`::ffff:127.0.0.1`, on a listener bound to a mapped
+/// address) is matched as the plain IPv4 address it is.
+#[test]
+fn ipv6_and_mapped_peers_meet_hooks_and_ip_rules_as_themselves() {
+    if !ipv6_loopback("IPv6 hooks and IP rules") {
+        return;
+    }
+    let hooks = HookServer::start();
+    let rules = format!(
+        "[app.v6]\nallow_publish = [\"::1\"]\ndeny_publish = [\"all\"]\non_publish = \"{}\"\n\
+         [app.v4]\nallow_publish = [\"127.0.0.1\"]\ndeny_publish = [\"all\"]\n",
+        hooks.url("allow"),
+    );
+    let server = start_server_with(|c| {
+        c.listen = ["[::1]:0", "[::ffff:127.0.0.1]:0"]
+            .map(|a| rtmpd::config::ListenAddr::Addr(a.parse().unwrap()))
+            .to_vec();
+        rtmpd::config::file::apply(&rules, c).unwrap();
+    });
+    assert!(server.addr.is_ipv6(), "the first listener is [::1]");
+    ffmpeg_plays_every_tag(&server, &server.url("v6/cam"), "v6/cam");
+    let call = hooks.wait_call("publish");
+    assert_eq!(call.field("addr"), "::1");
+    assert!(call.field("tcurl").starts_with("rtmp://[::1]:"), "{call:?}");
+    publish_refused(&server, "v4/cam");
+
+    // The mapped listener: ffmpeg connects to 127.0.0.1 on its port.
+    let (_, mapped) = server.listeners[1];
+    let v4 = format!("rtmp://127.0.0.1:{}/v4/cam", mapped.port());
+    let dir = TempDir::new("mapped-rules");
+    let out = dir.join("played.flv");
+    let player = play_rtmpdump(&v4, &out);
+    server.wait_for_players("v4/cam", 1, SUBSCRIBE);
+    let publisher = publish_ffmpeg(&v4, &fixture("av.flv"), false);
+    wait_success(
+        publisher,
+        FINISH,
+        "ffmpeg publishing to the mapped listener",
+    );
+    wait_success(player, FINISH, "rtmpdump");
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
+}
+
 fn api_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpResponse {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
@@ -472,7 +516,7 @@ fn api_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpResponse {
 fn the_api_needs_its_token_and_can_have_its_own_listener() {
     let server = start_server_with(|c| {
         rtmpd::config::file::apply("api_token = \"t0ken\"\n", c).unwrap();
-        c.api_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.api_listen = vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()];
     });
     let api = server.api.expect("an API listener");
     for path in ["/api/streams", "/api/server", "/metrics"] {

@@ -290,7 +290,7 @@ fn video_frame(key: bool, len: usize, seed: u32) -> Vec<u8> {
 fn bad_bytes_close_only_the_offending_connection() {
     // A long setup timeout, so every close below is a reaction to the bytes.
     let server = start_server_with(|c| {
-        c.http = None;
+        c.http = Vec::new();
         c.setup_timeout = Duration::from_secs(60);
     });
     let addr = server.addr;
@@ -493,7 +493,7 @@ fn bad_bytes_close_only_the_offending_connection() {
 #[test]
 fn command_with_more_top_level_values_than_the_limit_is_refused() {
     let server = start_server_with(|c| {
-        c.http = None;
+        c.http = Vec::new();
         c.setup_timeout = Duration::from_secs(60);
     });
     let mut payload = amf(&["connect".into(), 1.0.into(), connect_object("live")]);
@@ -527,7 +527,7 @@ const BAD_NAMES: [&str; 12] = [
 #[test]
 fn bad_stream_and_app_names_are_refused() {
     let server = start_server_with(|c| {
-        c.http = None;
+        c.http = Vec::new();
         c.setup_timeout = Duration::from_secs(60);
     });
     let mut healthy = healthy_in_process(&server);
@@ -636,7 +636,7 @@ fn holds_for(what: &str, duration: Duration, mut condition: impl FnMut() -> bool
 #[test]
 fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
     let server = start_server_with(|c| {
-        c.http = None;
+        c.http = Vec::new();
         c.setup_timeout = SETUP_TIMEOUT;
         c.publish_timeout = PUBLISH_TIMEOUT;
         c.write_stall_timeout = Duration::from_secs(2);

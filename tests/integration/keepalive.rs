@@ -207,8 +207,8 @@ fn send_queues(port: u16) -> Vec<u64> {
 fn waiting_players_whose_peer_vanished_are_released() {
     let Some(ns) = Netns::create() else { return };
     let server = start_server_with(|c| {
-        c.listen = SocketAddr::new(IpAddr::V4(ns.host), 0);
-        c.http = None;
+        c.listen = vec![SocketAddr::new(IpAddr::V4(ns.host), 0).into()];
+        c.http = Vec::new();
         c.tcp_keepalive = KEEPALIVE;
         // Below the probes' 5 s, so that it does not set the limit for data in flight.
         c.write_stall_timeout = Duration::from_secs(3);

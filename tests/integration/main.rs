@@ -22,6 +22,7 @@ mod http_support;
 mod http_websocket;
 mod keepalive;
 mod late_join;
+mod listeners;
 mod log_lines;
 mod mutation;
 mod package;

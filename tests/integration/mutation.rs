@@ -1066,7 +1066,7 @@ fn replies_stay_bounded() {
     use std::net::{SocketAddr, TcpStream};
 
     let config = rtmpd::config::Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()],
         ..rtmpd::config::Config::default()
     };
     let server = rtmpd::server::Server::bind(config).expect("binding a server");

@@ -21,7 +21,7 @@ use rtmpd::config::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
 use rtmpd::media::frame::{Frame, FrameKind, FrameRole};
 use rtmpd::registry::{PlayerItem, Registry, StreamInfo};
-use rtmpd::server::{Server, ServerHandle};
+use rtmpd::server::{Server, ServerHandle, Service};
 use rtmpd::stream_key::StreamKey;
 
 // ---------------------------------------------------------------------------------
@@ -38,6 +38,8 @@ pub struct TestServer {
     pub http: Option<SocketAddr>,
     /// The API's own listener, when the test set `api_listen`.
     pub api: Option<SocketAddr>,
+    /// Every listener, in order: what it serves and where.
+    pub listeners: Vec<(Service, SocketAddr)>,
     /// Stops the server (graceful stop, as on SIGTERM).
     pub handle: ServerHandle,
     /// Set once `Server::run` has returned.
@@ -60,8 +62,8 @@ pub fn start_server_with(configure: impl FnOnce(&mut Config)) -> TestServer {
 /// `configure`.
 pub fn test_config(configure: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()],
+        http: vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()],
         ..Config::default()
     };
     configure(&mut config);
@@ -79,6 +81,7 @@ pub fn start_bound(server: Server) -> TestServer {
     let registry = server.registry();
     let http = server.http_addr();
     let api = server.api_addr();
+    let listeners = server.listeners();
     let handle = server.handle();
     let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let returned = stopped.clone();
@@ -96,9 +99,48 @@ pub fn start_bound(server: Server) -> TestServer {
         registry,
         http,
         api,
+        listeners,
         handle,
         stopped,
     }
+}
+
+/// ffmpeg plays `url` (the stream `path`) from before ffmpeg publishes av.flv to
+/// it, not in real time: both must end by themselves and the player get every
+/// tag, byte for byte. (rtmpdump would do, but speaks no IPv6.)
+pub fn ffmpeg_plays_every_tag(server: &TestServer, url: &str, path: &str) {
+    let dir = TempDir::new("ffmpeg-plays");
+    let out = dir.join("played.flv");
+    let player = play_ffmpeg(url, &out);
+    server.wait_for_players(path, 1, Duration::from_secs(10));
+    let publisher = publish_ffmpeg(url, &fixture("av.flv"), false);
+    wait_success(
+        publisher,
+        Duration::from_secs(20),
+        &format!("ffmpeg publishing {url}"),
+    );
+    wait_success(
+        player,
+        Duration::from_secs(20),
+        &format!("ffmpeg playing {url}"),
+    );
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
+}
+
+/// Whether this machine has the IPv6 loopback (`::1`) the IPv6 tests need.
+/// Without it they fail, unless `RTMPD_TEST_NO_IPV6=1` (which scripts/test.sh
+/// sets, and says so, where it finds none) lets them skip, saying so.
+pub fn ipv6_loopback(test: &str) -> bool {
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("RTMPD_TEST_NO_IPV6").is_some(),
+        "{test}: no IPv6 loopback ([::1]) on this machine; set RTMPD_TEST_NO_IPV6=1 to skip \
+         the IPv6 checks (scripts/test.sh does where it finds none)"
+    );
+    eprintln!("{test}: NOT TESTED: no IPv6 loopback here (RTMPD_TEST_NO_IPV6)");
+    false
 }
 
 impl TestServer {
@@ -116,14 +158,10 @@ impl TestServer {
         )
     }
 
-    /// `rtmp://127.0.0.1:PORT/PATH`, e.g. `server.url("live/test")`.
+    /// `rtmp://127.0.0.1:PORT/PATH` (or `[::1]`), e.g. `server.url("live/test")`.
     pub fn url(&self, path: &str) -> String {
-        format!(
-            "rtmp://{}:{}/{}",
-            self.addr.ip(),
-            self.addr.port(),
-            path.trim_start_matches('/')
-        )
+        // SocketAddr's Display brackets an IPv6 address, as URLs want.
+        format!("rtmp://{}/{}", self.addr, path.trim_start_matches('/'))
     }
 
     /// The registry's view of `app/name`, e.g. `server.stream_info("live/test")`.
