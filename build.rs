@@ -18,6 +18,7 @@ mod utc;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/utc.rs");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     let commit = git_commit().unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=RTMPD_COMMIT={commit}");
