@@ -17,6 +17,7 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::lifecycle::{ConnectionKind, Lifecycle, Registration};
 use crate::net::keepalive;
+use crate::player::PlayerConfig;
 use crate::record::Recorders;
 use crate::registry::Registry;
 
@@ -93,6 +94,16 @@ impl Service {
 }
 
 impl Context {
+    /// What a player's engine runs with.
+    pub fn player_config(&self) -> PlayerConfig {
+        PlayerConfig {
+            merge: self.config.merge_writes,
+            stall: self.config.write_stall_timeout,
+            epoch: self.started,
+            lifecycle: self.lifecycle.clone(),
+        }
+    }
+
     /// One kind's connection numbers: the table's and the traffic counters'.
     pub fn connection_counts(&self, kind: ConnectionKind) -> ConnectionCounts {
         let table = self.lifecycle.counts(kind);

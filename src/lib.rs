@@ -8,19 +8,22 @@
 //! protocol control both ends share, and the server's and the client's session
 //! state machines, which take bytes in and hand back events and what to send.
 //! `stream_key` holds the rules for stream names; `registry` maps keys to live
-//! streams and fans frames out to players through bounded queues (and to lossless
-//! subscribers, such as a recording, up to a bound of bytes). Below the
-//! connections: `net` (socket errors, stall-limited writes), `lifecycle` (the table
-//! of every open connection, its budgets and the graceful stop) and `connections`
-//! (the accept loop and the context every connection thread shares). On top, `http`
-//! serves HTTP-FLV, WebSocket-FLV, the JSON API and metrics, and `server` binds the
-//! listeners, runs one thread per RTMP client (a player's writes merged per tick)
-//! and hands HTTP connections to `http`; `signals` turns SIGINT/SIGTERM into a stop
-//! and SIGHUP into a reload. Every publish and play, from either side, asks
-//! `admission` first (IP rules, secrets and signed tokens, HTTP hooks), fed by the
-//! policy of the config file. `record` keeps published streams as FLV files, each
-//! recording on a thread of its own that the stream never waits for. `config` is
-//! the validated configuration, the table of
+//! streams and fans frames out to subscribers through bounded queues, each under
+//! its policy (players skip ahead; lossless subscribers, such as a recording, get
+//! every frame up to a bound). Below the connections: `net` (the transport a
+//! connection reads and writes through, with stall-limited writes; the options of
+//! accepted sockets; socket errors), `lifecycle` (the table of every open
+//! connection, its budgets and the graceful stop), `player` (the one engine every
+//! subscriber runs on its thread: queues, merge ticks, doorbell, and the RTMP and
+//! FLV framings over a transport) and `connections` (the accept loop and the
+//! context every connection thread shares). On top, `http` serves HTTP-FLV,
+//! WebSocket-FLV, the JSON API and metrics, and `server` binds the listeners, runs
+//! one thread per RTMP client and hands HTTP connections to `http`; `signals`
+//! turns SIGINT/SIGTERM into a stop and SIGHUP into a reload. Every publish and
+//! play, from either side, asks `admission` first (IP rules, secrets and signed
+//! tokens, HTTP hooks), fed by the policy of the config file. `record` keeps
+//! published streams as FLV files, each recording on a thread of its own that the
+//! stream never waits for. `config` is the validated configuration, the table of
 //! every setting and the config file (`config::file`, per-app keys in
 //! `config::policy`); `cli` maps the command line onto it. `client` is a blocking
 //! RTMP client driving `rtmp`'s client session. `procfs` (reading /proc), `rng`
@@ -39,6 +42,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod media;
 pub mod net;
+pub mod player;
 pub mod procfs;
 pub mod record;
 pub mod registry;

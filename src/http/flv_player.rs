@@ -1,106 +1,109 @@
 //! HTTP-FLV and WebSocket-FLV players. The connection's thread subscribes to the
 //! stream (only if it is live: an unknown or idle key is a 404 at once, so scripts
-//! and players learn it immediately and retry on their own schedule), sends the
-//! response head and an FLV header, then writes the subscription's queue as FLV tags:
-//! the same fast-start burst, bounded queue and keyframe skipping as RTMP players,
-//! the same `PlayerFilter`, with timestamps starting at 0 like an FLV file. Frames
-//! stay shared `Arc`s until they are copied into the connection's write buffer.
+//! and players learn it immediately and retry on their own schedule), then runs
+//! the player engine (`crate::player`) like an RTMP player: the same fast-start
+//! burst, bounded queue and keyframe skipping, the same `PlayerFilter` (with
+//! timestamps starting at 0 like an FLV file), merge window and doorbell, frames
+//! written from the shared payloads. What is HTTP's own is the framing: the
+//! response head, then FLV tags, each batch of them one HTTP chunk for HTTP/1.1
+//! clients, plain bytes until the connection closes for HTTP/1.0 ones, one binary
+//! WebSocket message over WebSocket; and what the client sends: nothing that
+//! matters over HTTP (read and discarded; a 0-byte read means it left), control
+//! frames over WebSocket (a ping is answered, a close is answered and ends the
+//! play) whose answers go out between FLV messages.
 //!
-//! The body is chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones;
-//! over WebSocket each write is one binary message holding whole FLV tags. When the
-//! publisher stops, the response ends (last chunk, or a WebSocket close frame): FLV
-//! players cannot follow a new publisher's codec setup reliably, and ending lets
-//! ffmpeg/ffplay exit and browser players reconnect.
-//!
-//! A second thread per player watches the socket: it notices the client leaving even
-//! while no frames flow, and for WebSocket it runs tungstenite's reader, whose
-//! replies (pong, close) come back to the writer as whole frames to send between
-//! FLV messages.
+//! When the publisher stops, the response ends (last chunk, or a WebSocket close
+//! frame): FLV players cannot follow a new publisher's codec setup reliably, and
+//! ending lets ffmpeg/ffplay exit and browser players reconnect. The server's stop
+//! ends it the same way, saying so.
 
 use std::fmt;
-use std::io::{self, Read};
-use std::net::TcpStream;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Receiver, Sender};
 use log::{info, warn};
 
 use super::request::{Request, Version};
 use super::response::{self, Body};
-use super::{websocket, Conn};
+use super::websocket::{self, ClientFrames};
+use super::Conn;
 use crate::admission::{ClientInfo, Decision, Request as Admit, Ticket};
 use crate::config::Verb;
-use crate::connections::{Context, THREAD_STACK};
+use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
-use crate::media::flv::{self, FlvHeader, MAX_TAG_DATA_LEN};
+use crate::media::flv::FlvHeader;
 use crate::media::player::PlayerFilter;
-use crate::net::{TcpTransport, Transport};
-use crate::registry::{PlayerInfo, PlayerItem, PlayerProtocol, Queued, Subscription};
+use crate::net::Transport;
+use crate::player::flv::{FlvEnd, FlvFraming};
+use crate::player::{self, Batch, Feed, Player, Sink};
+use crate::registry::{Overflow, PlayerInfo, PlayerItem, PlayerProtocol, Subscription};
 use crate::stream_key::{LogName, StreamKey};
 
-/// Stop gathering queued frames once this much is ready, so one write stays bounded.
-const WRITE_BATCH_BYTES: usize = 256 * 1024;
-/// After ending the stream, how long the client gets to close its side.
+/// After ending the stream, how long (and how many bytes) the client gets to close
+/// its side, so it reads everything.
 const LINGER: Duration = Duration::from_secs(2);
-/// Messages from the watcher waiting for the writer; past this the watcher waits.
-const WATCH_QUEUE: usize = 64;
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// How the FLV bytes are wrapped on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+enum Envelope {
     Chunked,
     UntilClose,
     WebSocket,
-}
-
-/// What the watcher thread tells the writer.
-#[derive(Debug)]
-pub(crate) enum WatchEvent {
-    /// Whole WebSocket frames (pong, close reply) to send between FLV messages.
-    Control(Vec<u8>),
-    /// The client is gone or broke the protocol; `fault` for the latter.
-    Closed { reason: String, fault: bool },
 }
 
 /// Why a player's stream ended.
 #[derive(Debug)]
 enum End {
     PublisherStopped,
+    ServerStopping,
     Client {
         reason: String,
         fault: bool,
     },
     /// The client accepted nothing for `--play-timeout`.
     Stalled(Duration),
-    WriteFailed(io::Error),
+    Io(io::Error),
+    Dropped(Arc<Overflow>),
 }
 
 impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             End::PublisherStopped => f.write_str("the publisher stopped"),
+            End::ServerStopping => f.write_str("the server is stopping"),
             End::Client { reason, .. } => f.write_str(reason),
             End::Stalled(t) => write!(
                 f,
                 "client accepted no data for {:.1} s (--play-timeout)",
                 t.as_secs_f64()
             ),
-            End::WriteFailed(e) => write!(f, "write failed: {e}"),
+            End::Io(e) => write!(f, "socket error: {e}"),
+            End::Dropped(why) => write!(f, "dropped: {why}"),
+        }
+    }
+}
+
+impl From<FlvEnd> for End {
+    fn from(end: FlvEnd) -> End {
+        match end {
+            FlvEnd::PublisherStopped => End::PublisherStopped,
+            FlvEnd::ServerStopping => End::ServerStopping,
+            FlvEnd::Dropped(why) => End::Dropped(why),
         }
     }
 }
 
 /// `GET|HEAD /{app}/{key}.flv` without an upgrade.
 pub(crate) fn serve_http(conn: &mut Conn, req: &Request, app: &str, key: &str, head: bool) {
-    let framing = match req.version {
-        Version::Http11 => Framing::Chunked,
-        Version::Http10 => Framing::UntilClose,
+    let envelope = match req.version {
+        Version::Http11 => Envelope::Chunked,
+        Version::Http10 => Envelope::UntilClose,
     };
-    let body = match framing {
-        Framing::Chunked => Body::Chunked,
+    let body = match envelope {
+        Envelope::Chunked => Body::Chunked,
         _ => Body::UntilClose,
     };
     let Some(key) = stream_key(conn, app, key, !head) else {
@@ -147,7 +150,7 @@ pub(crate) fn serve_http(conn: &mut Conn, req: &Request, app: &str, key: &str, h
         player,
         ticket,
     };
-    play(conn, started, framing, head, Vec::new());
+    play(conn, started, envelope, head, Vec::new());
 }
 
 /// `GET /{app}/{key}.flv` with `Upgrade: websocket`.
@@ -191,7 +194,7 @@ pub(crate) fn serve_websocket(
         player,
         ticket,
     };
-    play(conn, started, Framing::WebSocket, head, rest);
+    play(conn, started, Envelope::WebSocket, head, rest);
 }
 
 /// Asks admission whether the client may play `key`; answers 403 itself if not.
@@ -254,8 +257,9 @@ fn not_live(key: &StreamKey) -> String {
     format!("no stream {key} is being published")
 }
 
-/// Streams until the publisher stops, the client leaves or stalls; then logs.
-fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_rest: Vec<u8>) {
+/// Streams until the publisher stops, the client leaves or stalls, or the server
+/// stops; then logs.
+fn play(conn: &mut Conn, playing: Playing, envelope: Envelope, head: Vec<u8>, ws_rest: Vec<u8>) {
     let Playing {
         key,
         sub,
@@ -264,26 +268,6 @@ fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_r
     } = playing;
     let started = Instant::now();
     let peer = conn.peer;
-    let (events_tx, events) = bounded(WATCH_QUEUE);
-    let watcher = match spawn_watcher(conn, framing, events_tx, ws_rest) {
-        Ok(handle) => handle,
-        Err(e) => {
-            warn!("{peer}: cannot start a watcher thread: {e}");
-            conn.send(&response::text(500, "out of threads", true, &[]));
-            return;
-        }
-    };
-    let mut writer = FlvWriter {
-        transport: &mut conn.transport,
-        ctx: &conn.ctx,
-        framing,
-        queue: sub.receiver(),
-        events,
-        filter: PlayerFilter::zero_based(),
-        pending: head,
-        body: Vec::with_capacity(16 * 1024),
-        bytes_out: player.bytes_out.clone(),
-    };
     let codecs = sub.codecs();
     let flv_header = match (codecs.audio.is_some(), codecs.video.is_some()) {
         // Nothing known yet (the publisher just started): announce both, as players
@@ -297,20 +281,34 @@ fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_r
             has_video,
         },
     };
-    flv::write_header(&mut writer.body, flv_header);
-    let end = writer.run();
-    writer.finish(&end);
-    let FlvWriter { events, .. } = writer;
-    // The watcher may be blocked handing us an event: let it fail instead.
-    drop(events);
-    conn.transport.shutdown();
-    let _ = watcher.join();
+    let mut sink = FlvSink {
+        feed: Feed::new(0, sub, PlayerFilter::zero_based()),
+        framing: FlvFraming::new(peer),
+        batch: Batch::new(),
+        envelope,
+        client_frames: None,
+        ctx: &conn.ctx,
+        bytes_out: player.bytes_out.clone(),
+    };
+    sink.batch.pre().extend_from_slice(&head);
+    sink.framing.header(&mut sink.batch, flv_header);
+    let mut engine = Player::new(conn.ctx.player_config());
+    let transport = &mut conn.transport;
+    let end = match sink.start_websocket(envelope, ws_rest) {
+        Err(end) => end,
+        Ok(()) => loop {
+            if let Err(end) = engine.round(transport, &mut sink) {
+                break end;
+            }
+        },
+    };
+    let end = sink.finish(&mut engine, transport, end);
     let summary = format!(
         "{peer}: {} play of {key} closed after {:.1} s, {} bytes out, {} frames dropped: {end}",
         player.protocol,
         started.elapsed().as_secs_f64(),
         player.bytes_out.load(Ordering::Relaxed),
-        sub.dropped_frames(),
+        sink.feed.subscription.dropped_frames(),
     );
     match end {
         End::Stalled(_) | End::Client { fault: true, .. } => warn!("{summary}"),
@@ -319,225 +317,260 @@ fn play(conn: &mut Conn, playing: Playing, framing: Framing, head: Vec<u8>, ws_r
     ticket.finish(0, player.bytes_out.load(Ordering::Relaxed));
 }
 
-fn spawn_watcher(
-    conn: &Conn,
-    framing: Framing,
-    events: Sender<WatchEvent>,
-    ws_rest: Vec<u8>,
-) -> io::Result<thread::JoinHandle<()>> {
-    let socket = conn.socket.try_clone()?;
-    // The request was read with a deadline; from now on the client may stay quiet.
-    socket.set_read_timeout(None)?;
-    let ctx = conn.ctx.clone();
-    thread::Builder::new()
-        .name(format!("http {} watcher", conn.peer))
-        .stack_size(THREAD_STACK)
-        .spawn(move || match framing {
-            Framing::WebSocket => websocket::read_client(socket, ws_rest, events, &ctx),
-            _ => watch_plain(socket, events, &ctx),
-        })
-}
-
-/// An HTTP player has nothing more to say: read and discard until it leaves.
-fn watch_plain(mut socket: TcpStream, events: Sender<WatchEvent>, ctx: &Context) {
-    let mut buf = [0u8; 1024];
-    let reason = loop {
-        match socket.read(&mut buf) {
-            Ok(0) => break "client closed the connection".to_owned(),
-            Ok(n) => ctx.counters.add_bytes_in(ConnectionKind::Http, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break format!("socket error: {e}"),
+/// Puts a batch's tags in their envelope: one HTTP chunk, or one binary WebSocket
+/// message (an empty body gets none: a zero-length chunk would end the response).
+fn wrap(envelope: Envelope, batch: &mut Batch) {
+    let len = batch.body_len();
+    if len == 0 {
+        return;
+    }
+    match envelope {
+        Envelope::Chunked => {
+            let prefix = response::chunk_prefix(len);
+            batch.pre().extend_from_slice(prefix.as_bytes());
+            batch.post().extend_from_slice(b"\r\n");
         }
-    };
-    let _ = events.send(WatchEvent::Closed {
-        reason,
-        fault: false,
-    });
+        Envelope::WebSocket => websocket::binary_header(len, batch.pre()),
+        Envelope::UntilClose => {}
+    }
 }
 
-struct FlvWriter<'a> {
-    transport: &'a mut TcpTransport,
+/// An HTTP-FLV or WebSocket-FLV player, as the engine runs it.
+struct FlvSink<'a> {
+    feed: Feed,
+    framing: FlvFraming,
+    batch: Batch,
+    envelope: Envelope,
+    /// What a WebSocket client sends (pings, a close); `None` over plain HTTP.
+    client_frames: Option<ClientFrames>,
     ctx: &'a Context,
-    framing: Framing,
-    queue: Receiver<Queued>,
-    events: Receiver<WatchEvent>,
-    filter: PlayerFilter,
-    /// Bytes that go out before the next FLV batch: the response head, control frames.
-    pending: Vec<u8>,
-    /// FLV bytes (header, tags) of the next write.
-    body: Vec<u8>,
     bytes_out: Arc<AtomicU64>,
 }
 
-enum Next {
-    Item(PlayerItem),
-    Event(WatchEvent),
-}
+impl FlvSink<'_> {
+    /// Starts reading a WebSocket client's frames with what came right behind its
+    /// upgrade request.
+    fn start_websocket(&mut self, envelope: Envelope, rest: Vec<u8>) -> Result<(), End> {
+        if envelope == Envelope::WebSocket {
+            let frames = self.client_frames.insert(ClientFrames::new(rest));
+            frames
+                .read(&[], self.batch.pre())
+                .map_err(|closed| End::Client {
+                    reason: closed.reason,
+                    fault: closed.fault,
+                })?;
+        }
+        Ok(())
+    }
 
-impl FlvWriter<'_> {
-    fn run(&mut self) -> End {
-        loop {
-            if let Err(end) = self.step() {
+    /// Ends the response properly where the connection still allows it: what was
+    /// gathered, then the last chunk or a close frame saying why. At a stop the
+    /// queue ends with the registry's `PublishStop`, after frames that go first.
+    fn finish(&mut self, engine: &mut Player, transport: &mut dyn Transport, end: End) -> End {
+        let end = match end {
+            End::ServerStopping => match engine.drain(transport, self) {
+                Ok(()) => End::ServerStopping,
+                Err(end) => end,
+            },
+            end => end,
+        };
+        match &end {
+            End::Stalled(_) | End::Io(_) => return end,
+            End::Client { .. } => {
+                // A WebSocket close reply may be waiting; the rest is moot.
+                self.batch.discard_body();
+                let _ = engine.write(transport, self);
                 return end;
             }
+            End::PublisherStopped | End::ServerStopping | End::Dropped(_) => {}
         }
+        if engine.write(transport, self).is_err() {
+            return end;
+        }
+        let last = match self.envelope {
+            Envelope::Chunked => response::LAST_CHUNK.to_vec(),
+            Envelope::WebSocket => websocket::close_frame(&end.to_string()),
+            Envelope::UntilClose => Vec::new(),
+        };
+        self.batch.post().extend_from_slice(&last);
+        if engine.write(transport, self).is_ok() {
+            transport.linger(LINGER, LINGER_BYTES);
+        }
+        end
+    }
+}
+
+impl Sink for FlvSink<'_> {
+    type End = End;
+
+    fn feeds(&self) -> &[Feed] {
+        std::slice::from_ref(&self.feed)
     }
 
-    /// Sends what is ready, then waits for more.
-    fn step(&mut self) -> Result<(), End> {
-        self.gather()?;
-        self.flush()?;
-        let next = select! {
-            recv(self.queue) -> item => match item {
-                Ok(Queued { item, .. }) => Next::Item(item),
-                // Only if the registry dropped us; treat it like the stream ending.
-                Err(_) => return Err(End::PublisherStopped),
-            },
-            recv(self.events) -> event => match event {
-                Ok(event) => Next::Event(event),
-                Err(_) => Next::Event(WatchEvent::Closed {
-                    reason: "watcher ended".into(),
-                    fault: false,
+    fn batch(&mut self) -> &mut Batch {
+        &mut self.batch
+    }
+
+    fn item(&mut self, _feed: usize, item: PlayerItem) -> Result<(), End> {
+        self.framing
+            .play_item(&mut self.batch, &mut self.feed, item)
+            .map_err(End::from)
+    }
+
+    fn input(&mut self, bytes: &[u8]) -> Result<(), End> {
+        match &mut self.client_frames {
+            // An HTTP player has nothing more to say.
+            None => Ok(()),
+            Some(frames) => frames
+                .read(bytes, self.batch.pre())
+                .map_err(|closed| End::Client {
+                    reason: closed.reason,
+                    fault: closed.fault,
                 }),
-            },
-        };
-        match next {
-            Next::Item(item) => self.item(item),
-            Next::Event(event) => self.event(event),
         }
     }
 
-    /// Takes whatever else is already queued, up to one batch.
-    fn gather(&mut self) -> Result<(), End> {
-        while let Ok(event) = self.events.try_recv() {
-            self.event(event)?;
-        }
-        while self.body.len() < WRITE_BATCH_BYTES {
-            match self.queue.try_recv() {
-                Ok(Queued { item, .. }) => self.item(item)?,
-                Err(_) => break,
-            }
-        }
-        Ok(())
-    }
-
-    fn item(&mut self, item: PlayerItem) -> Result<(), End> {
-        match item {
-            PlayerItem::Frame(frame) => {
-                let Some(ts) = self.filter.admit(&frame) else {
-                    return Ok(());
-                };
-                if frame.payload.len() > MAX_TAG_DATA_LEN {
-                    // RTMP message lengths are 24-bit too, so this cannot happen;
-                    // never let it panic the FLV writer.
-                    warn!(
-                        "{}: skipping a {}-byte frame: too big for FLV",
-                        self.transport.peer(),
-                        frame.payload.len()
-                    );
-                    return Ok(());
-                }
-                flv::write_tag(
-                    &mut self.body,
-                    flv::tag_type(frame.kind),
-                    ts,
-                    &frame.payload,
-                );
-                Ok(())
-            }
-            PlayerItem::PublishStart => {
-                self.filter.new_epoch();
-                Ok(())
-            }
-            PlayerItem::PublishStop => Err(End::PublisherStopped),
-        }
-    }
-
-    fn event(&mut self, event: WatchEvent) -> Result<(), End> {
-        match event {
-            WatchEvent::Control(frames) => {
-                self.pending.extend_from_slice(&frames);
-                Ok(())
-            }
-            WatchEvent::Closed { reason, fault } => Err(End::Client { reason, fault }),
-        }
-    }
-
-    /// Writes the pending bytes and the FLV batch, framed, in one vectored write.
-    fn flush(&mut self) -> Result<(), End> {
-        if self.pending.is_empty() && self.body.is_empty() {
-            return Ok(());
-        }
-        let mut prefix = Vec::new();
-        let mut suffix: &[u8] = b"";
-        if !self.body.is_empty() {
-            match self.framing {
-                Framing::Chunked => {
-                    prefix.extend_from_slice(response::chunk_prefix(self.body.len()).as_bytes());
-                    suffix = b"\r\n";
-                }
-                Framing::WebSocket => websocket::binary_header(self.body.len(), &mut prefix),
-                Framing::UntilClose => {}
-            }
-        }
-        let parts = [&self.pending[..], &prefix, &self.body, suffix];
-        let result = self.transport.write_all(&mut parts.into_iter());
-        let sent: usize = parts.iter().map(|p| p.len()).sum();
-        result.map_err(|e| {
-            if e.kind() == io::ErrorKind::TimedOut {
-                End::Stalled(self.ctx.config.write_stall_timeout)
-            } else {
-                End::WriteFailed(e)
-            }
-        })?;
-        self.count(sent);
-        self.pending.clear();
-        self.body.clear();
-        if self.body.capacity() > WRITE_BATCH_BYTES * 2 {
-            self.body.shrink_to(16 * 1024);
-        }
-        Ok(())
-    }
-
-    fn count(&self, n: usize) {
-        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-        self.ctx.counters.add_bytes_out(ConnectionKind::Http, n);
-    }
-
-    /// Ends the response properly where the connection still allows it.
-    fn finish(&mut self, end: &End) {
+    fn end(&self, end: player::End) -> End {
         match end {
-            End::Stalled(_) | End::WriteFailed(_) => return,
-            End::Client { .. } => {
-                // A WebSocket close reply may be pending; the rest is moot.
-                self.body.clear();
-                let _ = self.flush();
-                return;
-            }
-            End::PublisherStopped => {}
+            player::End::Stopping => End::ServerStopping,
+            player::End::PeerClosed => End::Client {
+                reason: "client closed the connection".into(),
+                fault: false,
+            },
+            player::End::Stalled(t) => End::Stalled(t),
+            player::End::Io(e) => End::Io(e),
         }
-        let _ = self.flush();
-        let last: Vec<u8> = match self.framing {
-            Framing::Chunked => response::LAST_CHUNK.to_vec(),
-            Framing::WebSocket => websocket::close_frame("the publisher stopped"),
-            Framing::UntilClose => Vec::new(),
-        };
-        if !last.is_empty() {
-            if self.transport.write_bytes(&last).is_err() {
-                return;
-            }
-            self.count(last.len());
+    }
+
+    fn seal(&mut self) {
+        wrap(self.envelope, &mut self.batch);
+    }
+
+    fn sent(&mut self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.ctx.counters.add_bytes_out(ConnectionKind::Http, bytes);
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.ctx.counters.add_bytes_in(ConnectionKind::Http, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::flv::{FlvTag, TAG_AUDIO, TAG_VIDEO};
+    use crate::media::frame::{Frame, FrameKind};
+    use crate::net::transport::testing::pair;
+    use crate::rng::Rng;
+    use std::io::{Cursor, Read};
+    use std::thread;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::FrameHeader;
+
+    /// The body inside the envelopes, as a client takes it apart: HTTP chunks up
+    /// to the last one, or binary WebSocket messages up to the close frame.
+    fn unwrap(envelope: Envelope, mut wire: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        match envelope {
+            Envelope::UntilClose => wire.to_vec(),
+            Envelope::Chunked => loop {
+                let eol = wire.windows(2).position(|w| w == b"\r\n").unwrap();
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&wire[..eol]).unwrap(), 16).unwrap();
+                assert!(
+                    size > 0 || &wire[eol..] == b"\r\n\r\n",
+                    "last chunk ends it"
+                );
+                if size == 0 {
+                    return body;
+                }
+                let data = &wire[eol + 2..];
+                body.extend_from_slice(&data[..size]);
+                assert_eq!(&data[size..size + 2], b"\r\n");
+                wire = &data[size + 2..];
+            },
+            Envelope::WebSocket => loop {
+                let mut cursor = Cursor::new(wire);
+                let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+                let start = cursor.position() as usize;
+                let payload = &wire[start..start + len as usize];
+                assert!(header.is_final && header.mask.is_none());
+                match header.opcode {
+                    OpCode::Data(Data::Binary) => body.extend_from_slice(payload),
+                    OpCode::Control(_) => {
+                        assert_eq!(
+                            &wire[..start + payload.len()],
+                            websocket::close_frame("end")
+                        );
+                        assert_eq!(start + payload.len(), wire.len(), "nothing after the close");
+                        return body;
+                    }
+                    other => panic!("unexpected frame {other:?}"),
+                }
+                wire = &wire[start + payload.len()..];
+            },
         }
-        let _ = self.transport.shutdown_write();
-        // Give the client a moment to close its side, so it reads everything.
-        let deadline = Instant::now() + LINGER;
-        while let Ok(event) = self
-            .events
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if let WatchEvent::Closed { .. } = event {
-                break;
+    }
+
+    /// Tags of random sizes, sealed and written at random points over a real
+    /// socket in each envelope, must come back as the same tags, in order.
+    #[test]
+    fn random_batches_unwrap_to_the_tags_in_every_envelope() {
+        for seed in 1..10u64 {
+            let envelope =
+                [Envelope::Chunked, Envelope::WebSocket, Envelope::UntilClose][seed as usize % 3];
+            let mut rng = Rng::new(seed);
+            let (mut server, mut client) = pair(Duration::from_secs(5));
+            let reader = thread::spawn(move || {
+                let mut got = Vec::new();
+                client.read_to_end(&mut got).unwrap();
+                got
+            });
+            let mut batch = Batch::new();
+            let header = FlvHeader {
+                has_audio: true,
+                has_video: true,
+            };
+            let framing = FlvFraming::new(server.peer());
+            framing.header(&mut batch, header);
+            let mut want = Vec::new();
+            let mut write = |batch: &mut Batch| {
+                wrap(envelope, batch);
+                batch.write(&mut server).unwrap();
+            };
+            for i in 0..300u32 {
+                if rng.below(8) == 0 {
+                    write(&mut batch);
+                }
+                let kind = [FrameKind::Audio, FrameKind::Video][rng.below(2)];
+                let len = [0usize, 1, 11, 4096, 70_000][rng.below(5)];
+                let payload: Vec<u8> = (0..len).map(|j| (j as u32 ^ i) as u8).collect();
+                let ts = i * 40 + rng.below(40) as u32;
+                let frame = Arc::new(Frame::media(kind, ts, payload.clone()));
+                framing.tag(&mut batch, frame, ts);
+                want.push(FlvTag {
+                    tag_type: [TAG_AUDIO, TAG_VIDEO][(kind == FrameKind::Video) as usize],
+                    timestamp: ts,
+                    data: payload,
+                });
             }
+            write(&mut batch);
+            // Nothing gathered: no empty chunk (it would end the response early).
+            write(&mut batch);
+            let last = match envelope {
+                Envelope::Chunked => response::LAST_CHUNK.to_vec(),
+                Envelope::WebSocket => websocket::close_frame("end"),
+                Envelope::UntilClose => Vec::new(),
+            };
+            batch.post().extend_from_slice(&last);
+            write(&mut batch);
+            server.shutdown_write().unwrap();
+            let wire = reader.join().unwrap();
+            let (got_header, tags) = crate::media::flv::parse(&unwrap(envelope, &wire))
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(got_header, header);
+            assert_eq!(tags, want, "seed {seed} {envelope:?}");
         }
     }
 }

@@ -2,9 +2,8 @@
 //! API and Prometheus metrics, on the `--http` listener. Same style as RTMP: the
 //! accept loop (`crate::connections`) starts one thread per connection, which reads one request
 //! (bounded in size by `request::MAX_HEADER_BYTES` and in time by
-//! `--handshake-timeout`), answers it and closes. A player's thread then becomes the
-//! writer of its stream, with a second thread watching the socket for the client
-//! going away (`flv_player`).
+//! `--handshake-timeout`), answers it and closes. A player's thread then runs the
+//! player engine (`crate::player`) with an FLV framing of its own (`flv_player`).
 //!
 //! `request` and `response` are I/O-free and unit-tested on bytes; `api` and
 //! `metrics` build their documents from the registry and the server counters.
@@ -112,7 +111,6 @@ fn serve_routes(entry: Registration, ctx: Arc<Context>, routes: Routes) {
         }
     };
     let mut conn = Conn {
-        socket: entry.socket().clone(),
         transport,
         peer,
         id: entry.id(),
@@ -142,8 +140,6 @@ const LINGER_BYTES: usize = 64 * 1024;
 pub(crate) struct Conn {
     /// Over the socket the server's connection table shares (so it can shut it down).
     pub transport: TcpTransport,
-    /// The socket itself, for an FLV player's watcher thread.
-    pub socket: Arc<std::net::TcpStream>,
     pub peer: SocketAddr,
     /// The connection's number (hooks' `clientid`).
     pub id: u64,

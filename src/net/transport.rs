@@ -199,13 +199,14 @@ impl Transport for TcpTransport {
     }
 }
 
+/// Transports for tests: a real loopback connection, and one in memory.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use std::net::TcpListener;
-    use std::thread;
 
-    fn pair(stall: Duration) -> (TcpTransport, TcpStream) {
+    /// Our end of a loopback connection, and the peer's.
+    pub fn pair(stall: Duration) -> (TcpTransport, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
@@ -214,6 +215,47 @@ mod tests {
             client,
         )
     }
+
+    /// Keeps every piece written, in order; has nothing to read.
+    #[derive(Debug, Default)]
+    pub struct Recorder {
+        pub pieces: Vec<Vec<u8>>,
+    }
+
+    impl Recorder {
+        /// Everything written, in one buffer.
+        pub fn bytes(&self) -> Vec<u8> {
+            self.pieces.concat()
+        }
+    }
+
+    impl Transport for Recorder {
+        fn peer(&self) -> SocketAddr {
+            ([127, 0, 0, 1], 1).into()
+        }
+        fn read_within(&mut self, _: &mut [u8], _: Duration) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn try_read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn write_all(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
+            self.pieces
+                .extend(parts.filter(|p| !p.is_empty()).map(<[u8]>::to_vec));
+            Ok(())
+        }
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn shutdown(&mut self) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::pair;
+    use super::*;
+    use std::thread;
 
     #[test]
     fn sends_every_part_in_order() {

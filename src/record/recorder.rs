@@ -182,6 +182,8 @@ fn record(
             // Subscribed while live: a start is not news.
             Next::Item(PlayerItem::PublishStart) | Next::Idle => {}
             Next::Ended(Some(why)) => return Err(Stop::FellBehind(why)),
+            // `next` says this as `Ended`; the item is how the player engine hears it.
+            Next::Item(PlayerItem::Dropped(why)) => return Err(Stop::FellBehind(why.to_string())),
             Next::Ended(None) => {
                 segments.end_publish(files)?;
                 return Ok(());

@@ -2,6 +2,7 @@
 //! publisher wakes it: the doorbell each subscription carries.
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::thread::{self, Thread};
 use std::time::Instant;
 
@@ -14,20 +15,23 @@ use std::time::Instant;
 /// the player only if it is armed.
 #[derive(Debug)]
 pub struct Doorbell {
-    /// The thread that subscribed: the one that waits.
-    thread: Thread,
+    /// The thread that waits: the first one that did. A subscription may be made
+    /// on one thread (a publisher's, starting a recorder) and read on another.
+    thread: OnceLock<Thread>,
     armed: AtomicBool,
 }
 
 impl Doorbell {
     pub(super) fn new() -> Doorbell {
         Doorbell {
-            thread: thread::current(),
+            thread: OnceLock::new(),
             armed: AtomicBool::new(false),
         }
     }
 
     fn arm(&self) {
+        // Set before the flag: a ring that sees the flag finds the thread.
+        self.thread.get_or_init(thread::current);
         self.armed.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
@@ -40,13 +44,15 @@ impl Doorbell {
         // Orders the queue write before the check, against `arm`'s store and fence.
         fence(Ordering::SeqCst);
         if self.armed.swap(false, Ordering::SeqCst) {
-            self.thread.unpark();
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
         }
     }
 }
 
 /// What `check` finds in the queues behind `bells`, parking the calling thread
-/// (the one that subscribed) between looks; None once `deadline` passes. The bells
+/// (the subscriptions' reader) between looks; None once `deadline` passes. The bells
 /// are armed before the second look, so an item queued before it is seen there and
 /// one queued after it rings: no wake-up is lost. With the deadline already past,
 /// this is one look and the bells stay unarmed: the publisher rings no one.

@@ -2,7 +2,9 @@
 //! key while it is connected; players subscribe to a key whether or not anyone is
 //! publishing on it yet. Frames fan out to players through per-player queues whose
 //! length the publisher checks before sending: a player that falls behind skips to
-//! the next keyframe instead of making the publisher wait or memory grow.
+//! the next keyframe instead of making the publisher wait or memory grow. A
+//! lossless subscriber (a recorder, a relay) gets every frame instead, up to a bound
+//! on its backlog, past which it is dropped and told why (`fanout::Bound`).
 //!
 //! Lock order: the registry map, then a stream's state. Fan-out holds only the
 //! stream's lock, so streams never wait on each other.
@@ -27,18 +29,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::{unbounded, Receiver, TryRecvError};
+use log::debug;
 use parking_lot::Mutex;
 
 use crate::media::codec::Codecs;
 use crate::media::frame::Frame;
 use crate::media::gop::{GopCache, GopLimits};
 use crate::stream_key::StreamKey;
-use fanout::{Lossless, PlayerSlot};
+use fanout::{Clock, Lossless, PlayerSlot, Queued};
 use stats::{Ingress, Totals};
 
 pub use doorbell::{wait_for, Doorbell};
-pub use fanout::{PlayerItem, Queued};
+pub use fanout::{Bound, Overflow, PlayerItem, FRAME_OVERHEAD};
 pub use stats::{
     PlayerInfo, PlayerProtocol, PlayerStats, PublisherStats, RegistryTotals, StreamInfo,
     StreamStats,
@@ -95,6 +98,7 @@ pub struct Registry {
     totals: Totals,
     /// Set by `close`: no more publishing; every subscription ends at once.
     closed: AtomicBool,
+    clock: Clock,
 }
 
 impl Registry {
@@ -105,6 +109,7 @@ impl Registry {
             next_id: AtomicU64::new(1),
             totals: Totals::default(),
             closed: AtomicBool::new(false),
+            clock: Clock(Instant::now()),
         })
     }
 
@@ -118,12 +123,15 @@ impl Registry {
         // Set under the map lock and before any stream is visited, so a subscriber
         // either is among the players below or sees the flag (`subscribe`).
         self.closed.store(true, Ordering::SeqCst);
+        let now = self.clock.now();
         for stream in streams.values() {
             let mut state = stream.state.lock();
             state.publisher = None;
             state.ingress = None;
             state.cache.clear();
-            state.players.retain(|p| p.send(PlayerItem::PublishStop));
+            state
+                .players
+                .retain(|p| p.send(PlayerItem::PublishStop, now));
         }
     }
 
@@ -171,10 +179,11 @@ impl Registry {
         state.publisher = Some((id, peer));
         state.ingress = Some(Ingress::new(Instant::now()));
         state.cache.clear();
+        let now = self.clock.now();
         state.players.retain_mut(|p| {
             p.skipping = false;
             p.joining = false;
-            p.send(PlayerItem::PublishStart)
+            p.send(PlayerItem::PublishStart, now)
         });
         drop(state);
         drop(streams);
@@ -195,27 +204,33 @@ impl Registry {
     pub fn play_as(self: &Arc<Self>, key: &StreamKey, player: PlayerInfo) -> Subscription {
         let stream = self.entry(&mut self.streams.lock(), key);
         let mut state = stream.state.lock();
-        self.subscribe(&stream, &mut state, player, None)
+        let slot = self.subscribe(key, &mut state, player, None);
+        drop(state);
+        Subscription::new(self, stream, slot)
     }
 
-    /// Subscribes something that must not lose a frame (a recorder): it gets
-    /// every frame, never skips, until more than `max_bytes` of them wait in its
-    /// queue; then it is dropped (one error line names it by `label`) and
-    /// [`Subscription::next`] says why. It is not a player: the stats and the
-    /// play counts leave it out. Read it with [`Subscription::next`], which keeps
-    /// the count of what waits ([`Subscription::backlog`]).
+    /// Subscribes something that must not lose a frame (a recorder, a relay): it
+    /// gets every frame, never skips, until its backlog passes `bound` (bytes
+    /// waiting, and how long the oldest has waited); then it is dropped: one error
+    /// line names it by `label`, its queue ends with [`PlayerItem::Dropped`] saying
+    /// why, and [`Subscription::next`] returns that reason. It is not a player:
+    /// the stats and the play counts leave it out. Read it with
+    /// [`Subscription::next`] or [`Subscription::try_next`], which keep the count
+    /// of what waits ([`Subscription::backlog`]).
     pub fn subscribe_lossless(
         self: &Arc<Self>,
         key: &StreamKey,
         peer: SocketAddr,
         label: String,
-        max_bytes: u64,
+        bound: impl Into<Bound>,
     ) -> Subscription {
         let stream = self.entry(&mut self.streams.lock(), key);
         let mut state = stream.state.lock();
-        let bound = Arc::new(Lossless::new(label, max_bytes));
+        let lossless = Arc::new(Lossless::new(label, bound.into()));
         let info = PlayerInfo::new(peer, PlayerProtocol::Rtmp);
-        self.subscribe(&stream, &mut state, info, Some(bound))
+        let slot = self.subscribe(key, &mut state, info, Some(lossless));
+        drop(state);
+        Subscription::new(self, stream, slot)
     }
 
     /// Subscribes only if a publisher is live on the key right now, checked under
@@ -230,53 +245,59 @@ impl Registry {
         let mut state = stream.state.lock();
         // Nobody publishing: no subscription (and no entry was created for it).
         state.publisher?;
-        Some(self.subscribe(&stream, &mut state, player, None))
+        let slot = self.subscribe(key, &mut state, player, None);
+        drop(state);
+        Some(Subscription::new(self, stream, slot))
     }
 
-    /// Adds the player's slot (with the burst queued if live); `state` is the
-    /// locked state of `stream`.
+    /// Adds the subscriber's slot (with the burst queued if live); the stream is
+    /// locked. The burst is part of a lossless subscriber's backlog (its bound
+    /// should hold a GOP, or the subscriber is dropped at its first frame).
     fn subscribe(
-        self: &Arc<Self>,
-        stream: &Arc<Stream>,
+        &self,
+        key: &StreamKey,
         state: &mut StreamState,
         player: PlayerInfo,
         lossless: Option<Arc<Lossless>>,
-    ) -> Subscription {
+    ) -> NewSlot {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let doorbell = Arc::new(Doorbell::new());
         let (tx, rx) = unbounded();
-        let mut joining = false;
-        if state.publisher.is_some() {
-            let burst = state.cache.burst();
-            joining = state.cache.has_video() && !burst.iter().any(|f| f.is_keyframe());
-            for frame in burst {
-                if let Some(bound) = &lossless {
-                    bound.add(Lossless::cost(&frame));
-                }
-                // The receiver is in our hands: this cannot fail.
-                let _ = tx.send(Queued::new(PlayerItem::Frame(frame)));
-            }
-        }
-        if self.closed.load(Ordering::SeqCst) {
-            let _ = tx.send(Queued::new(PlayerItem::PublishStop));
-        }
-        if lossless.is_none() {
-            self.totals.add_play(player.protocol);
-        }
-        state.players.push(PlayerSlot {
+        let now = self.clock.now();
+        let mut slot = PlayerSlot {
             id,
             info: player,
             connected: Instant::now(),
             tx,
             doorbell: doorbell.clone(),
             skipping: false,
-            joining,
+            joining: false,
             dropped: 0,
             lossless: lossless.clone(),
-        });
-        Subscription {
-            registry: self.clone(),
-            stream: stream.clone(),
+            empty_at: now,
+        };
+        let mut alive = true;
+        if state.publisher.is_some() {
+            let burst = state.cache.burst();
+            slot.joining = state.cache.has_video() && !burst.iter().any(|f| f.is_keyframe());
+            let dropped = &self.totals.dropped_frames;
+            let cap = usize::MAX;
+            for frame in burst {
+                alive = alive && slot.offer(&frame, false, cap, key, dropped, now);
+            }
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            slot.send(PlayerItem::PublishStop, now);
+        }
+        if lossless.is_none() {
+            self.totals.add_play(slot.info.protocol);
+        }
+        if alive {
+            state.players.push(slot);
+        } else {
+            debug!("{}: dropped while joining {key}", slot.info.peer);
+        }
+        NewSlot {
             id,
             rx,
             doorbell,
@@ -341,10 +362,12 @@ impl Publisher {
     /// Caches the frame for fast start and hands it to every player that keeps up.
     pub fn push(&self, frame: Frame) {
         let frame = Arc::new(frame);
-        let cap = self.registry.config.player_queue_frames;
-        let totals = &self.registry.totals;
+        let registry = &self.registry;
+        let cap = registry.config.player_queue_frames;
+        let totals = &registry.totals;
         let len = frame.payload.len() as u64;
         totals.bytes_in.fetch_add(len, Ordering::Relaxed);
+        let now = Instant::now();
         let mut state = self.stream.state.lock();
         if state.publisher.map(|(id, _)| id) != Some(self.id) {
             // The registry was closed under us: the players have had their ending.
@@ -352,15 +375,17 @@ impl Publisher {
         }
         if let Some(ingress) = &mut state.ingress {
             ingress.bytes += len;
-            ingress.rate.record(Instant::now(), len);
+            ingress.rate.record(now, len);
             ingress.codecs.observe(&frame);
         }
         state.cache.push(&frame);
         let resume_here = fanout::is_resume_point(&frame, state.cache.has_video());
         let key = &self.stream.key;
+        let dropped = &totals.dropped_frames;
+        let now = registry.clock.at(now);
         state
             .players
-            .retain_mut(|p| p.offer(&frame, resume_here, cap, key, &totals.dropped_frames));
+            .retain_mut(|p| p.offer(&frame, resume_here, cap, key, dropped, now));
     }
 }
 
@@ -371,21 +396,33 @@ impl Drop for Publisher {
             state.publisher = None;
             state.ingress = None;
             state.cache.clear();
-            state.players.retain(|p| p.send(PlayerItem::PublishStop));
+            let now = self.registry.clock.now();
+            state
+                .players
+                .retain(|p| p.send(PlayerItem::PublishStop, now));
         }
         drop(state);
         self.registry.release(&self.stream);
     }
 }
 
-/// A player's place on a key. Dropping it unsubscribes.
+/// What `subscribe` made, for the [`Subscription`] to hold.
+struct NewSlot {
+    id: u64,
+    rx: Receiver<Queued>,
+    doorbell: Arc<Doorbell>,
+    lossless: Option<Arc<Lossless>>,
+}
+
+/// A subscriber's place on a key: its queue, read by one thread. Dropping it
+/// unsubscribes.
 pub struct Subscription {
     registry: Arc<Registry>,
     stream: Arc<Stream>,
     id: u64,
     rx: Receiver<Queued>,
     doorbell: Arc<Doorbell>,
-    /// The bound of a lossless subscription.
+    /// The bound of a lossless subscription, which taking an item shrinks.
     lossless: Option<Arc<Lossless>>,
 }
 
@@ -394,7 +431,7 @@ pub struct Subscription {
 pub struct Backlog(Arc<Lossless>);
 
 impl Backlog {
-    /// Bytes waiting in its queue now (payloads plus a small charge per frame).
+    /// Bytes waiting in its queue now (payloads plus [`FRAME_OVERHEAD`] a frame).
     pub fn bytes(&self) -> u64 {
         self.0.queued.load(Ordering::Relaxed)
     }
@@ -404,14 +441,14 @@ impl Backlog {
         self.0.peak.load(Ordering::Relaxed)
     }
 
-    /// Its bound.
+    /// Its bound in bytes.
     pub fn limit(&self) -> u64 {
-        self.0.max_bytes
+        self.0.bound.max_bytes
     }
 
     /// Why it was dropped, once it was.
     pub fn dropped(&self) -> Option<String> {
-        self.0.dropped.lock().clone()
+        self.0.dropped.lock().as_ref().map(|why| why.to_string())
     }
 }
 
@@ -421,35 +458,20 @@ pub enum Next {
     Item(PlayerItem),
     /// Nothing before the deadline.
     Idle,
-    /// The subscription ended: a lossless subscriber dropped for falling
-    /// behind (the reason), or the registry gone (`None`).
+    /// The subscription ended: a lossless subscriber dropped for falling behind
+    /// (the reason), or the registry gone (`None`).
     Ended(Option<String>),
 }
 
 impl Subscription {
-    /// How far a lossless subscription is behind; `None` for a player.
-    pub fn backlog(&self) -> Option<Backlog> {
-        self.lossless.clone().map(Backlog)
-    }
-
-    /// The next item of the queue, waiting until `deadline` at most. A lossless
-    /// subscriber reads its queue this way, so the bound knows what was taken.
-    pub fn next(&self, deadline: Instant) -> Next {
-        match self.rx.recv_deadline(deadline) {
-            Ok(Queued { item, .. }) => {
-                if let (Some(bound), PlayerItem::Frame(frame)) = (&self.lossless, &item) {
-                    bound
-                        .queued
-                        .fetch_sub(Lossless::cost(frame), Ordering::AcqRel);
-                }
-                Next::Item(item)
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Next::Idle,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Next::Ended(
-                self.lossless
-                    .as_ref()
-                    .and_then(|b| b.dropped.lock().clone()),
-            ),
+    fn new(registry: &Arc<Registry>, stream: Arc<Stream>, slot: NewSlot) -> Subscription {
+        Subscription {
+            registry: registry.clone(),
+            stream,
+            id: slot.id,
+            rx: slot.rx,
+            doorbell: slot.doorbell,
+            lossless: slot.lossless,
         }
     }
 
@@ -457,20 +479,55 @@ impl Subscription {
         &self.stream.key
     }
 
-    /// The queue to read; cloned so an HTTP player's writing thread can own it while
-    /// this guard stays with the connection.
-    pub fn receiver(&self) -> Receiver<Queued> {
-        self.rx.clone()
+    /// How far a lossless subscription is behind; `None` for a player.
+    pub fn backlog(&self) -> Option<Backlog> {
+        self.lossless.clone().map(Backlog)
     }
 
-    /// The queue to read, for a connection that keeps this guard where it reads.
-    pub fn queue(&self) -> &Receiver<Queued> {
-        &self.rx
+    /// The next item queued, if there is one; never waits. To wait for one, park
+    /// on the [`Subscription::doorbell`] ([`wait_for`], as the player engine does
+    /// for several at once) or use [`Subscription::next`].
+    pub fn try_next(&self) -> Option<PlayerItem> {
+        self.take().ok()
+    }
+
+    /// The next item queued, waiting until `deadline` at most (parked on the
+    /// doorbell, on whichever thread reads the subscription).
+    pub fn next(&self, deadline: Instant) -> Next {
+        let bell = std::iter::once(self.doorbell());
+        let found = wait_for(bell, deadline, || match self.take() {
+            Ok(item) => Some(Some(item)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(None),
+        });
+        match found {
+            Some(Some(PlayerItem::Dropped(why))) => Next::Ended(Some(why.to_string())),
+            Some(Some(item)) => Next::Item(item),
+            None => Next::Idle,
+            Some(None) => Next::Ended(self.backlog().and_then(|b| b.dropped())),
+        }
+    }
+
+    /// Takes the next item off the queue, counting it off a lossless bound.
+    fn take(&self) -> Result<PlayerItem, TryRecvError> {
+        let Queued {
+            item, queued_at, ..
+        } = self.rx.try_recv()?;
+        if let Some(lossless) = &self.lossless {
+            lossless.took(&item, queued_at);
+        }
+        Ok(item)
     }
 
     /// Rung after each item the registry queues; see [`Doorbell`].
     pub fn doorbell(&self) -> &Doorbell {
         &self.doorbell
+    }
+
+    /// Whether the registry has been closed (the server is stopping): a
+    /// `PublishStop` is then the server's, not the publisher's.
+    pub fn is_closed(&self) -> bool {
+        self.registry.closed.load(Ordering::SeqCst)
     }
 
     /// Whether a publisher is on the key right now.
@@ -589,21 +646,192 @@ mod tests {
             subscribed_tx.send(()).unwrap();
             let started = Instant::now();
             let deadline = started + Duration::from_secs(30);
-            let found = wait_for(std::iter::once(sub.doorbell()), deadline, || {
-                sub.queue().try_recv().ok()
-            });
-            (found.map(|q| q.item), started.elapsed())
+            (sub.next(deadline), started.elapsed())
         });
         subscribed.recv().unwrap();
         publisher.push(video(0, true));
         let (item, took) = player.join().unwrap();
-        assert!(matches!(item, Some(PlayerItem::Frame(_))));
+        assert!(matches!(item, Next::Item(PlayerItem::Frame(_))));
         // A lost wake-up would show as the whole 30 s park.
         assert!(took < Duration::from_secs(10), "woke after {took:?}");
     }
 
+    /// Takes everything queued, as the subscriber would.
     fn drain(sub: &Subscription) -> Vec<PlayerItem> {
-        sub.rx.try_iter().map(|q| q.item).collect()
+        std::iter::from_fn(|| sub.try_next()).collect()
+    }
+
+    fn lossless(reg: &Arc<Registry>, name: &str, bound: impl Into<Bound>) -> Subscription {
+        reg.subscribe_lossless(&key(name), peer(9), "test".into(), bound)
+    }
+
+    const ROOMY: Bound = Bound {
+        max_bytes: 1 << 20,
+        max_lag: Some(Duration::from_secs(60)),
+    };
+
+    /// What a `video()` frame weighs against a bound.
+    const VIDEO_COST: u64 = 5 + FRAME_OVERHEAD;
+
+    #[test]
+    fn a_lossless_subscriber_gets_every_frame_where_a_player_skips() {
+        let reg = registry(3);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let player = reg.play(&key("a"), peer(2));
+        let recorder = lossless(&reg, "a", ROOMY);
+        for ts in 0..10u32 {
+            publisher.push(video(ts, ts == 0 || ts == 6));
+        }
+        // The player skipped from 3 on (its queue still full at the keyframe 6).
+        assert_eq!(frame_timestamps(&drain(&player)), [0, 1, 2]);
+        assert_eq!(
+            frame_timestamps(&drain(&recorder)),
+            (0..10).collect::<Vec<_>>()
+        );
+        let backlog = recorder.backlog().unwrap();
+        assert_eq!((backlog.bytes(), backlog.peak()), (0, 10 * VIDEO_COST));
+        // It is not a player: not in the stats, not a play.
+        assert_eq!(reg.stream_info(&key("a")).unwrap().players, 1);
+        assert_eq!(reg.stream_stats_for(&key("a")).unwrap().players.len(), 1);
+        assert_eq!(reg.totals().plays(PlayerProtocol::Rtmp), 1);
+    }
+
+    #[test]
+    fn a_lossless_subscriber_past_its_byte_bound_is_dropped_and_told_why() {
+        let reg = registry(100);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let recorder = lossless(&reg, "a", 3 * VIDEO_COST);
+        let player = reg.play(&key("a"), peer(2));
+        for ts in 0..2u32 {
+            publisher.push(video(ts, ts == 0));
+        }
+        // Taken off, they make room again: two more fit, then a third, not a fourth.
+        assert_eq!(frame_timestamps(&drain(&recorder)), [0, 1]);
+        for ts in 2..6u32 {
+            publisher.push(video(ts, false));
+        }
+        let items = drain(&recorder);
+        assert_eq!(frame_timestamps(&items), [2, 3, 4]);
+        let Some(PlayerItem::Dropped(why)) = items.last() else {
+            panic!("no reason at the end: {items:?}");
+        };
+        assert_eq!(
+            (why.queued_bytes, why.frames, why.bound),
+            (4 * VIDEO_COST, 3, Bound::from(3 * VIDEO_COST))
+        );
+        assert_eq!(
+            why.to_string(),
+            "it fell more than 207 bytes behind the stream (3 frames waiting)"
+        );
+        assert_eq!(items.len(), 4, "nothing after the reason: {items:?}");
+        let backlog = recorder.backlog().unwrap();
+        assert_eq!(backlog.dropped(), Some(why.to_string()));
+        assert_eq!((backlog.bytes(), backlog.peak()), (0, 3 * VIDEO_COST));
+        match recorder.next(Instant::now()) {
+            Next::Ended(Some(reason)) => assert_eq!(reason, why.to_string()),
+            other => panic!("{other:?}"),
+        }
+        // The publisher and the player carry on.
+        publisher.push(video(6, false));
+        assert_eq!(frame_timestamps(&drain(&player)).len(), 7);
+    }
+
+    #[test]
+    fn a_frame_alone_in_a_lossless_queue_always_goes() {
+        let reg = registry(100);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let recorder = lossless(&reg, "a", 10);
+        publisher.push(video(0, true));
+        assert!(matches!(
+            recorder.next(Instant::now()),
+            Next::Item(PlayerItem::Frame(_))
+        ));
+        publisher.push(video(40, false));
+        publisher.push(video(80, false));
+        let items = drain(&recorder);
+        assert_eq!(frame_timestamps(&items), [40]);
+        assert!(matches!(items.last(), Some(PlayerItem::Dropped(_))));
+    }
+
+    #[test]
+    fn a_lossless_subscriber_hears_the_publisher_stop() {
+        let reg = registry(3);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let recorder = lossless(&reg, "a", ROOMY);
+        publisher.push(video(0, true));
+        drop(publisher);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        assert!(matches!(
+            recorder.next(deadline),
+            Next::Item(PlayerItem::Frame(_))
+        ));
+        assert!(matches!(
+            recorder.next(deadline),
+            Next::Item(PlayerItem::PublishStop)
+        ));
+        assert!(matches!(recorder.next(Instant::now()), Next::Idle));
+    }
+
+    #[test]
+    fn a_lossless_subscriber_that_stops_taking_is_dropped_past_its_lag_bound() {
+        let lag = Duration::from_millis(100);
+        let bound = Bound {
+            max_lag: Some(lag),
+            ..ROOMY
+        };
+        let reg = registry(100);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let keeps_up = lossless(&reg, "a", bound);
+        let stalls = lossless(&reg, "a", bound);
+        publisher.push(video(0, true));
+        assert_eq!(frame_timestamps(&drain(&keeps_up)), [0]);
+        // A quiet stream: the queue of the one that keeps up is empty, so the wait
+        // is no lag; the other's frame has waited all along.
+        std::thread::sleep(lag * 2);
+        publisher.push(video(40, false));
+        assert_eq!(frame_timestamps(&drain(&keeps_up)), [40]);
+        let items = drain(&stalls);
+        assert_eq!(frame_timestamps(&items), [0]);
+        match items.last() {
+            Some(PlayerItem::Dropped(why)) => {
+                assert!(why.lag >= lag * 2, "{why:?}");
+                let text = why.to_string();
+                assert!(
+                    text.starts_with("it fell more than 0.1 s behind the stream (1 frames"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected a drop, got {other:?}"),
+        }
+        // It took a frame long ago and its queue has been empty since: a new
+        // frame, and one right behind it, have waited no time at all.
+        std::thread::sleep(lag * 2);
+        publisher.push(video(80, false));
+        publisher.push(video(120, false));
+        assert_eq!(frame_timestamps(&drain(&keeps_up)), [80, 120]);
+    }
+
+    #[test]
+    fn a_subscription_read_on_another_thread_wakes_that_thread() {
+        let reg = registry(10);
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        // Made here (as a publisher's thread starts a recorder), read there: the
+        // ring must wake the reader, not this thread.
+        let sub = lossless(&reg, "a", ROOMY);
+        let (ready_tx, ready) = crossbeam_channel::bounded(1);
+        let reader = std::thread::spawn(move || {
+            ready_tx.send(()).unwrap();
+            let started = Instant::now();
+            // A park far longer than the test: only a ring ends it early.
+            let item = sub.next(started + Duration::from_secs(30));
+            (item, started.elapsed())
+        });
+        ready.recv().unwrap();
+        publisher.push(video(0, true));
+        let (item, took) = reader.join().unwrap();
+        assert!(matches!(item, Next::Item(PlayerItem::Frame(_))));
+        // A ring that woke the wrong thread would show as the whole 30 s park.
+        assert!(took < Duration::from_secs(10), "woke after {took:?}");
     }
 
     fn frame_timestamps(items: &[PlayerItem]) -> Vec<u32> {
@@ -725,74 +953,6 @@ mod tests {
     }
 
     #[test]
-    fn a_lossless_subscriber_gets_every_frame_up_to_its_bound_then_is_dropped() {
-        let reg = registry(3);
-        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
-        let player = reg.play(&key("a"), peer(2));
-        // Room for 4 frames of 100 bytes (each weighs 164).
-        let recorder = reg.subscribe_lossless(&key("a"), peer(9), "test".into(), 4 * 164);
-        assert_eq!(
-            reg.stream_info(&key("a")).unwrap().players,
-            1,
-            "not a player"
-        );
-        let frame = |ts: u32| Frame::media(FrameKind::Video, ts, vec![0x27; 100]);
-        let now = Instant::now;
-        for ts in 0..4 {
-            publisher.push(frame(ts));
-        }
-        // More than the player queue holds, none skipped.
-        let mut seen = Vec::new();
-        for _ in 0..2 {
-            match recorder.next(now()) {
-                Next::Item(PlayerItem::Frame(f)) => seen.push(f.timestamp),
-                other => panic!("{other:?}"),
-            }
-        }
-        // Two taken off: two more fit, the third does not.
-        for ts in 4..7 {
-            publisher.push(frame(ts));
-        }
-        while let Next::Item(PlayerItem::Frame(f)) = recorder.next(now()) {
-            seen.push(f.timestamp);
-        }
-        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
-        let backlog = recorder.backlog().unwrap();
-        assert_eq!((backlog.bytes(), backlog.peak()), (0, 4 * 164));
-        assert!(backlog.dropped().is_some());
-        match recorder.next(now()) {
-            Next::Ended(Some(why)) => assert!(why.contains("more than 656 bytes behind"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        // The publisher and the player carry on.
-        drain(&player);
-        publisher.push(Frame::media(FrameKind::Video, 7, vec![0x17, 1]));
-        assert!(frame_timestamps(&drain(&player)).contains(&7));
-        let stats = reg.stream_stats_for(&key("a")).unwrap();
-        assert_eq!(stats.players.len(), 1);
-        assert_eq!(reg.totals().plays(PlayerProtocol::Rtmp), 1);
-    }
-
-    #[test]
-    fn a_lossless_subscriber_hears_the_publisher_stop() {
-        let reg = registry(3);
-        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
-        let recorder = reg.subscribe_lossless(&key("a"), peer(9), "test".into(), 1 << 20);
-        publisher.push(video(0, true));
-        drop(publisher);
-        let deadline = Instant::now() + Duration::from_secs(1);
-        assert!(matches!(
-            recorder.next(deadline),
-            Next::Item(PlayerItem::Frame(_))
-        ));
-        assert!(matches!(
-            recorder.next(deadline),
-            Next::Item(PlayerItem::PublishStop)
-        ));
-        assert!(matches!(recorder.next(Instant::now()), Next::Idle));
-    }
-
-    #[test]
     fn entries_disappear_when_unused() {
         let reg = registry(10);
         let publisher = reg.publish(&key("a"), peer(1)).unwrap();
@@ -819,6 +979,7 @@ mod tests {
                 PlayerItem::PublishStart => "start",
                 PlayerItem::PublishStop => "stop",
                 PlayerItem::Frame(_) => "frame",
+                PlayerItem::Dropped(_) => "dropped",
             })
             .collect();
         assert_eq!(kinds, ["start", "stop", "start", "frame"]);

@@ -2,30 +2,35 @@
 //! thread is driven by what the client sends (blocking reads with the timeout
 //! that fits its state): session events become registry calls (publish, play,
 //! frames) and replies are written at once. Once it only plays, the thread is
-//! driven by the stream instead: it waits for frames, takes what the client sent
-//! meanwhile without blocking, writes everything in one go, then sleeps the merge
-//! window so the next write carries several frames.
+//! driven by the stream instead: the connection is a sink of the player engine
+//! (`crate::player`), which waits for frames, hands what the client sent meanwhile
+//! to the session without blocking, writes replies and frames (as chunks,
+//! `player::rtmp`) in one go, then sleeps the merge window so the next write
+//! carries several frames.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::writer::{Waited, Writer};
 use crate::admission::{ClientInfo, Decision, Request, Ticket};
 use crate::config::Verb;
 use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
+use crate::media::player::PlayerFilter;
 use crate::net::{self, TcpTransport, Transport};
+use crate::player::rtmp::RtmpFraming;
+use crate::player::{self, Batch, Feed, Player, Sink};
 use crate::record::RecordingGuard;
-use crate::registry::{PlayerInfo, PlayerProtocol, PublishError, Publisher};
+use crate::registry::{
+    PlayerInfo, PlayerItem, PlayerProtocol, PublishError, Publisher, Subscription,
+};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
 use crate::stream_key::{BadName, LogName, StreamKey};
@@ -38,20 +43,6 @@ const BAD_NAME: &str = "NetStream.Publish.BadName";
 /// a megabit stream takes few reads.
 const READ_BUFFER: usize = 1024;
 const PUBLISH_READ_BUFFER: usize = 64 * 1024;
-/// How long a player waits for frames before it looks at what the client sent
-/// (a command, or the connection closing) on a stream with nothing flowing. A
-/// publisher's arrival wakes it at once (the doorbell); only the client's own
-/// input waits this long. Each look costs a wake-up: 300 players waiting for a
-/// stream cost 2.7% of a core at 250 ms, so an audience of thousands waiting for
-/// an event to start would keep a core busy at a much shorter period.
-const IDLE_POLL: Duration = Duration::from_millis(500);
-/// How often a player whose frames flow looks at what the client sent: often
-/// enough that a pause or a closed connection is acted on at once to a person,
-/// seldom enough that a player written to every frame (`--merge-writes-ms 0`)
-/// does not pay a read per frame.
-const INPUT_POLL: Duration = Duration::from_millis(100);
-/// Reads a playing client gets per look, so a chatty one cannot hold its frames.
-const READS_PER_POLL: usize = 8;
 /// The longest a blocking read waits before looking at the stop flag, so a
 /// publisher whose encoder is silent, or a client between streams, notices a
 /// stop within this. Only silent clients pay the wake-ups.
@@ -60,13 +51,6 @@ const STOP_POLL: Duration = Duration::from_millis(500);
 /// (and discarding) until the client closes: closing with unread input would
 /// reset the connection and could destroy that ending before the client reads it.
 const STOP_LINGER: Duration = Duration::from_secs(1);
-/// How long after its last media write a player with a merge window keeps to its
-/// ticks alone (see [`Pace`]). Longer than the gaps a saturated machine puts
-/// between a publisher's pushes (up to 100-200 ms measured at 2000 players), short
-/// enough that the players of a stream that stopped are woken at once by the next
-/// publisher's first frames.
-const QUIET_SPELL: Duration = Duration::from_secs(1);
-
 #[derive(Debug)]
 enum CloseReason {
     PeerClosed,
@@ -159,7 +143,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
     };
     let transport: &mut dyn Transport = &mut transport;
     let started = Instant::now();
-    let pace = Pace::new(ctx.config.merge_writes, next_tick_group());
+    let mut player = Player::new(ctx.player_config());
     let mut conn = Connection {
         peer,
         entry,
@@ -167,26 +151,26 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
         started,
         app: None,
         session: None,
-        writer: Writer::new(peer),
+        events: Vec::new(),
+        framing: RtmpFraming::new(peer),
+        batch: Batch::new(),
+        feeds: Vec::new(),
         publisher: None,
         recording: None,
         tickets: HashMap::new(),
         idle_since: None,
-        // So the first play round already looks at the client's input.
-        polled: started.checked_sub(INPUT_POLL).unwrap_or(started),
-        pace,
         bytes_out: Arc::new(AtomicU64::new(0)),
     };
-    let reason = conn.run(transport);
+    let reason = conn.run(transport, &mut player);
     let bytes_in = conn.session.as_ref().map_or(0, |s| s.bytes_received());
     let stopping = matches!(reason, CloseReason::Stopping);
     if stopping {
-        conn.end_for_stop(transport);
+        conn.end_for_stop(transport, &mut player);
     }
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
     conn.recording = None;
-    conn.writer.stop_all();
+    conn.feeds.clear();
     let stream_ids: Vec<u32> = conn.tickets.keys().copied().collect();
     for stream_id in stream_ids {
         conn.end_ticket(stream_id);
@@ -197,7 +181,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
     ) {
         // What is still queued (a refusal's status message, say) goes out before
         // the socket closes; a peer that takes nothing holds us up to the stall.
-        let _ = conn.write(transport);
+        let _ = player.write(transport, &mut conn);
     }
     if stopping {
         transport.linger(STOP_LINGER, usize::MAX);
@@ -226,8 +210,13 @@ struct Connection {
     started: Instant,
     app: Option<String>,
     session: Option<ServerSession>,
-    /// Replies and played frames waiting to be written, and the playbacks.
-    writer: Writer,
+    /// What the session made of the last input, reused.
+    events: Vec<SessionEvent>,
+    /// Replies and played frames as chunks, gathered in `batch` until written.
+    framing: RtmpFraming,
+    batch: Batch,
+    /// The streams it plays, by stream id; almost always zero or one.
+    feeds: Vec<Feed>,
     publisher: Option<(u32, Publisher)>,
     /// The publish's recording, if its app records (`crate::record`).
     recording: Option<RecordingGuard>,
@@ -236,22 +225,22 @@ struct Connection {
     tickets: HashMap<u32, Ticket>,
     /// When the last stream of a client that had one ended.
     idle_since: Option<Instant>,
-    /// When a playing client's input was last looked at.
-    polled: Instant,
-    /// When the player thread waits for frames and sleeps between writes.
-    pace: Pace,
     bytes_out: Arc<AtomicU64>,
 }
 
 impl Connection {
-    fn run(&mut self, transport: &mut dyn Transport) -> CloseReason {
-        match self.try_run(transport) {
+    fn run(&mut self, transport: &mut dyn Transport, player: &mut Player) -> CloseReason {
+        match self.try_run(transport, player) {
             Ok(()) => CloseReason::PeerClosed,
             Err(reason) => reason,
         }
     }
 
-    fn try_run(&mut self, transport: &mut dyn Transport) -> Result<(), CloseReason> {
+    fn try_run(
+        &mut self,
+        transport: &mut dyn Transport,
+        player: &mut Player,
+    ) -> Result<(), CloseReason> {
         let mut buf = vec![0u8; READ_BUFFER];
         let rest = self.handshake(transport, &mut buf)?;
         let config = &self.ctx.config;
@@ -264,102 +253,32 @@ impl Connection {
             })
             .with_log_prefix(self.peer.to_string()),
         );
-        let mut events = Vec::new();
-        self.feed(&rest, &mut events)?;
-        self.write(transport)?;
+        self.feed(&rest)?;
+        player.write(transport, self)?;
         loop {
-            if self.publisher.is_none() && self.writer.is_playing() {
-                self.play_round(transport, &mut buf, &mut events)?;
-                continue;
-            }
+            // While it only plays, the stream drives it.
+            player.run(transport, self)?;
             let n = self.read(transport, &mut buf)?;
-            self.feed(&buf[..n], &mut events)?;
+            self.feed(&buf[..n])?;
             // A connection that publishes may play too; its frames go with the replies.
-            self.writer.gather();
-            self.write(transport)?;
+            player.gather(self)?;
+            player.write(transport, self)?;
             if self.publisher.is_some() && buf.len() < PUBLISH_READ_BUFFER {
                 buf.resize(PUBLISH_READ_BUFFER, 0);
             }
         }
     }
 
-    /// One round of a connection that only plays: wait for frames (or, while they
-    /// flow, just look), take what the client sent meanwhile, write it all at once,
-    /// then sleep to the next merge tick so the next frames gather.
-    fn play_round(
-        &mut self,
-        transport: &mut dyn Transport,
-        buf: &mut [u8],
-        events: &mut Vec<SessionEvent>,
-    ) -> Result<(), CloseReason> {
-        if self.ctx.lifecycle.is_stopping() {
-            return Err(CloseReason::Stopping);
-        }
-        let uptime = self.ctx.started;
-        let more = match self.writer.wait(self.pace.doorbell_wait(uptime.elapsed())) {
-            Waited::Item => self.writer.gather(),
-            Waited::Timeout => false,
-        };
-        if self.polled.elapsed() >= INPUT_POLL {
-            self.poll_input(transport, buf, events)?;
-        }
-        let media = self.writer.has_media();
-        self.write(transport)?;
-        let sleep = self.pace.after_round(uptime.elapsed(), media, more);
-        if !sleep.is_zero() {
-            thread::sleep(sleep);
-        }
-        Ok(())
-    }
-
-    /// Takes what a playing client sent, without waiting for more.
-    fn poll_input(
-        &mut self,
-        transport: &mut dyn Transport,
-        buf: &mut [u8],
-        events: &mut Vec<SessionEvent>,
-    ) -> Result<(), CloseReason> {
-        self.polled = Instant::now();
-        for _ in 0..READS_PER_POLL {
-            match transport.try_read(buf) {
-                Ok(0) => return Err(self.ended(CloseReason::PeerClosed)),
-                Ok(n) => {
-                    self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, n);
-                    self.feed(&buf[..n], events)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if net::is_disconnect(&e) => return Err(self.ended(CloseReason::PeerClosed)),
-                Err(e) => return Err(self.ended(CloseReason::Io(e))),
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes what waits, counting the bytes.
-    fn write(&mut self, transport: &mut dyn Transport) -> Result<(), CloseReason> {
-        let stall = self.ctx.config.write_stall_timeout;
-        match self.writer.write(transport) {
-            Ok(n) => {
-                self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                self.ctx.counters.add_bytes_out(ConnectionKind::Rtmp, n);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(CloseReason::WriteStalled(stall)),
-            Err(e) if net::is_disconnect(&e) => Err(CloseReason::PeerClosed),
-            Err(e) => Err(CloseReason::Io(e)),
-        }
-    }
-
     /// Runs bytes through the session and acts on what they meant.
-    fn feed(&mut self, input: &[u8], events: &mut Vec<SessionEvent>) -> Result<(), CloseReason> {
-        let result = self.session().handle_input(input, events);
-        // Events first: a writer state change (pause) must be in effect before the
-        // status reply announcing it is written. Anything that must precede a writer
-        // command (play's status sequence) is queued by its handler.
-        for event in events.drain(..) {
-            self.handle(event)?;
-        }
+    fn feed(&mut self, input: &[u8]) -> Result<(), CloseReason> {
+        let mut events = std::mem::take(&mut self.events);
+        let result = self.session().handle_input(input, &mut events);
+        // Events first: a player state change (pause) must be in effect before the
+        // status reply announcing it is written. Anything that must precede a
+        // player's frames (play's status sequence) is queued by its handler.
+        let handled = events.drain(..).try_for_each(|event| self.handle(event));
+        self.events = events;
+        handled?;
         // Replies to what did parse still go out before an error closes us.
         self.queue_session_output();
         result.map_err(CloseReason::Session)
@@ -390,7 +309,7 @@ impl Connection {
                 return Err(CloseReason::Stopping);
             }
             // Reads drive the connection only while it publishes or has nothing
-            // playing (a player is driven by its queue, in `play_round`).
+            // playing (a player is driven by its queue, in the player engine).
             let left = if self.publisher.is_some() {
                 config.publish_timeout.checked_sub(called.elapsed())
             } else {
@@ -433,18 +352,14 @@ impl Connection {
     /// it: a publisher is told its stream ended; a player gets what its queue still
     /// holds, which ends with the registry's `PublishStop` (StreamEOF,
     /// UnpublishNotify).
-    fn end_for_stop(&mut self, transport: &mut dyn Transport) {
+    fn end_for_stop(&mut self, transport: &mut dyn Transport, player: &mut Player) {
         if let Some((stream_id, _)) = &self.publisher {
             let stream_id = *stream_id;
             self.session()
                 .end_publish(stream_id, "The server is shutting down.");
             self.queue_session_output();
         }
-        while self.writer.gather() {
-            if self.write(transport).is_err() {
-                return;
-            }
-        }
+        let _ = player.drain(transport, self);
     }
 
     /// Runs the handshake on this thread; returns the bytes that followed C2.
@@ -480,7 +395,19 @@ impl Connection {
     /// Queues whatever the session produced while handling input.
     fn queue_session_output(&mut self) {
         let output = self.session().take_output();
-        self.writer.messages(output);
+        self.framing.messages(&mut self.batch, output);
+    }
+
+    /// The filter of the stream played on `stream_id`, to pause or switch tracks.
+    fn filter(&mut self, stream_id: u32) -> Option<&mut PlayerFilter> {
+        let feed = self.feeds.iter_mut().find(|f| f.id == stream_id)?;
+        Some(&mut feed.filter)
+    }
+
+    /// Stops playing on `stream_id`; returns the subscription it held.
+    fn stop_playing(&mut self, stream_id: u32) -> Option<Subscription> {
+        let i = self.feeds.iter().position(|f| f.id == stream_id)?;
+        Some(self.feeds.remove(i).subscription)
     }
 
     /// The key `name` names in this connection's app (both as the client sent
@@ -534,25 +461,25 @@ impl Connection {
             } => self.play(stream_id, &name, query.as_deref(), reset)?,
             SessionEvent::PlayStopped { stream_id } => {
                 self.end_ticket(stream_id);
-                if let Some(sub) = self.writer.stop(stream_id) {
+                if let Some(sub) = self.stop_playing(stream_id) {
                     info!("{peer}: stop playing {}", sub.key());
-                    if !self.writer.is_playing() {
+                    if self.feeds.is_empty() {
                         self.idle_since = Some(Instant::now());
                     }
                 }
             }
             SessionEvent::Paused { stream_id, paused } => {
-                if let Some(f) = self.writer.filter(stream_id) {
+                if let Some(f) = self.filter(stream_id) {
                     f.set_paused(paused);
                 }
             }
             SessionEvent::ReceiveAudio { stream_id, enabled } => {
-                if let Some(f) = self.writer.filter(stream_id) {
+                if let Some(f) = self.filter(stream_id) {
                     f.set_audio(enabled);
                 }
             }
             SessionEvent::ReceiveVideo { stream_id, enabled } => {
-                if let Some(f) = self.writer.filter(stream_id) {
+                if let Some(f) = self.filter(stream_id) {
                     f.set_video(enabled);
                 }
             }
@@ -713,9 +640,8 @@ impl Connection {
         let key = ticket.key().clone();
         // The connection's byte counter doubles as the player's in the stats.
         let player = PlayerInfo {
-            peer: self.peer,
-            protocol: PlayerProtocol::Rtmp,
             bytes_out: self.bytes_out.clone(),
+            ..PlayerInfo::new(self.peer, PlayerProtocol::Rtmp)
         };
         let subscription = self.ctx.registry.play_as(&key, player);
         let live = subscription.is_live();
@@ -731,7 +657,10 @@ impl Connection {
         // The status replies must precede the first frame of the queue.
         self.session().accept_play(stream_id, name, reset);
         self.queue_session_output();
-        self.writer.play(stream_id, subscription);
+        // Playing again on a stream id replaces what played there.
+        self.stop_playing(stream_id);
+        let feed = Feed::new(stream_id, subscription, PlayerFilter::new());
+        self.feeds.push(feed);
         // Playing again on the same stream id replaced the old play (its
         // PlayStopped came first), so this is the only ticket of the id.
         self.tickets.insert(stream_id, ticket);
@@ -739,185 +668,47 @@ impl Connection {
     }
 }
 
-/// Groups of players that share merge ticks. One group (everyone on the same
-/// tick) is cheapest, as the machine idles once per tick instead of once per
-/// player, but the last player of a big group is written several milliseconds
-/// after its tick; a few groups staggered across the window keep most of the
-/// saving and spread that delay. Measured at 500 players, 40 ms: separate
-/// sleeps 3.0 CPU s/GB; one group 1.7-2.0 CPU s/GB with latency p99 at window
-/// + 5-8 ms.
-const TICK_GROUPS: u32 = 4;
+impl Sink for Connection {
+    type End = CloseReason;
 
-/// The tick group of the next connection: round robin.
-fn next_tick_group() -> u32 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed) % TICK_GROUPS
-}
+    fn feeds(&self) -> &[Feed] {
+        &self.feeds
+    }
 
-/// When a playing connection's thread waits for frames and when it sleeps; times
-/// are since the server started.
-///
-/// A busy player is written to at most once per merge window: sleeping to its next
-/// tick after a media write lets the next frames queue up without waking the
-/// thread per frame, and they leave in one write. While its stream flows, the
-/// ticks alone wake it: a tick that finds the queue empty (the publisher is late,
-/// or this thread was woken late for the tick before) sleeps to the next tick
-/// rather than park on the doorbell. Were it to park, the publisher would wake it
-/// with the next frame, and on a saturated machine a publisher that wakes
-/// hundreds of threads per frame is preempted by them, falls behind the stream and
-/// leaves still more queues empty at the next ticks: at 2000 players that feedback
-/// cut delivery to 15-46% of the stream. The doorbell is for a quiet stream (no
-/// media written for [`QUIET_SPELL`]: waiting for a publisher, or a joining player,
-/// whose first frames then go out at once) and for writing every frame as it
-/// arrives (`--merge-writes-ms 0`).
-#[derive(Debug)]
-struct Pace {
-    merge: Duration,
-    tick_group: u32,
-    /// When media was last written.
-    last_media: Option<Duration>,
-}
+    fn batch(&mut self) -> &mut Batch {
+        &mut self.batch
+    }
 
-impl Pace {
-    fn new(merge: Duration, tick_group: u32) -> Pace {
-        Pace {
-            merge,
-            tick_group,
-            last_media: None,
+    fn item(&mut self, feed: usize, item: PlayerItem) -> Result<(), CloseReason> {
+        self.framing
+            .play_item(&mut self.batch, &mut self.feeds[feed], item);
+        Ok(())
+    }
+
+    fn input(&mut self, bytes: &[u8]) -> Result<(), CloseReason> {
+        self.feed(bytes)
+    }
+
+    fn end(&self, end: player::End) -> CloseReason {
+        match end {
+            player::End::Stopping => CloseReason::Stopping,
+            player::End::PeerClosed => self.ended(CloseReason::PeerClosed),
+            player::End::Stalled(t) => CloseReason::WriteStalled(t),
+            player::End::Io(e) => self.ended(CloseReason::Io(e)),
         }
     }
 
-    /// Whether the player's own ticks wake it, not the publisher.
-    fn ticking(&self, now: Duration) -> bool {
-        !self.merge.is_zero()
-            && self
-                .last_media
-                .is_some_and(|at| now.saturating_sub(at) < QUIET_SPELL)
+    /// A connection that publishes is driven by its input, also when it plays too.
+    fn is_playing(&self) -> bool {
+        self.publisher.is_none() && !self.feeds.is_empty()
     }
 
-    /// How long a round starting at `now` may park on the doorbell for an item.
-    fn doorbell_wait(&self, now: Duration) -> Duration {
-        if self.ticking(now) {
-            Duration::ZERO
-        } else {
-            IDLE_POLL
-        }
+    fn sent(&mut self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.ctx.counters.add_bytes_out(ConnectionKind::Rtmp, bytes);
     }
 
-    /// How long to sleep after a round that ended at `now`, having written media
-    /// or not and left `more` queued (a burst too big for one write continues
-    /// without a pause).
-    fn after_round(&mut self, now: Duration, media: bool, more: bool) -> Duration {
-        let ticking = self.ticking(now);
-        if media {
-            self.last_media = Some(now);
-        }
-        if self.merge.is_zero() || more || !(media || ticking) {
-            return Duration::ZERO;
-        }
-        until_next_tick(now, self.merge, self.tick_group)
-    }
-}
-
-/// How long to sleep from `now` (time since the server started) to the next tick
-/// of `group`: the multiples of `window`, shifted by the group's share of it.
-fn until_next_tick(now: Duration, window: Duration, group: u32) -> Duration {
-    let window = window.as_nanos().max(1);
-    let shift = window * u128::from(group % TICK_GROUPS) / u128::from(TICK_GROUPS);
-    let left = window - (now.as_nanos() + shift) % window;
-    Duration::from_nanos(left.min(u64::MAX as u128) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_are_multiples_of_the_window_shifted_by_group() {
-        let ms = Duration::from_millis;
-        assert_eq!(until_next_tick(ms(0), ms(40), 0), ms(40));
-        assert_eq!(until_next_tick(ms(1), ms(40), 0), ms(39));
-        assert_eq!(until_next_tick(ms(39), ms(40), 0), ms(1));
-        assert_eq!(until_next_tick(ms(40), ms(40), 0), ms(40));
-        assert_eq!(until_next_tick(ms(1_000_123), ms(20), 0), ms(17));
-        // Group 1 ticks one group's step earlier: at 40 - step, 80 - step...
-        let step = ms(40) / TICK_GROUPS;
-        assert_eq!(until_next_tick(ms(0), ms(40), 1), ms(40) - step);
-        assert_eq!(until_next_tick(ms(40) - step, ms(40), 1), ms(40));
-        assert_eq!(
-            until_next_tick(ms(41) - step, ms(40), 1),
-            ms(39),
-            "just past a tick, the next is a window away"
-        );
-    }
-
-    #[test]
-    fn while_frames_flow_a_player_sleeps_to_its_ticks_and_never_parks_on_the_doorbell() {
-        let ms = Duration::from_millis;
-        let mut pace = Pace::new(ms(60), 0);
-        // Joining: it waits on the doorbell, so its first frames go out at once...
-        assert_eq!(pace.doorbell_wait(ms(1000)), IDLE_POLL);
-        // ...then it sleeps to its next tick (1020 ms) after the write.
-        assert_eq!(pace.after_round(ms(1005), true, false), ms(15));
-        // A tick that finds the queue empty (the publisher is late) only looks:
-        // parked, the player would cost the publisher a wake-up with the next frame.
-        assert_eq!(pace.doorbell_wait(ms(1020)), Duration::ZERO);
-        assert_eq!(pace.after_round(ms(1020), false, false), ms(60));
-        // A backlog too big for one write continues without a pause.
-        assert_eq!(pace.after_round(ms(1080), true, true), Duration::ZERO);
-        assert_eq!(pace.doorbell_wait(ms(1081)), Duration::ZERO);
-        assert_eq!(pace.after_round(ms(1082), true, false), ms(58));
-        // Still on the ticks just short of a quiet spell without media...
-        let quiet = ms(1082) + QUIET_SPELL;
-        let just_before = quiet - ms(1);
-        assert_eq!(pace.doorbell_wait(just_before), Duration::ZERO);
-        assert!(!pace.after_round(just_before, false, false).is_zero());
-        // ...after it, the stream has stopped: the doorbell again, so the next
-        // publisher's first frames go out at once.
-        assert_eq!(pace.doorbell_wait(quiet), IDLE_POLL);
-        assert_eq!(pace.after_round(quiet, false, false), Duration::ZERO);
-    }
-
-    /// A player of a stream whose frames come late and in bursts parks on the
-    /// doorbell only to join; the publisher's pushes never have to wake it.
-    #[test]
-    fn a_late_publisher_wakes_no_ticking_player() {
-        let ms = Duration::from_millis;
-        // From 500 ms after the player joined, 77 items a second, but every 400 ms
-        // the publisher stalls for 150 ms and then pushes what it owes at once.
-        let frames: Vec<Duration> = (0..770u64)
-            .map(|i| {
-                let due = i * 13;
-                let stalled = due % 400 >= 250;
-                ms(500 + if stalled { due - due % 400 + 400 } else { due })
-            })
-            .collect();
-        let mut pace = Pace::new(ms(60), 1);
-        let (mut now, mut taken, mut parks, mut writes) = (ms(0), 0, 0, 0);
-        while taken < frames.len() {
-            let queued = frames[taken..].iter().take_while(|&&t| t <= now).count();
-            let media = if queued > 0 {
-                taken += queued;
-                true
-            } else if pace.doorbell_wait(now).is_zero() {
-                false
-            } else {
-                // Parked until the publisher's next push rings the bell.
-                parks += 1;
-                now = frames[taken];
-                taken += 1;
-                true
-            };
-            writes += usize::from(media);
-            now += pace.after_round(now, media, false);
-        }
-        assert_eq!(parks, 1, "only the joining wait parks");
-        // One write per tick at most: 10 s of 60 ms windows.
-        assert!(writes <= 10_000 / 60 + 1, "{writes} writes");
-        // Writing every frame, each one is a wake-up: that is what the doorbell is for.
-        let mut every_frame = Pace::new(Duration::ZERO, 0);
-        assert_eq!(every_frame.doorbell_wait(ms(5)), IDLE_POLL);
-        assert_eq!(every_frame.after_round(ms(5), true, false), Duration::ZERO);
-        assert_eq!(every_frame.doorbell_wait(ms(6)), IDLE_POLL);
+    fn received(&mut self, bytes: usize) {
+        self.ctx.counters.add_bytes_in(ConnectionKind::Rtmp, bytes);
     }
 }

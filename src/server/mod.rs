@@ -3,9 +3,10 @@
 //! a stop begins ([`ServerHandle::shutdown`]) it wakes the accept loops, waits for
 //! the connection table (`crate::lifecycle`) to empty and cuts what is left at
 //! `--shutdown-timeout`. An RTMP client's thread runs the handshake and the session
-//! and writes the replies and, for a player, the stream's frames (`connection`,
-//! `writer`); nothing here parses protocol bytes: that is `rtmp`'s job. HTTP clients
-//! are served by `crate::http`. Both share the connection table and the counters.
+//! and writes the replies and, for a player, the stream's frames through the player
+//! engine (`connection`, `crate::player`); nothing here parses protocol bytes: that
+//! is `rtmp`'s job. HTTP clients are served by `crate::http`. Both share the
+//! connection table and the counters.
 //!
 //! A reload ([`ServerHandle::reload`], SIGHUP) reads the config file again and
 //! swaps in its access rules for new connections; what cannot change without a
@@ -13,7 +14,6 @@
 
 mod connection;
 mod listeners;
-mod writer;
 
 use listeners::Listener;
 

@@ -134,6 +134,11 @@ fn a_stop_ends_every_stream_like_a_publisher_stop_and_run_returns() {
         .unwrap()
         .expect("a close frame with a code");
     assert_eq!(close.code, CloseCode::Normal);
+    assert_eq!(
+        close.reason.as_str(),
+        "the server is stopping",
+        "not the publisher"
+    );
 
     wait_for("Server::run to return", TIMEOUT, || {
         server.stopped.load(Ordering::SeqCst)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rtmpd::config::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
 use rtmpd::media::frame::{Frame, FrameKind, FrameRole};
-use rtmpd::registry::{PlayerItem, Registry, StreamInfo};
+use rtmpd::registry::{Next, PlayerItem, Registry, StreamInfo};
 use rtmpd::server::{Server, ServerHandle, Service};
 use rtmpd::stream_key::StreamKey;
 
@@ -548,10 +548,9 @@ impl PublishTimeline {
         let frames = Arc::new(Mutex::new(Vec::new()));
         let sink = frames.clone();
         let done = thread::spawn(move || {
-            let queue = subscription.receiver();
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut started = false;
-            while let Ok(rtmpd::registry::Queued { item, .. }) = queue.recv_deadline(deadline) {
+            while let Next::Item(item) = subscription.next(deadline) {
                 match item {
                     PlayerItem::Frame(frame) => {
                         // Counted after the push that queued this frame: a player
@@ -565,7 +564,7 @@ impl PublishTimeline {
                     }
                     PlayerItem::PublishStart => started = true,
                     PlayerItem::PublishStop if started => break,
-                    PlayerItem::PublishStop => {}
+                    PlayerItem::PublishStop | PlayerItem::Dropped(_) => {}
                 }
             }
             drop(subscription);
