@@ -88,9 +88,12 @@ fn assert_fast_started(
          the player subscribed (stream time {stream_time} ms then): it did not start from \
          the cache"
     );
+    // Equal when the player joined right after that keyframe was published, before
+    // any other frame: it is still the cached one (published before the player
+    // subscribed, as checked above), not the next.
     assert!(
-        ts < stream_time,
-        "{who}: the first {kind:?} frame received has published ts {ts}, not earlier than \
+        ts <= stream_time,
+        "{who}: the first {kind:?} frame received has published ts {ts}, later than \
          the stream time {stream_time} ms when the player subscribed"
     );
     if same_timestamps {
