@@ -257,6 +257,25 @@ mod tests {
     }
 
     #[test]
+    fn push_is_repeatable_and_becomes_every_apps_push_list() {
+        let c = run(&["--push", "rtmp://a/live/{key}", "--push", "rtmp://b:1936/x"]);
+        let pushes = c.policy.app("any").pushes().to_vec();
+        let urls: Vec<_> = pushes.iter().map(|p| p.url.as_str()).collect();
+        assert_eq!(urls, ["rtmp://a/live/{key}", "rtmp://b:1936/x"]);
+        let e = parse(["--push", "http://x/y"]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--push: 'http://x/y' \"http://x/y\" is not"),
+            "{e}"
+        );
+        assert!(run(&[]).policy.app("any").pushes().is_empty());
+        assert!(run(&["--push", "off"])
+            .policy
+            .app("any")
+            .pushes()
+            .is_empty());
+    }
+
+    #[test]
     fn defaults_listen_on_1935_and_8080_on_every_interface() {
         let c = run(&[]);
         assert_eq!(c.listen, [ListenAddr::AnyInterface(1935)]);

@@ -20,6 +20,7 @@ use crate::net::keepalive;
 use crate::player::PlayerConfig;
 use crate::record::Recorders;
 use crate::registry::Registry;
+use crate::relay::Relay;
 
 /// Stack for connection threads. Their deepest path is AMF decoding, bounded by the
 /// nesting limit; debug builds need more room than release ones.
@@ -43,6 +44,8 @@ pub(crate) struct Context {
     pub recorders: Arc<Recorders>,
     /// Every listening socket and its bound address, as `/api/server` lists them.
     pub listeners: Vec<(Service, SocketAddr)>,
+    /// Pushes and pulls to and from other servers.
+    pub relay: Arc<Relay>,
 }
 
 /// What a listener serves.

@@ -46,6 +46,7 @@ pub mod player;
 pub mod procfs;
 pub mod record;
 pub mod registry;
+pub mod relay;
 pub mod rng;
 pub mod rtmp;
 pub mod server;

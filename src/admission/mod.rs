@@ -53,6 +53,11 @@ pub struct Request<'a> {
     /// The connection's number in the server (nginx-rtmp's `clientid`).
     pub client_id: u64,
     pub client: &'a ClientInfo,
+    /// A stream the server pulls itself (an edge's origin, a static pull): `peer`
+    /// is the upstream's address. IP rules and hooks apply as to any publisher;
+    /// the secret does not, as the server cannot show one and the operator
+    /// configured the pull.
+    pub relayed: bool,
 }
 
 /// The answer.
@@ -212,7 +217,7 @@ impl Admission {
                 counts: true,
             })?;
         let args = token::query_args(req.query.unwrap_or_default());
-        if let Some(secret) = app.secret(req.verb) {
+        if let Some(secret) = app.secret(req.verb).filter(|_| !req.relayed) {
             token::check(secret, req.verb, req.key, &args, token::unix_now()).map_err(|why| {
                 Refused {
                     rule: format!("{verb}_secret"),

@@ -30,6 +30,7 @@
 mod error;
 mod url;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -84,6 +85,18 @@ impl Default for ClientOptions {
     }
 }
 
+/// A connection taken apart ([`Client::into_parts`]).
+pub struct ClientParts {
+    pub socket: TcpStream,
+    pub session: ClientSession,
+    /// The stream it publishes on (0 if none).
+    pub stream_id: u32,
+    /// The chunk size it announced and sends with.
+    pub chunk_size: u32,
+    /// Events read but not yet handed out, in wire order.
+    pub events: Vec<ClientEvent>,
+}
+
 /// A connection to an RTMP server. See the module documentation.
 pub struct Client {
     socket: TcpStream,
@@ -99,6 +112,8 @@ pub struct Client {
     connect_reply: Option<Command>,
     publishing: Option<(u32, String)>,
     playing: Option<u32>,
+    /// Bytes written to the socket, handshake included.
+    written: Cell<u64>,
 }
 
 impl Client {
@@ -133,6 +148,7 @@ impl Client {
             connect_reply: None,
             publishing: None,
             playing: None,
+            written: Cell::new(0),
         };
         client.shake_hands()?;
         Ok(client)
@@ -221,6 +237,35 @@ impl Client {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// Gives up the connection to a new owner (a relay handing it to the player
+    /// engine): the socket, the session with everything it knows (chunk sizes,
+    /// acknowledgement window, header compression), the stream it publishes on
+    /// and the events read but not handed out.
+    pub fn into_parts(self) -> ClientParts {
+        ClientParts {
+            socket: self.socket,
+            session: self.session,
+            stream_id: self.publishing.map_or(0, |(id, _)| id),
+            chunk_size: self.opts.chunk_size,
+            events: self.pending.into(),
+        }
+    }
+
+    /// The server's address, as dialled.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()
+    }
+
+    /// Bytes written to the socket so far, the handshake included.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.get()
+    }
+
+    /// Bytes read from the server after the handshake.
+    pub fn bytes_received(&self) -> u64 {
+        self.session.bytes_received()
     }
 
     /// Changes the socket timeouts and the wait limit of calls.
@@ -434,7 +479,9 @@ impl Client {
     fn write(&self, bytes: &[u8]) -> Result<(), ClientError> {
         (&self.socket)
             .write_all(bytes)
-            .map_err(|e| io_error(e, self.opts.timeout))
+            .map_err(|e| io_error(e, self.opts.timeout))?;
+        self.written.set(self.written.get() + bytes.len() as u64);
+        Ok(())
     }
 
     // -----------------------------------------------------------------------
@@ -448,6 +495,22 @@ impl Client {
                 return Ok(event);
             }
             self.pump(None)?;
+        }
+    }
+
+    /// Like [`next_event`](Self::next_event), but `Ok(None)` once `wait` passes
+    /// without one (the client stays usable).
+    pub fn next_event_within(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<ClientEvent>, ClientError> {
+        if let Some(event) = self.pending.pop_front() {
+            return Ok(Some(event));
+        }
+        match self.pump(Some(Instant::now() + wait)) {
+            Ok(()) => Ok(self.pending.pop_front()),
+            Err(ClientError::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

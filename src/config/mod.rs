@@ -7,6 +7,7 @@
 pub mod file;
 pub mod policy;
 pub mod record;
+pub mod relay;
 pub mod settings;
 
 use std::fmt;

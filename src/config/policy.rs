@@ -20,7 +20,9 @@ use super::record::{
     ByteSize, RecordDir, RecordPath, RecordSettings, DEFAULT_RECONNECT_GAP, DEFAULT_RECORD_BUFFER,
     DEFAULT_RECORD_FLUSH,
 };
+use super::relay::{PullEntry, PushEntry, UpstreamUrl};
 use super::settings::{MAX_SECONDS, MIN_SECONDS};
+use crate::stream_key::StreamKey;
 
 /// Declares [`AppKeys`] from one list: each key is an `Option` (unset: the
 /// global value, or the default), and `or` fills the unset ones from a base.
@@ -95,6 +97,26 @@ app_keys! {
     record_buffer_bytes: ByteSize,
     /// Told when a recording's file is closed (nginx-rtmp's `on_record_done`).
     on_record_done: HookUrl,
+    // Relay (push, edge pull, static pull): `crate::relay`.
+    /// Where every stream of the app is also published (restream): URLs with
+    /// `{app}`/`{key}`, or tables `{ url, keys, tls_verify }`.
+    push: Vec<PushEntry>,
+    /// How far (seconds of media) a push destination may fall behind before it
+    /// is reconnected (default 10).
+    push_buffer: Seconds,
+    /// The first wait before reconnecting a destination or a pull (default 1 s);
+    /// it doubles on each failure up to `push_backoff_max` (default 30 s).
+    push_backoff_min: Seconds,
+    push_backoff_max: Seconds,
+    /// An edge: keys that are not live here are pulled from this server.
+    origin: UpstreamUrl,
+    /// How long a pull from the origin outlives its last player (default 10 s).
+    origin_idle: Seconds,
+    /// How long players wait for the origin's stream before they are told it is
+    /// not found (default 10 s).
+    origin_timeout: Seconds,
+    /// Streams pulled as long as the server runs: `{ from = URL, as = "app/key" }`.
+    pull: Vec<PullEntry>,
 }
 
 /// What a client asks to do with a stream.
@@ -142,6 +164,7 @@ impl Policy {
                 ));
             }
         }
+        self.static_pulls()?;
         Ok(())
     }
 
@@ -261,6 +284,76 @@ impl AppPolicy {
             allow: allow.as_deref().unwrap_or_default(),
             deny: deny.as_deref().unwrap_or_default(),
         }
+    }
+}
+
+/// Relay defaults; see `app_keys!`.
+pub const DEFAULT_PUSH_BUFFER: Duration = Duration::from_secs(10);
+pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+pub const DEFAULT_ORIGIN_IDLE: Duration = Duration::from_secs(10);
+pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The relay's keys of one app, with defaults.
+impl AppPolicy {
+    /// The push destinations of the app (of every key; see `PushEntry::applies_to`).
+    pub fn pushes(&self) -> &[PushEntry] {
+        self.0.push.as_deref().unwrap_or_default()
+    }
+
+    pub fn push_buffer(&self) -> Duration {
+        self.0.push_buffer.map_or(DEFAULT_PUSH_BUFFER, |s| s.0)
+    }
+
+    /// The first and the longest wait before a reconnect; the longest is never
+    /// shorter than the first.
+    pub fn backoff(&self) -> (Duration, Duration) {
+        let min = self.0.push_backoff_min.map_or(DEFAULT_BACKOFF_MIN, |s| s.0);
+        let max = self.0.push_backoff_max.map_or(DEFAULT_BACKOFF_MAX, |s| s.0);
+        (min, max.max(min))
+    }
+
+    /// The server an edge app pulls missing keys from.
+    pub fn origin(&self) -> Option<&UpstreamUrl> {
+        self.0.origin.as_ref()
+    }
+
+    pub fn origin_idle(&self) -> Duration {
+        self.0.origin_idle.map_or(DEFAULT_ORIGIN_IDLE, |s| s.0)
+    }
+
+    pub fn origin_timeout(&self) -> Duration {
+        self.0
+            .origin_timeout
+            .map_or(DEFAULT_ORIGIN_TIMEOUT, |s| s.0)
+    }
+}
+
+impl Policy {
+    /// Every static pull of the file, with the local key each publishes: those
+    /// at the top of the file and those of each `[app.NAME]` section (a section
+    /// does not inherit the top's list: each pull runs once). Errors name the
+    /// entry at fault.
+    pub fn static_pulls(&self) -> Result<Vec<(PullEntry, StreamKey)>, String> {
+        let top = self.global.pull.iter().flatten().map(|p| (None, p));
+        let sections = self.apps.iter().flat_map(|(app, keys)| {
+            keys.pull
+                .iter()
+                .flatten()
+                .map(move |p| (Some(app.as_str()), p))
+        });
+        let mut pulls: Vec<(PullEntry, StreamKey)> = Vec::new();
+        for (section, entry) in top.chain(sections) {
+            let key = entry.local_key(section)?;
+            if let Some((other, _)) = pulls.iter().find(|(_, k)| *k == key) {
+                return Err(format!(
+                    "two pulls publish {key}: from {} and from {}",
+                    other.from, entry.from
+                ));
+            }
+            pulls.push((entry.clone(), key));
+        }
+        Ok(pulls)
     }
 }
 

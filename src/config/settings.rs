@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::RecordDir;
+use super::relay::{PushEntry, UpstreamUrl};
 use super::{Config, ListenAddr, LogFormat};
 use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
@@ -73,6 +74,9 @@ pub enum Kind {
     /// file's `record` and `record_dir` keys), so it has no file key of its own
     /// and a reload applies it.
     Record,
+    /// `--push URL` (repeatable) or `--push off`: every app's push list, policy
+    /// like `Record` (the file's top-level `push`, which it replaces).
+    Push,
 }
 
 /// The enumerations `Config` chooses from; each knows its names.
@@ -338,6 +342,13 @@ pub const SETTINGS: &[Setting] = &[
         kind: Kind::Record,
     },
     Setting {
+        name: "push",
+        short: None,
+        hint: "URL|off",
+        help: "also publish every app's streams to URL ({app} and {key} are replaced); repeat for more; off for none",
+        kind: Kind::Push,
+    },
+    Setting {
         name: "log-format",
         short: None,
         hint: "text|json",
@@ -396,7 +407,7 @@ impl Setting {
 
     /// Whether the flag may be given more than once (its values add up).
     pub fn repeatable(&self) -> bool {
-        matches!(self.kind, Kind::Listen { .. })
+        matches!(self.kind, Kind::Listen { .. } | Kind::Push)
     }
 
     /// Sets the value from every time the flag was given: a repeatable setting
@@ -406,6 +417,9 @@ impl Setting {
         config: &mut Config,
         texts: &[&'t str],
     ) -> Result<(), (&'t str, Problem)> {
+        if let Kind::Push = self.kind {
+            return set_pushes(config, texts);
+        }
         let Kind::Listen { off, field } = self.kind else {
             return match texts.last() {
                 Some(text) => self.set_one(config, text).map_err(|p| (*text, p)),
@@ -465,6 +479,7 @@ impl Setting {
                 };
                 Arc::make_mut(&mut config.policy).set_record_everywhere(dir);
             }
+            Kind::Push => set_pushes(config, &[text]).map_err(|(_, problem)| problem)?,
         }
         Ok(())
     }
@@ -473,7 +488,7 @@ impl Setting {
     /// no config file key of its own (the file says the same with per-app keys)
     /// and a reload applies it instead of asking for a restart.
     pub fn is_policy(&self) -> bool {
-        matches!(self.kind, Kind::Record)
+        matches!(self.kind, Kind::Record | Kind::Push)
     }
 
     /// Whether the value is a number of seconds (fractions allowed).
@@ -554,6 +569,16 @@ impl Setting {
                     _ => "off".into(),
                 }
             }
+            Kind::Push => {
+                let pushes = config.policy.global.push.as_deref().unwrap_or_default();
+                match pushes {
+                    [] => "off".into(),
+                    _ => {
+                        let urls: Vec<&str> = pushes.iter().map(|p| p.url.as_str()).collect();
+                        urls.join(" ")
+                    }
+                }
+            }
         }
     }
 
@@ -580,8 +605,26 @@ impl Setting {
             }
             Kind::Choice(field) => format!("must be {}", field.names().join(" or ")),
             Kind::Record => "must be a directory or off".into(),
+            Kind::Push => "must be an rtmp:// URL or off".into(),
         })
     }
+}
+
+/// `--push`: the URLs replace the top-level push list (the file's); `off` alone
+/// empties it.
+fn set_pushes<'t>(config: &mut Config, texts: &[&'t str]) -> Result<(), (&'t str, Problem)> {
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let mut pushes = Vec::new();
+    if texts != ["off"] {
+        for text in texts {
+            let url = UpstreamUrl::parse(text).map_err(|e| (*text, Problem(e)))?;
+            pushes.push(PushEntry::new(url));
+        }
+    }
+    Arc::make_mut(&mut config.policy).global.push = Some(pushes);
+    Ok(())
 }
 
 /// An address for a listener's error message: its default's first, as IPv4

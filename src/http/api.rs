@@ -13,17 +13,54 @@ use crate::lifecycle::ConnectionKind;
 use crate::media::codec::{AudioInfo, VideoInfo};
 use crate::record::listing;
 use crate::registry::{PlayerProtocol, StreamStats};
+use crate::relay::status::{Direction, RelaySnapshot};
 use crate::stream_key::StreamKey;
 
 /// `{"streams": [...]}`, every stream with a publisher or a waiting player.
 pub(super) fn streams(ctx: &Context) -> Value {
+    let relays = ctx.relay.snapshot();
     let streams: Vec<Value> = ctx
         .registry
         .stream_stats()
         .iter()
-        .map(|s| with_recording(ctx, stream_json(s), &s.key))
+        .map(|s| with_relays(with_recording(ctx, stream_json(s), &s.key), &s.key, &relays))
         .collect();
     json!({ "streams": streams })
+}
+
+/// `/api/relays`: every push and pull, whether or not its stream is live.
+pub(super) fn relays(ctx: &Context) -> Value {
+    let relays = ctx.relay.snapshot();
+    let of = |d: Direction| -> Vec<Value> {
+        relays
+            .iter()
+            .filter(|r| r.direction == d)
+            .map(|r| {
+                let mut doc = relay_json(r);
+                doc["app"] = json!(r.key.app);
+                doc["key"] = json!(r.key.name);
+                doc
+            })
+            .collect()
+    };
+    json!({ "pushes": of(Direction::Push), "pulls": of(Direction::Pull) })
+}
+
+/// One relay; `bytes` are sent for a push, received for a pull.
+fn relay_json(r: &RelaySnapshot) -> Value {
+    let bytes = match r.direction {
+        Direction::Push => "bytes_sent",
+        Direction::Pull => "bytes_received",
+    };
+    json!({
+        "url": r.url,
+        "state": r.state,
+        "state_seconds": seconds(r.state_for),
+        "retry_in_seconds": r.retry_in.map(seconds),
+        "last_error": r.last_error,
+        bytes: r.bytes,
+        "reconnects": r.reconnects,
+    })
 }
 
 /// One stream, or a 400/404 with `{"error": ...}`.
@@ -33,7 +70,10 @@ pub(super) fn stream(ctx: &Context, app: &str, key: &str) -> (u16, Value) {
         Err(e) => return (400, json!({ "error": format!("bad stream name: {e}") })),
     };
     match ctx.registry.stream_stats_for(&key) {
-        Some(stats) => (200, with_recording(ctx, stream_json(&stats), &key)),
+        Some(stats) => {
+            let doc = with_recording(ctx, stream_json(&stats), &key);
+            (200, with_relays(doc, &key, &ctx.relay.snapshot()))
+        }
         None => (404, json!({ "error": format!("no stream {key}") })),
     }
 }
@@ -159,6 +199,18 @@ pub(super) fn recordings(ctx: &Context) -> Value {
         })
         .collect();
     json!({ "recordings": files, "truncated": truncated })
+}
+
+/// A stream's document with its `pushes` and its `pull` (`null` unless pulled).
+fn with_relays(mut doc: Value, key: &StreamKey, relays: &[RelaySnapshot]) -> Value {
+    let ours = |d: Direction| {
+        relays
+            .iter()
+            .filter(move |r| r.direction == d && r.key == *key)
+    };
+    doc["pushes"] = ours(Direction::Push).map(relay_json).collect();
+    doc["pull"] = ours(Direction::Pull).next().map_or(Value::Null, relay_json);
+    doc
 }
 
 fn stream_json(s: &StreamStats) -> Value {

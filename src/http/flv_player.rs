@@ -39,6 +39,7 @@ use crate::net::Transport;
 use crate::player::flv::{FlvEnd, FlvFraming};
 use crate::player::{self, Batch, Feed, Player, Sink};
 use crate::registry::{Overflow, PlayerInfo, PlayerItem, PlayerProtocol, Subscription};
+use crate::relay::{self, Interest};
 use crate::stream_key::{LogName, StreamKey};
 
 /// After ending the stream, how long (and how many bytes) the client gets to close
@@ -127,6 +128,9 @@ pub(crate) fn serve_http(conn: &mut Conn, req: &Request, app: &str, key: &str, h
         conn.send(&reply);
         return;
     }
+    let Some(_pulled) = pull_if_edge(conn, &key, true) else {
+        return;
+    };
     let player = PlayerInfo::new(conn.peer, PlayerProtocol::HttpFlv);
     let Some(sub) = conn.ctx.registry.play_if_live(&key, player.clone()) else {
         info!(
@@ -169,6 +173,9 @@ pub(crate) fn serve_websocket(
         return;
     };
     let key = ticket.key().clone();
+    let Some(_pulled) = pull_if_edge(conn, &key, true) else {
+        return;
+    };
     let player = PlayerInfo::new(conn.peer, PlayerProtocol::WsFlv);
     // Refused before the upgrade, so the browser sees a failed handshake at once.
     let Some(sub) = conn.ctx.registry.play_if_live(&key, player.clone()) else {
@@ -216,11 +223,32 @@ fn admit(conn: &mut Conn, req: &Request, key: &StreamKey, with_body: bool) -> Op
         peer: conn.peer,
         client_id: conn.id,
         client: &client,
+        relayed: false,
     });
     match decision {
         Decision::Admit(ticket) => Some(ticket),
         Decision::Refuse(refusal) => {
             conn.send(&response::text(403, &refusal.reason, with_body, &[]));
+            None
+        }
+    }
+}
+
+/// On an edge app, pulls a stream that is not here from the origin and waits for
+/// it (see `relay::edge_wait`), so HTTP players get edge streams as RTMP players
+/// do. `None` (a 404 sent): it did not come. `Some(interest)`: go on, holding
+/// `interest` until subscribed.
+fn pull_if_edge(conn: &mut Conn, key: &StreamKey, with_body: bool) -> Option<Option<Interest>> {
+    match relay::edge_wait(&conn.ctx, key) {
+        Ok(interest) => Some(interest),
+        Err(why) => {
+            info!("{}: {key}: {why}", conn.peer);
+            conn.send(&response::text(
+                404,
+                &format!("{}: {why}", not_live(key)),
+                with_body,
+                &[],
+            ));
             None
         }
     }

@@ -14,6 +14,7 @@ use crate::connections::{ConnectionCounts, Context};
 use crate::lifecycle::ConnectionKind;
 use crate::procfs;
 use crate::registry::{PlayerProtocol, StreamStats};
+use crate::relay::status::{Direction, RelaySnapshot};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -218,6 +219,7 @@ pub(super) fn render(ctx: &Context) -> String {
     }
 
     recording_metrics(&mut m, ctx, &streams);
+    relay_metrics(&mut m, &ctx.relay.snapshot());
 
     let process = process_info();
     m.family(
@@ -333,6 +335,52 @@ fn recording_metrics(m: &mut Exposition, ctx: &Context, streams: &[StreamStats])
         let labels = [("app", s.key.app.as_str()), ("key", s.key.name.as_str())];
         let failed = if r.error.is_some() { 1.0 } else { 0.0 };
         m.sample("rtmpd_stream_recording_failed", &labels, failed);
+    }
+}
+
+/// Each push and pull, labelled with its stream and (redacted) URL.
+fn relay_metrics(m: &mut Exposition, relays: &[RelaySnapshot]) {
+    for direction in [Direction::Push, Direction::Pull] {
+        let (name, bytes_help) = match direction {
+            Direction::Push => ("push", "Bytes sent to the push destination."),
+            Direction::Pull => ("pull", "Bytes received from the pull's source."),
+        };
+        let ours: Vec<_> = relays.iter().filter(|r| r.direction == direction).collect();
+        type Value = fn(&RelaySnapshot) -> f64;
+        let families: [(String, &str, &str, Value); 3] = [
+            (
+                format!("rtmpd_{name}_up"),
+                "gauge",
+                "1 while media flows, else 0 (connecting, waiting, backing off, disabled).",
+                |r| f64::from(u8::from(r.state == "live")),
+            ),
+            (
+                format!(
+                    "rtmpd_{name}_{}_bytes_total",
+                    if name == "push" { "sent" } else { "received" }
+                ),
+                "counter",
+                bytes_help,
+                |r| r.bytes as f64,
+            ),
+            (
+                format!("rtmpd_{name}_reconnects_total"),
+                "counter",
+                "Connections tried again after a failure.",
+                |r| r.reconnects as f64,
+            ),
+        ];
+        for (family, kind, help, value) in families {
+            m.family(&family, kind, help);
+            for r in &ours {
+                let labels = [
+                    ("app", r.key.app.as_str()),
+                    ("key", r.key.name.as_str()),
+                    ("url", r.url.as_str()),
+                ];
+                m.sample(&family, &labels, value(r));
+            }
+        }
     }
 }
 

@@ -278,6 +278,10 @@ impl Conn {
                 let doc = api::recordings(&self.ctx);
                 self.send_json(200, &doc, head);
             }
+            Route::Relays { head } => {
+                let doc = api::relays(&self.ctx);
+                self.send_json(200, &doc, head);
+            }
             Route::Metrics { head } => {
                 let text = metrics::render(&self.ctx);
                 self.send_body(200, metrics::CONTENT_TYPE, text.as_bytes(), head);

@@ -309,6 +309,8 @@ pub enum Route {
     ServerInfo { head: bool },
     /// `GET /api/recordings`.
     Recordings { head: bool },
+    /// `GET /api/relays`: every push and pull.
+    Relays { head: bool },
     /// `GET /metrics`.
     Metrics { head: bool },
     /// `OPTIONS` anything: a CORS preflight.
@@ -327,6 +329,7 @@ impl fmt::Display for Route {
             Route::Streams { .. } | Route::Stream { .. } => f.write_str("stream stats"),
             Route::ServerInfo { .. } => f.write_str("server stats"),
             Route::Recordings { .. } => f.write_str("recordings"),
+            Route::Relays { .. } => f.write_str("relay stats"),
             Route::Metrics { .. } => f.write_str("metrics"),
             Route::Preflight => f.write_str("CORS preflight"),
             Route::Error { status, .. } => write!(f, "status {status}"),
@@ -343,6 +346,7 @@ impl Route {
                 | Route::Stream { .. }
                 | Route::ServerInfo { .. }
                 | Route::Recordings { .. }
+                | Route::Relays { .. }
                 | Route::Metrics { .. }
         )
     }
@@ -394,6 +398,7 @@ pub fn route(req: &Request) -> Route {
         },
         ["api", "server"] => Route::ServerInfo { head },
         ["api", "recordings"] => Route::Recordings { head },
+        ["api", "relays"] => Route::Relays { head },
         ["metrics"] => Route::Metrics { head },
         [app, file] => match file.strip_suffix(".flv") {
             Some(key) if !key.is_empty() && !app.is_empty() => Route::Flv {
@@ -593,6 +598,10 @@ mod tests {
         assert_eq!(
             r("GET /api/server HTTP/1.1\r\n\r\n"),
             Route::ServerInfo { head: false }
+        );
+        assert_eq!(
+            r("GET /api/relays HTTP/1.1\r\n\r\n"),
+            Route::Relays { head: false }
         );
         assert_eq!(
             r("HEAD /metrics HTTP/1.1\r\n\r\n"),

@@ -31,6 +31,16 @@ impl RtmpFraming {
         }
     }
 
+    /// Sends with chunks of `size` from now on without announcing it: for a
+    /// connection whose chunk size another encoder announced (a relay's client
+    /// session, before the connection became a sink). The two must then use
+    /// different chunk streams.
+    pub fn assume_chunk_size(&mut self, size: u32) {
+        if let Err(e) = self.encoder.set_chunk_size(size) {
+            warn!("{}: not switching to chunk size {size}: {e}", self.peer);
+        }
+    }
+
     /// Queues messages (a session's replies), in order.
     pub fn messages(&mut self, batch: &mut Batch, messages: Vec<RawMessage>) {
         for m in &messages {

@@ -359,6 +359,16 @@ impl Publisher {
         &self.stream.key
     }
 
+    /// A handle on this publish for other threads (relays): it subscribes only
+    /// while this publisher holds the key, never to the next one's stream.
+    pub fn session(&self) -> PublishSession {
+        PublishSession {
+            registry: self.registry.clone(),
+            stream: self.stream.clone(),
+            id: self.id,
+        }
+    }
+
     /// Caches the frame for fast start and hands it to every player that keeps up.
     pub fn push(&self, frame: Frame) {
         let frame = Arc::new(frame);
@@ -407,6 +417,47 @@ impl Drop for Publisher {
 }
 
 /// What `subscribe` made, for the [`Subscription`] to hold.
+/// One publisher's time on a key, as other threads see it; see
+/// [`Publisher::session`].
+#[derive(Clone)]
+pub struct PublishSession {
+    registry: Arc<Registry>,
+    stream: Arc<Stream>,
+    id: u64,
+}
+
+impl PublishSession {
+    pub fn key(&self) -> &StreamKey {
+        &self.stream.key
+    }
+
+    /// Whether the publisher still holds the key.
+    pub fn is_on(&self) -> bool {
+        self.stream.state.lock().publisher.map(|(id, _)| id) == Some(self.id)
+    }
+
+    /// [`Registry::subscribe_lossless`] while this publisher still holds the
+    /// key; `None` once it has gone.
+    pub fn subscribe_lossless(
+        &self,
+        peer: SocketAddr,
+        label: String,
+        bound: impl Into<Bound>,
+    ) -> Option<Subscription> {
+        let mut state = self.stream.state.lock();
+        if state.publisher.map(|(id, _)| id) != Some(self.id) {
+            return None;
+        }
+        let lossless = Arc::new(Lossless::new(label, bound.into()));
+        let info = PlayerInfo::new(peer, PlayerProtocol::Rtmp);
+        let slot = self
+            .registry
+            .subscribe(&self.stream.key, &mut state, info, Some(lossless));
+        drop(state);
+        Some(Subscription::new(&self.registry, self.stream.clone(), slot))
+    }
+}
+
 struct NewSlot {
     id: u64,
     rx: Receiver<Queued>,
@@ -950,6 +1001,22 @@ mod tests {
         publisher.push(video(1, false));
         publisher.push(Frame::media(FrameKind::Audio, 2, vec![0xaf, 0, 0x12, 0x10]));
         assert_eq!(frame_timestamps(&drain(&sub)), [0, 2]);
+    }
+
+    #[test]
+    fn a_publish_session_never_subscribes_to_the_next_publisher() {
+        let reg = registry(10);
+        let first = reg.publish(&key("a"), peer(1)).unwrap();
+        let session = first.session();
+        assert!(session.is_on());
+        let relay = session.subscribe_lossless(peer(3), "push".into(), 1 << 20);
+        assert!(relay.is_some());
+        drop(first);
+        let _second = reg.publish(&key("a"), peer(2)).unwrap();
+        assert!(!session.is_on());
+        assert!(session
+            .subscribe_lossless(peer(3), "push".into(), 1 << 20)
+            .is_none());
     }
 
     #[test]

@@ -705,7 +705,7 @@ impl ServerSession {
 /// A data message from a publisher. `@setDataFrame onMetaData {...}` is stored and
 /// sent to players as `onMetaData {...}`, byte for byte after the prefix; anything
 /// else passes through as it came.
-fn data_frame(timestamp: u32, body: &[u8]) -> Frame {
+pub fn data_frame(timestamp: u32, body: &[u8]) -> Frame {
     match msg::data_name(body) {
         Some((name, end)) if name == "@setDataFrame" => {
             let rest = &body[end..];

@@ -31,6 +31,7 @@ use crate::record::RecordingGuard;
 use crate::registry::{
     PlayerInfo, PlayerItem, PlayerProtocol, PublishError, Publisher, Subscription,
 };
+use crate::relay::{self, Pushes};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::session::{ServerSession, SessionConfig, SessionError, SessionEvent};
 use crate::stream_key::{BadName, LogName, StreamKey};
@@ -64,6 +65,8 @@ enum CloseReason {
     /// The client took none of our bytes for this long.
     WriteStalled(Duration),
     Refused(String),
+    /// Played a stream that is not here and could not be pulled (an edge).
+    NotFound(String),
     /// The server is stopping.
     Stopping,
     /// Closed while pending for a newer connection (`--max-pending`).
@@ -96,6 +99,7 @@ impl fmt::Display for CloseReason {
                 write!(f, "client accepted no data for {:.1} s", t.as_secs_f64())
             }
             CloseReason::Refused(why) => write!(f, "refused: {why}"),
+            CloseReason::NotFound(why) => write!(f, "not found: {why}"),
             CloseReason::Stopping => f.write_str("the server is stopping"),
             CloseReason::Evicted => f.write_str(
                 "closed while pending to make room for a newer connection (--max-pending)",
@@ -157,6 +161,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
         feeds: Vec::new(),
         publisher: None,
         recording: None,
+        pushes: None,
         tickets: HashMap::new(),
         idle_since: None,
         bytes_out: Arc::new(AtomicU64::new(0)),
@@ -170,6 +175,7 @@ pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
     // Dropping the publisher and subscriptions releases their keys at once.
     conn.publisher = None;
     conn.recording = None;
+    conn.pushes = None;
     conn.feeds.clear();
     let stream_ids: Vec<u32> = conn.tickets.keys().copied().collect();
     for stream_id in stream_ids {
@@ -220,6 +226,8 @@ struct Connection {
     publisher: Option<(u32, Publisher)>,
     /// The publish's recording, if its app records (`crate::record`).
     recording: Option<RecordingGuard>,
+    /// The publish's pushes to other servers; ended with it.
+    pushes: Option<Pushes>,
     /// What admission gave each stream that publishes or plays, by stream id;
     /// ending one sends its `_done` hook.
     tickets: HashMap<u32, Ticket>,
@@ -449,6 +457,7 @@ impl Connection {
                         self.idle_since = Some(Instant::now());
                     }
                     self.recording = None;
+                    self.pushes = None;
                     self.end_ticket(stream_id);
                 }
             }
@@ -509,6 +518,7 @@ impl Connection {
             peer: self.peer,
             client_id: self.entry.id(),
             client: &client,
+            relayed: false,
         });
         match decision {
             Decision::Admit(ticket) => Ok(ticket),
@@ -584,6 +594,7 @@ impl Connection {
                     &ticket,
                 );
                 self.session().accept_publish(stream_id, name);
+                self.pushes = relay::start_pushes(&self.ctx, &publisher);
                 self.publisher = Some((stream_id, publisher));
                 self.tickets.insert(stream_id, ticket);
                 Ok(())
@@ -638,6 +649,16 @@ impl Connection {
             return Err(refusal.into());
         }
         let key = ticket.key().clone();
+        // An edge pulls a stream that is not here from its origin first.
+        let _pulled = match relay::edge_wait(&self.ctx, &key) {
+            Ok(interest) => interest,
+            Err(why) => {
+                self.session()
+                    .reject_play(stream_id, "NetStream.Play.StreamNotFound", &why);
+                self.queue_session_output();
+                return Err(CloseReason::NotFound(format!("play {key}: {why}")));
+            }
+        };
         // The connection's byte counter doubles as the player's in the stats.
         let player = PlayerInfo {
             bytes_out: self.bytes_out.clone(),

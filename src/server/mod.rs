@@ -34,6 +34,7 @@ use crate::media::gop::GopLimits;
 use crate::record::file::{Disk, Storage};
 use crate::record::Recorders;
 use crate::registry::{Registry, RegistryConfig};
+use crate::relay::Relay;
 
 pub use crate::connections::{ConnectionCounts, Service};
 pub use crate::lifecycle::ConnectionKind;
@@ -153,6 +154,9 @@ impl Server {
         lifecycle.on_stop("tell systemd", crate::systemd::stopping);
         let ended = registry.clone();
         lifecycle.on_stop("end every stream", move || ended.close());
+        let relay = Arc::new(Relay::default());
+        let relays = relay.clone();
+        lifecycle.on_stop("end every relay", move || relays.stop());
         Ok(Server {
             ctx: Arc::new(Context {
                 listeners: listeners.iter().map(|l| (l.service, l.addr)).collect(),
@@ -163,6 +167,7 @@ impl Server {
                 lifecycle,
                 counters: Counters::default(),
                 recorders: Recorders::new(storage),
+                relay,
             }),
             listeners,
         })
@@ -235,6 +240,7 @@ impl Server {
             let thread = spawn_accept_loop(socket, &ctx, service.connection_kind(), serve)?;
             accepting.push((addr, thread));
         }
+        crate::relay::start_static_pulls(&ctx);
         // Every listener has been listening since `bind`: clients can connect.
         crate::systemd::ready(Some(&format!("serving {}", serving.join(", "))));
 
@@ -251,6 +257,9 @@ impl Server {
             if woken {
                 let _ = thread.join();
             }
+        }
+        if !ctx.relay.join(deadline) {
+            warn!("stop: relays still ending after --shutdown-timeout are left behind");
         }
         if lifecycle.wait_empty(deadline) {
             // Every publish has ended: the recordings are closing their files.

@@ -30,6 +30,7 @@ mod playback;
 mod process;
 mod publishing;
 mod recording;
+mod relay;
 mod service;
 mod shutdown;
 mod stream_names;

@@ -1,0 +1,152 @@
+//! What each relay reports to the API and the metrics: its direction, local
+//! stream, upstream URL (redacted), state with the last error, bytes and
+//! reconnects. The worker thread updates its `RelayStatus`; readers take a
+//! `RelaySnapshot`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::stream_key::StreamKey;
+
+/// Which way a relay carries a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A local stream published to another server (`push`).
+    Push,
+    /// Another server's stream published here (`origin`, `pull`).
+    Pull,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Push => "push",
+            Direction::Pull => "pull",
+        }
+    }
+}
+
+/// Where a relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayState {
+    /// Dialling, shaking hands, asking to publish or play.
+    Connecting,
+    /// Media flows.
+    Live,
+    /// A pull whose source has no publisher right now; the connection stays.
+    Waiting,
+    /// Failed; the next attempt is at `retry_at`.
+    BackingOff { retry_at: Instant },
+    /// Will not run (an `rtmps://` URL before TLS upstreams exist); the last
+    /// error says why.
+    Disabled,
+}
+
+impl RelayState {
+    /// The name the API and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayState::Connecting => "connecting",
+            RelayState::Live => "live",
+            RelayState::Waiting => "waiting",
+            RelayState::BackingOff { .. } => "backing_off",
+            RelayState::Disabled => "disabled",
+        }
+    }
+
+    pub const NAMES: [&'static str; 5] =
+        ["connecting", "live", "waiting", "backing_off", "disabled"];
+}
+
+struct Inner {
+    state: RelayState,
+    since: Instant,
+    last_error: Option<String>,
+}
+
+/// One relay's live numbers, shared by its worker and the readers.
+pub struct RelayStatus {
+    pub direction: Direction,
+    pub key: StreamKey,
+    /// Redacted: safe for logs and the API.
+    pub url: String,
+    inner: Mutex<Inner>,
+    /// Socket bytes sent (push) or received (pull), over every connection.
+    pub bytes: Arc<AtomicU64>,
+    pub reconnects: AtomicU64,
+}
+
+impl RelayStatus {
+    pub fn new(direction: Direction, key: StreamKey, url: String) -> RelayStatus {
+        RelayStatus {
+            direction,
+            key,
+            url,
+            inner: Mutex::new(Inner {
+                state: RelayState::Connecting,
+                since: Instant::now(),
+                last_error: None,
+            }),
+            bytes: Arc::new(AtomicU64::new(0)),
+            reconnects: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set(&self, state: RelayState) {
+        let mut inner = self.inner.lock();
+        if inner.state != state {
+            inner.state = state;
+            inner.since = Instant::now();
+        }
+    }
+
+    /// Failed with `error`; the state follows.
+    pub fn failed(&self, error: String, state: RelayState) {
+        self.inner.lock().last_error = Some(error);
+        self.set(state);
+    }
+
+    pub fn state(&self) -> RelayState {
+        self.inner.lock().state
+    }
+
+    pub fn snapshot(&self, now: Instant) -> RelaySnapshot {
+        let inner = self.inner.lock();
+        RelaySnapshot {
+            direction: self.direction,
+            key: self.key.clone(),
+            url: self.url.clone(),
+            state: inner.state.as_str(),
+            state_for: now.saturating_duration_since(inner.since),
+            retry_in: match inner.state {
+                RelayState::BackingOff { retry_at } => {
+                    Some(retry_at.saturating_duration_since(now))
+                }
+                _ => None,
+            },
+            last_error: inner.last_error.clone(),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A relay as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelaySnapshot {
+    pub direction: Direction,
+    pub key: StreamKey,
+    pub url: String,
+    /// `connecting`, `live`, `waiting`, `backing_off` or `disabled`.
+    pub state: &'static str,
+    /// How long it has been in this state.
+    pub state_for: Duration,
+    /// Backing off: how long until the next attempt.
+    pub retry_in: Option<Duration>,
+    pub last_error: Option<String>,
+    pub bytes: u64,
+    pub reconnects: u64,
+}
