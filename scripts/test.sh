@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The integration tests drive real clients against the
-# server (ffmpeg, ffprobe, rtmpdump, curl, VLC, GStreamer, and the static ffmpeg 9 from
+# server (ffmpeg, ffprobe, rtmpdump, curl, VLC, GStreamer, nginx-rtmp, and the static ffmpeg 9 from
 # PyPI's imageio-ffmpeg for the Enhanced RTMP codecs), so install whatever is missing
 # first (Debian/Ubuntu); with everything present this only checks. Extra arguments
 # are passed on to `cargo test`.
@@ -61,6 +61,11 @@ if command -v gst-inspect-1.0 >/dev/null 2>&1; then
 else
     packages+=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 fi
+# nginx-rtmp, the reference peer of the relay tests (pushes, pulls, its own
+# push and pull directives against rtmpd).
+command -v nginx >/dev/null 2>&1 || packages+=(nginx)
+compgen -G '/usr/*/nginx/modules/ngx_rtmp_module.so' >/dev/null ||
+    packages+=(libnginx-mod-rtmp)
 if ((${#packages[@]} > 0)); then
     # shellcheck disable=SC2046 # package names have no spaces
     apt_install $(printf '%s\n' "${packages[@]}" | sort -u)

@@ -31,6 +31,8 @@ mod process;
 mod publishing;
 mod recording;
 mod relay;
+mod relay_nginx;
+mod relay_support;
 mod service;
 mod shutdown;
 mod stream_names;

@@ -1,30 +1,49 @@
-//! Relays between rtmpd servers: pushes (restream) and pulls (edge, static), with
-//! real clients at both ends, byte for byte.
+//! Relays between rtmpd servers, with real clients at both ends, byte for byte:
+//! pushes (restream), edge pulls (RTMP and HTTP-FLV players), static pulls, and
+//! what goes wrong (an origin that is not there, refusals, rtmps://).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use rtmpd::config::policy::{AppKeys, Policy};
-use rtmpd::config::relay::{PushEntry, UpstreamUrl};
-use rtmpd::config::Config;
+use rtmpd::client::ClientError;
+use rtmpd::config::policy::{AppKeys, IpRange, Seconds, Secret};
+use rtmpd::config::relay::PullEntry;
+use rtmpd::config::ListenAddr;
 
-use crate::http_support::get_json;
+use crate::client_support::{connect_with, new_publisher, options, send_tags};
+use crate::http_support::exchange;
+use crate::relay_support::*;
 use crate::support::*;
 
 const SUBSCRIBE: Duration = Duration::from_secs(10);
 const FINISH: Duration = Duration::from_secs(20);
 
-/// Adds per-app keys for `app` to the server's policy.
-pub fn with_app(config: &mut Config, app: &str, keys: AppKeys) {
-    let mut policy = Policy::clone(&config.policy);
-    policy.apps.insert(app.to_owned(), keys);
-    config.policy = Arc::new(policy);
+/// An origin and an edge whose app `live` pulls from it, with `edge_keys` added.
+fn origin_and_edge(edge_keys: AppKeys) -> (TestServer, TestServer) {
+    let origin = start_server();
+    let origin_url = format!("rtmp://{}", origin.addr);
+    let edge = start_server_with(|c| {
+        with_app(
+            c,
+            "live",
+            AppKeys {
+                origin: Some(upstream(&origin_url)),
+                ..edge_keys
+            },
+        )
+    });
+    (origin, edge)
 }
 
-pub fn push_to(urls: &[String]) -> Vec<PushEntry> {
-    urls.iter()
-        .map(|u| PushEntry::new(UpstreamUrl::parse(u).unwrap()))
-        .collect()
+/// What a play of `path` with rtmpd's client is answered (the error status, or
+/// start).
+fn play_answer(server: &TestServer, path: &str) -> Result<(), ClientError> {
+    let mut client = connect_with(server, path, &options());
+    let name = client.url().name.clone();
+    let answer = client.play(&name).map(|_| ());
+    client.close();
+    answer
 }
 
 /// A player waiting on the destination gets the whole stream an encoder published
@@ -54,7 +73,297 @@ fn a_push_to_another_rtmpd_arrives_whole_and_byte_exact() {
     assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
     // The push ended with the publish: nothing left in the API.
     wait_for("the push to end", SUBSCRIBE, || {
-        let (_, doc) = get_json(source.http_addr(), "/api/relays");
-        doc["pushes"].as_array().is_some_and(|p| p.is_empty())
+        relays(&source)["pushes"]
+            .as_array()
+            .is_some_and(|p| p.is_empty())
     });
+}
+
+/// Three RTMP players and one HTTP-FLV player on an edge: the origin sees one
+/// player (the pull), every player gets the stream byte for byte, and the pull
+/// lets go `origin_idle` after the last player left.
+#[test]
+fn an_edge_pulls_once_for_all_its_players_and_lets_go_when_they_leave() {
+    let (origin, edge) = origin_and_edge(AppKeys {
+        origin_idle: Some(Seconds(Duration::from_millis(500))),
+        ..AppKeys::default()
+    });
+    let dir = TempDir::new("edge");
+    let path = "live/cam";
+    // The first player arrives before anyone publishes at the origin: it waits
+    // while the pull waits for the stream.
+    let first = dir.join("first.flv");
+    let waiting = play_rtmpdump(&edge.url(path), &first);
+    origin.wait_for_players(path, 1, SUBSCRIBE);
+    let publisher = publish_ffmpeg(&origin.url(path), &fixture("av.flv"), true);
+    edge.wait_for_frames(path, SUBSCRIBE);
+    let outs: Vec<_> = (0..2).map(|i| dir.join(&format!("late-{i}.flv"))).collect();
+    let late: Vec<_> = outs
+        .iter()
+        .map(|out| play_rtmpdump(&edge.url(path), out))
+        .collect();
+    let addr = edge.http_addr();
+    let http = thread::spawn(move || {
+        let req = format!("GET /live/cam.flv HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        exchange(addr, req.as_bytes(), FINISH)
+    });
+    edge.wait_for_players(path, 4, SUBSCRIBE);
+    assert_eq!(origin.players(path), 1, "the origin serves the edge once");
+    wait_success(publisher, FINISH, "publisher");
+    wait_success(waiting, FINISH, "first player");
+    for (i, player) in late.into_iter().enumerate() {
+        wait_success(player, FINISH, &format!("late player {i}"));
+    }
+    let published = fixture_tags("av.flv");
+    assert_received_matches(&published, &read_flv(&first), false);
+    for out in &outs {
+        assert_received_matches(&published, &read_flv(out), false);
+    }
+    let http = http.join().unwrap();
+    assert_eq!(http.status, 200, "{}", http.text());
+    let (_, tags) = rtmpd::media::flv::parse(&http.body).unwrap();
+    assert_received_matches(&published, &tags, false);
+    // Everyone left: the pull stops after origin_idle and the origin is free.
+    wait_for("the pull to let go", SUBSCRIBE, || {
+        origin.stream_info(path).is_none()
+            && relays(&edge)["pulls"]
+                .as_array()
+                .is_some_and(|p| p.is_empty())
+    });
+}
+
+/// With the origin unreachable, a player is told StreamNotFound after
+/// origin_timeout; the next player tries again, and gets the stream once the
+/// origin is up. While a pull holds the key, a local publisher is refused.
+#[test]
+fn an_edge_without_its_origin_says_not_found_and_the_next_player_tries_again() {
+    let port = free_port();
+    let origin_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let edge = start_server_with(|c| {
+        with_app(
+            c,
+            "live",
+            AppKeys {
+                origin: Some(upstream(&format!("rtmp://{origin_addr}"))),
+                origin_timeout: Some(Seconds(Duration::from_secs(1))),
+                ..AppKeys::default()
+            },
+        )
+    });
+    let asked = Instant::now();
+    match play_answer(&edge, "live/cam") {
+        Err(ClientError::Status(s)) => {
+            assert_eq!(s.code, "NetStream.Play.StreamNotFound");
+            assert!(s.description.contains("origin"), "{}", s.description);
+        }
+        other => panic!("expected StreamNotFound, got {other:?}"),
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "answered within the timeout"
+    );
+    assert!(
+        relays(&edge)["pulls"].as_array().unwrap().is_empty(),
+        "forgotten"
+    );
+
+    // The origin comes up and publishes; the next player gets the stream.
+    let origin = start_server_with(|c| c.listen = vec![ListenAddr::Addr(origin_addr)]);
+    // Without the fixture's onMetaData: its duration would make rtmpdump call a
+    // stream it joined late incomplete.
+    let published = fixture_tags("av.flv")[1..].to_vec();
+    let mut publisher = new_publisher(&origin, "live/cam");
+    send_tags(&mut publisher, &published[..published.len() / 2]);
+    let dir = TempDir::new("edge-retry");
+    let out = dir.join("player.flv");
+    let player = ChildGuard::new(play_rtmpdump(&edge.url("live/cam"), &out));
+    edge.wait_for_players("live/cam", 1, SUBSCRIBE);
+    assert_eq!(origin.players("live/cam"), 1);
+    // A local publisher may not take the pulled key.
+    let mut local = connect_with(&edge, "live/cam", &options());
+    match local.publish("cam") {
+        Err(ClientError::Status(s)) => assert_eq!(s.code, "NetStream.Publish.BadName"),
+        other => panic!("a local publisher on a pulled key: {other:?}"),
+    }
+    send_tags(&mut publisher, &published[published.len() / 2..]);
+    publisher.close();
+    wait_success(player.take(), FINISH, "player");
+    assert_received_matches(&published, &read_flv(&out), false);
+}
+
+/// A pulled stream is published through admission as from the origin's
+/// address: IP rules refuse it (the player is told why it is not found), the
+/// publish secret does not apply (the server cannot show one).
+#[test]
+fn pulled_streams_pass_admission_without_the_secret() {
+    let secret = Secret::new("s3cret").unwrap();
+    let (origin, edge) = origin_and_edge(AppKeys {
+        publish_secret: Some(secret.clone()),
+        ..AppKeys::default()
+    });
+    let mut publisher = new_publisher(&origin, "live/cam");
+    let published = fixture_tags("av.flv");
+    send_tags(&mut publisher, &published[..20]);
+    let mut player = connect_with(&edge, "live/cam", &options());
+    player.play("cam").expect("the secret does not stop a pull");
+    player.close();
+    publisher.close();
+
+    let (origin, edge) = origin_and_edge(AppKeys {
+        deny_publish: Some(vec![IpRange::parse("127.0.0.0/8").unwrap()]),
+        ..AppKeys::default()
+    });
+    let mut publisher = new_publisher(&origin, "live/cam");
+    send_tags(&mut publisher, &published[..20]);
+    match play_answer(&edge, "live/cam") {
+        Err(ClientError::Status(s)) => {
+            assert_eq!(s.code, "NetStream.Play.StreamNotFound");
+            assert!(s.description.contains("refused"), "{}", s.description);
+        }
+        other => panic!("expected StreamNotFound, got {other:?}"),
+    }
+}
+
+/// A static pull keeps pulling while the server runs: its stream is there
+/// before any player asks, and comes back after the source went away.
+#[test]
+fn a_static_pull_runs_without_players_and_reconnects() {
+    let origin = start_server();
+    let from = upstream(&origin.url("live/cam"));
+    let edge = start_server_with(|c| {
+        let mut policy = rtmpd::config::Policy::clone(&c.policy);
+        policy.global.pull = Some(vec![PullEntry {
+            from,
+            as_name: Some("tv/one".into()),
+            tls_verify: None,
+        }]);
+        policy.global.push_backoff_min = Some(Seconds(Duration::from_millis(200)));
+        policy.global.push_backoff_max = Some(Seconds(Duration::from_millis(400)));
+        c.policy = std::sync::Arc::new(policy);
+    });
+    origin.wait_for_players("live/cam", 1, SUBSCRIBE);
+    let published = fixture_tags("av.flv");
+    for round in 0..2 {
+        let mut publisher = new_publisher(&origin, "live/cam");
+        send_tags(&mut publisher, &published[..40]);
+        edge.wait_for_frames("tv/one", SUBSCRIBE);
+        let pull = &relays(&edge)["pulls"][0];
+        assert_eq!(
+            (pull["app"].as_str(), pull["key"].as_str()),
+            (Some("tv"), Some("one"))
+        );
+        assert_eq!(pull["state"], "live", "round {round}: {pull}");
+        publisher.close();
+        wait_for("the pulled stream to pause", SUBSCRIBE, || {
+            !edge.is_live("tv/one")
+        });
+    }
+    // The source server goes away and comes back on the same address: the pull
+    // reconnects by itself.
+    let addr = origin.addr;
+    origin.handle.shutdown("test");
+    wait_for("the origin to stop", SUBSCRIBE, || {
+        origin.stopped.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    wait_for("the pull to back off", SUBSCRIBE, || {
+        relays(&edge)["pulls"][0]["state"] == "backing_off"
+    });
+    let again = start_server_with(|c| c.listen = vec![ListenAddr::Addr(addr)]);
+    again.wait_for_players("live/cam", 1, SUBSCRIBE);
+    assert!(relays(&edge)["pulls"][0]["reconnects"].as_u64().unwrap() >= 1);
+}
+
+/// A destination that refuses the publish is reported (log and API) and retried
+/// ever more slowly, never in a loop; an rtmps:// one is refused at once.
+#[test]
+fn refused_and_rtmps_destinations_are_reported_without_spinning() {
+    let destination = start_server_with(|c| {
+        with_app(
+            c,
+            "dest",
+            AppKeys {
+                publish_secret: Some(Secret::new("right").unwrap()),
+                ..AppKeys::default()
+            },
+        )
+    });
+    let refusing = destination.url("dest/{key}?secret=wrong");
+    let source = start_server_with(|c| {
+        let mut keys = AppKeys {
+            push: Some(push_to(&[
+                refusing,
+                "rtmps://platform.example:443/app/SECRETKEY".into(),
+            ])),
+            ..AppKeys::default()
+        };
+        keys.push_backoff_min = Some(Seconds(Duration::from_millis(200)));
+        keys.push_backoff_max = Some(Seconds(Duration::from_secs(2)));
+        with_app(c, "live", keys)
+    });
+    let mut publisher = new_publisher(&source, "live/cam");
+    let published = fixture_tags("av.flv");
+    send_tags(&mut publisher, &published[..10]);
+    let tls = push_status(&source, "live/cam", "rtmps://").expect("the rtmps push is listed");
+    assert_eq!(tls["state"], "disabled");
+    assert!(tls["last_error"].as_str().unwrap().contains("TLS"), "{tls}");
+    assert_eq!(
+        tls["url"], "rtmps://platform.example:443/app/SECR…",
+        "the key is not shown"
+    );
+    // The refused push: each wait is double the last, up to the maximum.
+    let mut waits: Vec<(u64, f64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waits.len() < 5 && Instant::now() < deadline {
+        if let Some(p) = push_status(&source, "live/cam", "dest/{key}") {
+            if p["state"] == "backing_off" {
+                let n = p["reconnects"].as_u64().unwrap();
+                if waits.last().is_none_or(|(m, _)| *m != n) {
+                    waits.push((n, p["retry_in_seconds"].as_f64().unwrap()));
+                    let e = p["last_error"].as_str().unwrap();
+                    assert!(e.contains("Unauthorized"), "{e}");
+                    assert!(!p["url"].as_str().unwrap().contains("wrong"), "{p}");
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let schedule = [0.2, 0.4, 0.8, 1.6, 2.0];
+    assert_eq!(waits.len(), 5, "{waits:?}");
+    for ((n, left), want) in waits.iter().zip(schedule) {
+        assert!(
+            *left <= want && *left > want - 0.15,
+            "attempt {n}: next in {left} s, expected just under {want} s ({waits:?})"
+        );
+    }
+    publisher.close();
+}
+
+/// A destination that refuses the publish because another publisher holds the
+/// key: the push reports the destination's own status (read from the
+/// connection), not a socket error.
+#[test]
+fn a_refusal_is_reported_with_the_destinations_status() {
+    let destination = start_server();
+    let source = start_server_with(|c| {
+        let mut keys = AppKeys {
+            push: Some(push_to(&[destination.url("live/{key}")])),
+            ..AppKeys::default()
+        };
+        keys.push_backoff_min = Some(Seconds(Duration::from_secs(5)));
+        with_app(c, "live", keys)
+    });
+    let squatter = new_publisher(&destination, "live/cam");
+    let mut publisher = new_publisher(&source, "live/cam");
+    send_tags(&mut publisher, &fixture_tags("av.flv")[..10]);
+    wait_push_state(&source, "live/cam", "live/{key}", "backing_off", SUBSCRIBE);
+    let p = push_status(&source, "live/cam", "live/{key}").unwrap();
+    assert!(
+        p["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("NetStream.Publish.BadName"),
+        "{p}"
+    );
+    squatter.close();
+    publisher.close();
 }

@@ -1,0 +1,401 @@
+//! Helpers of the relay tests: Debian's nginx-rtmp as the reference peer (run in
+//! the foreground with a generated config on a free port, restartable), a
+//! publisher of a known stream longer than the fixtures (a fixture looped, with
+//! timestamps that carry on), per-app config for in-process servers, and a TCP
+//! proxy that cuts connections to make relays reconnect.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rtmpd::client::{Client, ClientEvent, RtmpUrl};
+use rtmpd::config::policy::{AppKeys, Policy};
+use rtmpd::config::relay::{PushEntry, UpstreamUrl};
+use rtmpd::config::Config;
+use rtmpd::media::flv::{FlvTag, TAG_SCRIPT};
+
+use crate::client_support::{options, send_tags};
+use crate::http_support::get_json;
+use crate::support::*;
+
+// ---------------------------------------------------------------------------------
+// Config
+
+/// Sets per-app keys for `app` in the server's policy.
+pub fn with_app(config: &mut Config, app: &str, keys: AppKeys) {
+    let mut policy = Policy::clone(&config.policy);
+    policy.apps.insert(app.to_owned(), keys);
+    config.policy = Arc::new(policy);
+}
+
+/// Push entries for these URLs.
+pub fn push_to(urls: &[String]) -> Vec<PushEntry> {
+    urls.iter()
+        .map(|u| PushEntry::new(UpstreamUrl::parse(u).unwrap()))
+        .collect()
+}
+
+pub fn upstream(url: &str) -> UpstreamUrl {
+    UpstreamUrl::parse(url).unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// The API's view of relays
+
+/// `/api/relays` of the server: its pushes and pulls.
+pub fn relays(server: &TestServer) -> serde_json::Value {
+    get_json(server.http_addr(), "/api/relays").1
+}
+
+/// The push of `app/key` to the destination whose URL (as the API shows it)
+/// contains `url_part`.
+pub fn push_status(server: &TestServer, path: &str, url_part: &str) -> Option<serde_json::Value> {
+    let key = stream_key(path);
+    relays(server)["pushes"].as_array()?.iter().find_map(|p| {
+        (p["app"] == key.app.as_str()
+            && p["key"] == key.name.as_str()
+            && p["url"].as_str().is_some_and(|u| u.contains(url_part)))
+        .then(|| p.clone())
+    })
+}
+
+pub fn wait_push_state(
+    server: &TestServer,
+    path: &str,
+    url_part: &str,
+    state: &str,
+    timeout: Duration,
+) {
+    wait_for(
+        &format!("the push of {path} to {url_part} to be {state}"),
+        timeout,
+        || push_status(server, path, url_part).is_some_and(|p| p["state"] == state),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// A known stream, longer than a fixture
+
+/// `tags` played `loops` times as one stream: the script tag and sequence headers
+/// once at the start, the end-of-sequence marker only at the very end, and each
+/// loop's timestamps continuing the last (one frame's spacing after it), the way
+/// an encoder looping a file would send it.
+pub fn looped(tags: &[FlvTag], loops: u32) -> Vec<FlvTag> {
+    let last = tags.iter().map(|t| t.timestamp).max().unwrap_or(0);
+    let span = last + 40;
+    let mut out = Vec::new();
+    for n in 0..loops {
+        for tag in tags {
+            let setup = tag.tag_type == TAG_SCRIPT || is_sequence_header(tag);
+            if (setup && n > 0) || (is_end_of_sequence(tag) && n + 1 < loops) {
+                continue;
+            }
+            out.push(FlvTag {
+                tag_type: tag.tag_type,
+                timestamp: tag.timestamp + n * span,
+                data: tag.data.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Publishes `tags` to `url` with rtmpd's client, in real time (each tag when
+/// its timestamp is due), then unpublishes. Returns when the publish started;
+/// the thread returns the publisher's error, if any.
+pub fn publish_paced(url: &str, tags: Vec<FlvTag>) -> thread::JoinHandle<Result<(), String>> {
+    let url = RtmpUrl::parse(url).unwrap();
+    let (started_tx, started) = crossbeam_channel::bounded(1);
+    let handle = thread::spawn(move || {
+        let mut client = Client::connect(&url, &options()).map_err(|e| e.to_string())?;
+        client.publish(&url.name).map_err(|e| e.to_string())?;
+        let _ = started_tx.send(());
+        let start = Instant::now();
+        let first = tags.first().map_or(0, |t| t.timestamp);
+        for tag in &tags {
+            let due = start + Duration::from_millis(u64::from(tag.timestamp - first));
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+            send_tags(&mut client, std::slice::from_ref(tag));
+        }
+        client.close();
+        Ok(())
+    });
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the paced publisher to start publishing");
+    handle
+}
+
+/// A player built on rtmpd's client that keeps what it receives as FLV tags,
+/// for a server whose players never end by themselves (nginx-rtmp's wait for
+/// the next publisher): it plays `url` until it has received a tag with the
+/// data of `last` (or `timeout` passes), then leaves. Unlike a player writing a
+/// file, nothing it got can be stuck in a buffer.
+pub fn play_until(url: &str, last: FlvTag, timeout: Duration) -> thread::JoinHandle<Vec<FlvTag>> {
+    let url = RtmpUrl::parse(url).unwrap();
+    let (playing_tx, playing) = crossbeam_channel::bounded(1);
+    let handle = thread::spawn(move || {
+        let mut client = Client::connect(&url, &options()).expect("the player connects");
+        client.play(&url.name).expect("the player plays");
+        let _ = playing_tx.send(());
+        let deadline = Instant::now() + timeout;
+        let mut tags = Vec::new();
+        while Instant::now() < deadline {
+            let tag = match client.next_event_within(Duration::from_millis(200)) {
+                Ok(Some(ClientEvent::Media {
+                    type_id,
+                    timestamp,
+                    payload,
+                    ..
+                })) => FlvTag {
+                    tag_type: type_id,
+                    timestamp,
+                    data: payload,
+                },
+                Ok(Some(ClientEvent::Data {
+                    timestamp, payload, ..
+                })) => FlvTag {
+                    tag_type: TAG_SCRIPT,
+                    timestamp,
+                    data: payload,
+                },
+                Ok(_) => continue,
+                Err(e) => panic!("the player of {url}: {e}"),
+            };
+            let done = tag.tag_type == last.tag_type && tag.data == last.data;
+            tags.push(tag);
+            if done {
+                break;
+            }
+        }
+        client.close();
+        tags
+    });
+    playing
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the player to start playing");
+    handle
+}
+
+/// The last media tag of `tags` (not the end-of-sequence marker).
+pub fn last_media(tags: &[FlvTag]) -> FlvTag {
+    let (audio, video) = media_tracks(tags);
+    [audio.last(), video.last()]
+        .into_iter()
+        .flatten()
+        .max_by_key(|t| t.timestamp)
+        .cloned()
+        .expect("media tags")
+}
+
+// ---------------------------------------------------------------------------------
+// nginx-rtmp
+
+/// Debian's nginx with libnginx-mod-rtmp, in the foreground, on 127.0.0.1 and a
+/// free port, with `applications` as the body of its `server {}` block. Stopped
+/// when dropped.
+pub struct Nginx {
+    dir: TempDir,
+    conf: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    pub fn start(applications: &str) -> Nginx {
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let module = ["/usr/lib/nginx/modules", "/usr/share/nginx/modules"]
+            .iter()
+            .map(|d| PathBuf::from(d).join("ngx_rtmp_module.so"))
+            .find(|p| p.is_file())
+            .expect("nginx's rtmp module (scripts/test.sh installs libnginx-mod-rtmp)");
+        let path = dir.path().display().to_string();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module {module};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
+                 pid {path}/nginx.pid;\nerror_log {path}/error.log info;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 rtmp {{\n  server {{\n    listen 127.0.0.1:{port};\n    chunk_size 4096;\n\
+                 {applications}\n  }}\n}}\n",
+                module = module.display()
+            ),
+        )
+        .unwrap();
+        let mut nginx = Nginx {
+            dir,
+            conf,
+            port,
+            child: None,
+        };
+        nginx.run();
+        nginx
+    }
+
+    fn run(&mut self) {
+        let path = self.dir.path();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-p")
+            .arg(path)
+            .arg("-e")
+            .arg(path.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting nginx (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen on {addr}; its log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills nginx (its connections drop at once) and starts it again on the same
+    /// port; returns once it listens again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!("nginx log:\n{}", self.log());
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+// ---------------------------------------------------------------------------------
+// A proxy that cuts connections
+
+/// Forwards TCP connections to `target`, cutting each once `cut_after` bytes
+/// have gone from the client to the target: every connection through it fails
+/// mid-stream. Counts the connections; stops accepting when dropped.
+pub struct CuttingProxy {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    /// While set, connections are forwarded without a cut.
+    pub spare: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+impl CuttingProxy {
+    pub fn start(target: SocketAddr, cut_after: usize) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let spare = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, spared, stopped) = (connections.clone(), spare.clone(), stop.clone());
+        let accept = thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let limit = if spared.load(Ordering::SeqCst) {
+                    usize::MAX
+                } else {
+                    cut_after
+                };
+                thread::spawn(move || proxy(client, target, limit));
+            }
+        });
+        CuttingProxy {
+            addr,
+            connections,
+            spare,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://{}/{path}", self.addr)
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn proxy(client: TcpStream, target: SocketAddr, limit: usize) {
+    let Ok(server) = TcpStream::connect(target) else {
+        return;
+    };
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let back = thread::spawn(move || copy(s2, c2, usize::MAX));
+    copy(client, server, limit);
+    let _ = back.join();
+}
+
+/// Copies until EOF, an error or `limit` bytes; then shuts both sockets down.
+fn copy(mut from: TcpStream, mut to: TcpStream, limit: usize) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut moved = 0;
+    while moved < limit {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                moved += n;
+            }
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
