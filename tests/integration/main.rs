@@ -32,6 +32,7 @@ mod publishing;
 mod recording;
 mod relay;
 mod relay_nginx;
+mod relay_scale;
 mod relay_support;
 mod service;
 mod shutdown;

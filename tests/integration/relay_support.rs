@@ -79,6 +79,33 @@ pub fn wait_push_state(
     );
 }
 
+/// The waits a failing push chose, as the API shows them: for each of its next
+/// `n` attempts, (reconnects so far, seconds until the next one) as first seen
+/// while it backs off. Polls every 20 ms, for at most 20 s.
+pub fn observe_backoff(
+    server: &TestServer,
+    path: &str,
+    url_part: &str,
+    n: usize,
+) -> Vec<(u64, f64)> {
+    let mut waits: Vec<(u64, f64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waits.len() < n && Instant::now() < deadline {
+        if let Some(p) = push_status(server, path, url_part) {
+            let reconnects = p["reconnects"].as_u64().unwrap_or_default();
+            if p["state"] == "backing_off" && waits.last().is_none_or(|(m, _)| *m != reconnects) {
+                waits.push((
+                    reconnects,
+                    p["retry_in_seconds"].as_f64().unwrap_or_default(),
+                ));
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(waits.len(), n, "backoff waits seen: {waits:?}");
+    waits
+}
+
 // ---------------------------------------------------------------------------------
 // A known stream, longer than a fixture
 
@@ -312,26 +339,23 @@ pub fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------
 // A proxy that cuts connections
 
-/// Forwards TCP connections to `target`, cutting each once `cut_after` bytes
-/// have gone from the client to the target: every connection through it fails
-/// mid-stream. Counts the connections; stops accepting when dropped.
+/// Forwards TCP connections to `target`, cutting each `cut_after` after it
+/// began: every connection through it fails, mid-stream if it got that far.
+/// Counts the connections; stops accepting when dropped.
 pub struct CuttingProxy {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
-    /// While set, connections are forwarded without a cut.
-    pub spare: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     accept: Option<thread::JoinHandle<()>>,
 }
 
 impl CuttingProxy {
-    pub fn start(target: SocketAddr, cut_after: usize) -> CuttingProxy {
+    pub fn start(target: SocketAddr, cut_after: Duration) -> CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
-        let spare = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, spared, stopped) = (connections.clone(), spare.clone(), stop.clone());
+        let (count, stopped) = (connections.clone(), stop.clone());
         let accept = thread::spawn(move || {
             for client in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
@@ -339,18 +363,12 @@ impl CuttingProxy {
                 }
                 let Ok(client) = client else { continue };
                 count.fetch_add(1, Ordering::SeqCst);
-                let limit = if spared.load(Ordering::SeqCst) {
-                    usize::MAX
-                } else {
-                    cut_after
-                };
-                thread::spawn(move || proxy(client, target, limit));
+                thread::spawn(move || proxy(client, target, cut_after));
             }
         });
         CuttingProxy {
             addr,
             connections,
-            spare,
             stop,
             accept: Some(accept),
         }
@@ -371,31 +389,34 @@ impl Drop for CuttingProxy {
     }
 }
 
-fn proxy(client: TcpStream, target: SocketAddr, limit: usize) {
+fn proxy(client: TcpStream, target: SocketAddr, cut_after: Duration) {
     let Ok(server) = TcpStream::connect(target) else {
         return;
     };
-    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let back = thread::spawn(move || copy(s2, c2, usize::MAX));
-    copy(client, server, limit);
-    let _ = back.join();
+    let pipe = |from: &TcpStream, to: &TcpStream| {
+        let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+        thread::spawn(move || copy(from, to))
+    };
+    let (up, down) = (pipe(&client, &server), pipe(&server, &client));
+    thread::sleep(cut_after);
+    for socket in [&client, &server] {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+    let _ = (up.join(), down.join());
 }
 
-/// Copies until EOF, an error or `limit` bytes; then shuts both sockets down.
-fn copy(mut from: TcpStream, mut to: TcpStream, limit: usize) {
+/// Copies until EOF or an error.
+fn copy(mut from: TcpStream, mut to: TcpStream) {
     let mut buf = [0u8; 16 * 1024];
-    let mut moved = 0;
-    while moved < limit {
+    loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
-                moved += n;
             }
         }
     }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Write);
 }
