@@ -47,6 +47,17 @@ enum Part {
     },
 }
 
+/// Where a batch goes: every piece, in order.
+pub trait WritePieces {
+    fn write_pieces(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()>;
+}
+
+impl<T: Transport + ?Sized> WritePieces for T {
+    fn write_pieces(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
+        self.write_all(parts)
+    }
+}
+
 #[derive(Debug)]
 pub struct Batch {
     pre: Vec<u8>,
@@ -179,15 +190,16 @@ impl Batch {
             .chain([&own[self.own_done..], &self.post[..]])
     }
 
-    /// Sends everything, in order, in as few system calls as the transport allows,
-    /// and empties the batch (also when the write fails: the connection is over
+    /// Sends everything, in order, in as few system calls as `out` allows (a
+    /// connection's transport, or a recording's file), and empties the batch
+    /// (also when the write fails: the connection or the recording is over
     /// then). Returns the bytes written.
-    pub fn write(&mut self, transport: &mut dyn Transport) -> io::Result<usize> {
+    pub fn write<W: WritePieces + ?Sized>(&mut self, out: &mut W) -> io::Result<usize> {
         let len = self.len();
         if len == 0 {
             return Ok(0);
         }
-        let result = transport.write_all(&mut self.slices());
+        let result = out.write_pieces(&mut self.slices());
         self.clear();
         result.map(|()| len)
     }

@@ -31,7 +31,7 @@ use crate::media::player::PlayerFilter;
 use crate::net::{self, Transport};
 use crate::registry::{self, PlayerItem, Subscription};
 
-pub use batch::Batch;
+pub use batch::{Batch, WritePieces};
 pub use pace::Pace;
 
 /// How often a player whose frames flow looks at what the client sent: often

@@ -1,8 +1,9 @@
 //! The recorder's files: where they are made ([`Storage`]: the disk, or a test's
 //! stand-in for a slow or failing one) and one file being written ([`FlvFile`]).
 //!
-//! Tags are buffered in memory and reach the file at each checkpoint (every
-//! `record_flush`, default 1 s) or when the buffer fills, never one write per tag.
+//! Tags are batched in memory and reach the file at each checkpoint (every
+//! `record_flush`, default 1 s) or when the batch holds a write's worth, never one
+//! write per tag.
 //! A checkpoint writes the buffer out, rewrites `duration` and `filesize` in the
 //! head to what the file now holds, and asks the disk to keep it (`fdatasync`).
 //! So a `kill -9` loses at most what arrived since the last checkpoint (the
@@ -13,16 +14,19 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::metadata::{duration_bytes, filesize_bytes, FieldOffsets};
 use super::naming::with_counter;
-use crate::media::flv;
+use crate::media::frame::Frame;
+use crate::player::flv::FlvFraming;
+use crate::player::{Batch, WritePieces};
 
-/// Tags waiting for the next checkpoint, at most; a fuller buffer is written out
-/// at once.
-const BUFFER_BYTES: usize = 128 * 1024;
+/// Pieces handed to the kernel per `writev` (its limit is 1024).
+const PIECES_PER_WRITE: usize = 256;
 /// Names tried for a new file before giving up (`name`, `name-1`, ...).
 const MAX_COUNTER: u32 = 1000;
 
@@ -93,29 +97,61 @@ impl fmt::Display for FileError {
     }
 }
 
+/// A recording file as the place a batch goes: its pieces in vectored writes.
+struct FileOut<'a>(&'a mut dyn RecordFile);
+
+impl WritePieces for FileOut<'_> {
+    fn write_pieces(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
+        let mut parts = parts.peekable();
+        while parts.peek().is_some() {
+            let mut group: Vec<IoSlice> = parts
+                .by_ref()
+                .take(PIECES_PER_WRITE)
+                .map(IoSlice::new)
+                .collect();
+            let mut slices = &mut group[..];
+            while !slices.is_empty() {
+                match self.0.write_vectored(slices) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::error::Error for FileError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }
 }
 
-/// One recording file open for writing.
+/// One recording file open for writing. Tags gather in a batch of the player
+/// engine, in its FLV framing (header and trailer of our own, the payload shared
+/// with the publisher's frame, never copied), and go to the file in one vectored
+/// write when the batch holds a write's worth, and at each checkpoint.
 pub struct FlvFile {
     path: PathBuf,
-    out: BufWriter<Box<dyn RecordFile>>,
+    file: Box<dyn RecordFile>,
+    batch: Batch,
+    framing: FlvFraming,
     fields: FieldOffsets,
-    /// Bytes written, buffered or not: where the next tag goes.
+    /// Bytes written, batched or not: where the next tag goes.
     len: u64,
 }
 
 impl FlvFile {
     /// Creates a new file at `path`, or with a counter if that name is taken,
-    /// and writes `head`.
+    /// and writes `head`. `peer` (the publisher) names the recording in log lines.
     pub fn create(
         storage: &dyn Storage,
         path: &Path,
         head: &[u8],
         fields: FieldOffsets,
+        peer: SocketAddr,
     ) -> Result<FlvFile, FileError> {
         let mut n = 0;
         let (path, file) = loop {
@@ -132,13 +168,9 @@ impl FlvFile {
                 }
             }
         };
-        let mut file = FlvFile {
-            path,
-            out: BufWriter::with_capacity(BUFFER_BYTES, file),
-            fields,
-            len: 0,
-        };
-        file.write(head)?;
+        let mut file = FlvFile::new(path, file, fields, 0, peer);
+        file.batch.own().extend_from_slice(head);
+        file.len = head.len() as u64;
         Ok(file)
     }
 
@@ -149,6 +181,7 @@ impl FlvFile {
         path: &Path,
         len: u64,
         fields: FieldOffsets,
+        peer: SocketAddr,
     ) -> Result<FlvFile, FileError> {
         let fail = |action, source| FileError {
             path: path.to_owned(),
@@ -161,12 +194,24 @@ impl FlvFile {
             let why = format!("it is {end} bytes long, not the {len} bytes recorded");
             return Err(fail("continue", io::Error::other(why)));
         }
-        Ok(FlvFile {
-            path: path.to_owned(),
-            out: BufWriter::with_capacity(BUFFER_BYTES, file),
+        Ok(FlvFile::new(path.to_owned(), file, fields, len, peer))
+    }
+
+    fn new(
+        path: PathBuf,
+        file: Box<dyn RecordFile>,
+        fields: FieldOffsets,
+        len: u64,
+        peer: SocketAddr,
+    ) -> FlvFile {
+        FlvFile {
+            path,
+            file,
+            batch: Batch::new(),
+            framing: FlvFraming::new(peer),
             fields,
             len,
-        })
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -187,32 +232,29 @@ impl FlvFile {
         self.len == 0
     }
 
-    /// Appends one tag (to the buffer, or the file when the buffer is full).
-    pub fn write_tag(
-        &mut self,
-        tag_type: u8,
-        timestamp: u32,
-        data: &[u8],
-    ) -> Result<(), FileError> {
-        self.write(&flv::tag_header(tag_type, timestamp, data.len()))?;
-        self.write(data)?;
-        self.write(&flv::previous_tag_size(data.len()).to_be_bytes())
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), FileError> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| self.error("write", e))?;
-        self.len += bytes.len() as u64;
+    /// Appends `frame` as a tag at `timestamp` (to the batch, and the batch to
+    /// the file once it holds a write's worth).
+    pub fn write_tag(&mut self, frame: &Arc<Frame>, timestamp: u32) -> Result<(), FileError> {
+        let before = self.batch.len();
+        self.framing.tag(&mut self.batch, frame.clone(), timestamp);
+        self.len += (self.batch.len() - before) as u64;
+        if self.batch.is_full() {
+            self.write_batch()?;
+        }
         Ok(())
     }
 
-    /// Writes out what is buffered, sets `duration` and `filesize` to what the
+    fn write_batch(&mut self) -> Result<(), FileError> {
+        let result = self.batch.write(&mut FileOut(&mut *self.file));
+        result.map(drop).map_err(|e| self.error("write", e))
+    }
+
+    /// Writes out what is batched, sets `duration` and `filesize` to what the
     /// file holds, and syncs it to the disk.
     pub fn checkpoint(&mut self, duration_ms: u64) -> Result<(), FileError> {
-        self.out.flush().map_err(|e| self.error("write", e))?;
+        self.write_batch()?;
         let (fields, len) = (self.fields, self.len);
-        let file = self.out.get_mut();
+        let file = &mut self.file;
         let rewrite = (|| {
             file.seek(SeekFrom::Start(fields.duration))?;
             file.write_all(&duration_bytes(duration_ms))?;
@@ -221,10 +263,7 @@ impl FlvFile {
             file.seek(SeekFrom::Start(len)).map(drop)
         })();
         rewrite.map_err(|e| self.error("update the metadata of", e))?;
-        self.out
-            .get_mut()
-            .sync_data()
-            .map_err(|e| self.error("sync", e))
+        self.file.sync_data().map_err(|e| self.error("sync", e))
     }
 
     /// The last checkpoint, then the file is closed; its length.
@@ -246,8 +285,16 @@ impl FlvFile {
 mod tests {
     use super::*;
     use crate::amf::amf0;
-    use crate::media::flv::{FlvHeader, TAG_SCRIPT, TAG_VIDEO};
+    use crate::media::flv::{self, FlvHeader, TAG_SCRIPT};
+    use crate::media::frame::FrameKind;
     use crate::record::metadata::{self, Metadata};
+
+    const PEER: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
+
+    fn video(flags: u8) -> Arc<Frame> {
+        Arc::new(Frame::media(FrameKind::Video, 0, vec![flags, 1, 0, 0, 0]))
+    }
 
     fn temp_dir(label: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -285,15 +332,15 @@ mod tests {
         let dir = temp_dir("file");
         let path = dir.join("live/cam/a.flv");
         let (head, fields) = head();
-        let mut file = FlvFile::create(&Disk, &path, &head, fields).unwrap();
-        file.write_tag(TAG_VIDEO, 0, &[0x17, 1, 0, 0, 0]).unwrap();
+        let mut file = FlvFile::create(&Disk, &path, &head, fields, PEER).unwrap();
+        file.write_tag(&video(0x17), 0).unwrap();
         assert_eq!(
             std::fs::read(&path).unwrap().len(),
             0,
             "nothing is written before a checkpoint"
         );
         file.checkpoint(0).unwrap();
-        file.write_tag(TAG_VIDEO, 40, &[0x27, 1, 0, 0, 0]).unwrap();
+        file.write_tag(&video(0x27), 40).unwrap();
         file.checkpoint(40).unwrap();
         let on_disk = std::fs::read(&path).unwrap();
         assert_eq!(on_disk.len() as u64, file.len());
@@ -301,15 +348,15 @@ mod tests {
         assert_eq!(metadata::read_duration(&on_disk), Some(0.04));
 
         // The name is taken: a counter.
-        let second = FlvFile::create(&Disk, &path, &head, fields).unwrap();
+        let second = FlvFile::create(&Disk, &path, &head, fields, PEER).unwrap();
         assert_eq!(second.path(), dir.join("live/cam/a-1.flv"));
         drop(second);
 
         // Continued: only at the length it was left with.
         let len = file.close(40).unwrap();
-        assert!(FlvFile::reopen(&Disk, &path, len + 1, fields).is_err());
-        let mut again = FlvFile::reopen(&Disk, &path, len, fields).unwrap();
-        again.write_tag(TAG_VIDEO, 80, &[0x27, 1, 0, 0, 0]).unwrap();
+        assert!(FlvFile::reopen(&Disk, &path, len + 1, fields, PEER).is_err());
+        let mut again = FlvFile::reopen(&Disk, &path, len, fields, PEER).unwrap();
+        again.write_tag(&video(0x27), 80).unwrap();
         again.close(80).unwrap();
         let on_disk = std::fs::read(&path).unwrap();
         assert_eq!(flv::parse(&on_disk).unwrap().1.len(), 4);
@@ -324,7 +371,7 @@ mod tests {
         // A file where a folder should be.
         std::fs::write(dir.join("live"), b"").unwrap();
         let (head, fields) = head();
-        let err = FlvFile::create(&Disk, &dir.join("live/cam.flv"), &head, fields)
+        let err = FlvFile::create(&Disk, &dir.join("live/cam.flv"), &head, fields, PEER)
             .err()
             .unwrap();
         assert_eq!(err.action, "create");

@@ -205,6 +205,7 @@ impl Recorders {
         let job = recorder::Job {
             recorders: self.clone(),
             key: key.clone(),
+            peer,
             settings,
             limits,
             status: status.clone(),

@@ -4,6 +4,7 @@
 //! line, the status flagged; the stream goes on).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use super::segments::{Limits, Output, Segments};
 use super::{Ended, Recorders, Status};
 use crate::admission::RecordDoneHook;
 use crate::config::record::RecordSettings;
+use crate::media::frame::Frame;
 use crate::registry::{Next, PlayerItem, Subscription};
 use crate::stream_key::StreamKey;
 
@@ -25,6 +27,8 @@ use crate::stream_key::StreamKey;
 pub(super) struct Job {
     pub recorders: Arc<Recorders>,
     pub key: StreamKey,
+    /// The publisher's address.
+    pub peer: SocketAddr,
     pub settings: RecordSettings,
     pub limits: Limits,
     pub status: Arc<Status>,
@@ -62,6 +66,7 @@ pub(super) fn run(job: Job) {
     let Job {
         recorders,
         key,
+        peer,
         settings,
         limits,
         status,
@@ -95,6 +100,7 @@ pub(super) fn run(job: Job) {
         status: &status,
         recorders: &recorders,
         hook: hook.as_ref(),
+        peer,
         file: None,
         last: continued,
     };
@@ -207,6 +213,8 @@ struct Files<'a> {
     status: &'a Status,
     recorders: &'a Recorders,
     hook: Option<&'a RecordDoneHook>,
+    /// The publisher, for log lines about its frames.
+    peer: SocketAddr,
     file: Option<FlvFile>,
     /// The last file closed (or the one a previous publish left): what
     /// `resume` opens again.
@@ -232,7 +240,7 @@ impl Output for Files<'_> {
             &start_time(SystemTime::now()),
         );
         let path = self.settings.dir.join(name);
-        let file = FlvFile::create(self.storage, &path, head, fields)?;
+        let file = FlvFile::create(self.storage, &path, head, fields, self.peer)?;
         self.recorders
             .totals
             .bytes
@@ -247,17 +255,17 @@ impl Output for Files<'_> {
             action: "continue",
             source: std::io::Error::other("no file to continue"),
         })?;
-        let file = FlvFile::reopen(self.storage, &path, len, fields)?;
+        let file = FlvFile::reopen(self.storage, &path, len, fields, self.peer)?;
         self.opened(file, "continuing");
         Ok(())
     }
 
-    fn tag(&mut self, tag_type: u8, timestamp: u32, data: &[u8]) -> Result<(), FileError> {
+    fn tag(&mut self, frame: &Arc<Frame>, timestamp: u32) -> Result<(), FileError> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         let before = file.len();
-        file.write_tag(tag_type, timestamp, data)?;
+        file.write_tag(frame, timestamp)?;
         self.status.bytes.store(file.len(), Ordering::Relaxed);
         self.recorders
             .totals

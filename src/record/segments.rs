@@ -38,8 +38,9 @@ pub trait Output {
     fn begin(&mut self, head: &[u8], fields: FieldOffsets) -> Result<(), Self::Error>;
     /// Opens again the file the last publish ended, to continue it.
     fn resume(&mut self) -> Result<(), Self::Error>;
-    /// Appends one tag to the current file.
-    fn tag(&mut self, tag_type: u8, timestamp: u32, data: &[u8]) -> Result<(), Self::Error>;
+    /// Appends `frame` as one tag at `timestamp` to the current file (its
+    /// payload shared, not copied).
+    fn tag(&mut self, frame: &Arc<Frame>, timestamp: u32) -> Result<(), Self::Error>;
     /// Ends the current file, which holds `duration_ms` of stream.
     fn end(&mut self, duration_ms: u64) -> Result<(), Self::Error>;
 }
@@ -183,7 +184,7 @@ impl Segments {
                     self.begin_file(ts, out)?;
                 }
                 self.note_step(frame);
-                self.append(kind, ts, &frame.payload, out)
+                self.append(frame, ts, out)
             }
         }
     }
@@ -239,13 +240,13 @@ impl Segments {
                 .into_iter()
                 .flatten()
             {
-                self.append(header.kind, ts, &header.payload, out)?;
+                self.append(&header, ts, out)?;
             }
         } else {
             self.begin_file(ts, out)?;
         }
         self.note_step(frame);
-        self.append(frame.kind, ts, &frame.payload, out)
+        self.append(frame, ts, out)
     }
 
     /// Whether the current file is full when the next tag is at time `ts`.
@@ -266,31 +267,30 @@ impl Segments {
         self.timeline.admit(frame).unwrap_or(0)
     }
 
-    fn write<O: Output>(&mut self, frame: &Frame, out: &mut O) -> Result<(), O::Error> {
+    fn write<O: Output>(&mut self, frame: &Arc<Frame>, out: &mut O) -> Result<(), O::Error> {
         let ts = self.map(frame);
-        self.append(frame.kind, ts, &frame.payload, out)
+        self.append(frame, ts, out)
     }
 
-    /// Appends a tag at timeline time `ts` to the current file.
+    /// Appends `frame` at timeline time `ts` to the current file.
     fn append<O: Output>(
         &mut self,
-        kind: FrameKind,
+        frame: &Arc<Frame>,
         ts: u32,
-        data: &[u8],
         out: &mut O,
     ) -> Result<(), O::Error> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        if data.len() > flv::MAX_TAG_DATA_LEN {
+        if frame.payload.len() > flv::MAX_TAG_DATA_LEN {
             // RTMP messages are 24-bit too: this cannot come from a publisher.
             return Ok(());
         }
         let rel = ts.wrapping_sub(file.origin);
         // Cross-track jitter right at a file's start may step back a little.
         let rel = if (rel as i32) < 0 { 0 } else { rel };
-        out.tag(flv::tag_type(kind), rel, data)?;
-        file.bytes += tag_len(data);
+        out.tag(frame, rel)?;
+        file.bytes += tag_len(&frame.payload);
         file.last = file.last.max(rel);
         Ok(())
     }
@@ -364,9 +364,9 @@ mod tests {
             self.resumed += 1;
             Ok(())
         }
-        fn tag(&mut self, tag_type: u8, ts: u32, data: &[u8]) -> Result<(), ()> {
+        fn tag(&mut self, frame: &Arc<Frame>, ts: u32) -> Result<(), ()> {
             let file = self.current.as_mut().expect("a tag with no file open");
-            flv::write_tag(file, tag_type, ts, data);
+            flv::write_tag(file, flv::tag_type(frame.kind), ts, &frame.payload);
             Ok(())
         }
         fn end(&mut self, duration_ms: u64) -> Result<(), ()> {
