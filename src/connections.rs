@@ -15,6 +15,7 @@ use log::{debug, error, warn};
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::hls::Hls;
 use crate::lifecycle::{ConnectionKind, Lifecycle, Registration};
 use crate::net::keepalive;
 use crate::player::PlayerConfig;
@@ -46,6 +47,8 @@ pub(crate) struct Context {
     pub listeners: Vec<(Service, SocketAddr)>,
     /// Pushes and pulls to and from other servers.
     pub relay: Arc<Relay>,
+    /// Every live stream's HLS and the HLS viewers' sessions.
+    pub hls: Arc<Hls>,
 }
 
 /// What a listener serves.

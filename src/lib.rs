@@ -37,6 +37,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod connections;
+pub mod hls;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;

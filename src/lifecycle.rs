@@ -500,6 +500,36 @@ impl Registration {
         Ok(())
     }
 
+    /// Moves an established connection back to pending: an HTTP connection kept
+    /// alive between requests, which has proven nothing for the next one yet. It
+    /// may then be evicted for a newcomer, and a stop closes it, as any pending
+    /// connection. Anything but an established connection is left as it is.
+    pub fn idle(&self) {
+        let lifecycle = &self.lifecycle;
+        let mut table = lifecycle.table.lock();
+        match table.entries.get_mut(&self.id) {
+            Some(entry) if entry.phase == Phase::Established => entry.phase = Phase::Pending,
+            _ => return,
+        }
+        table.established_count -= 1;
+        if table.pending_count >= lifecycle.limits.max_pending {
+            lifecycle.evict_one(&mut table, self.peer);
+        }
+        table
+            .pending
+            .entry(group(self.peer.ip()))
+            .or_default()
+            .insert(self.id);
+        table.pending_count += 1;
+        if lifecycle.is_stopping() {
+            if let Some(entry) = table.entries.get_mut(&self.id) {
+                entry.phase = Phase::Closing;
+                let _ = entry.socket.shutdown(Shutdown::Both);
+            }
+            table.unpend(self.id, self.peer);
+        }
+    }
+
     /// The connection's phase now.
     pub fn phase(&self) -> Phase {
         let table = self.lifecycle.table.lock();

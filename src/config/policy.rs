@@ -117,6 +117,14 @@ app_keys! {
     origin_timeout: Seconds,
     /// Streams pulled as long as the server runs: `{ from = URL, as = "app/key" }`.
     pull: Vec<PullEntry>,
+    /// Serve the app's streams as HLS (default true).
+    hls: bool,
+    /// Complete HLS segments kept per stream (default 7).
+    hls_segments: SegmentCount,
+    /// Longest Low-Latency HLS part (default 0.5 s).
+    hls_part_seconds: Seconds,
+    /// Shortest HLS segment; segments end at the first keyframe after it (default 2 s).
+    hls_segment_seconds: Seconds,
 }
 
 /// What a client asks to do with a stream.
@@ -271,6 +279,25 @@ impl AppPolicy {
             .on_record_done
             .as_ref()
             .map(|u| ("on_record_done", u))
+    }
+
+    /// How the app's streams are cut for HLS; `None` when HLS is off for it.
+    /// Parts are 0.1 s to 5 s and at most a segment; segments 0.5 s to 30 s.
+    pub fn hls(&self) -> Option<crate::hls::SegmenterConfig> {
+        if !self.0.hls.unwrap_or(true) {
+            return None;
+        }
+        let ms = |s: &Option<Seconds>, default: f64, min: f64, max: f64| {
+            let secs = s.as_ref().map_or(default, |s| s.0.as_secs_f64());
+            (secs.clamp(min, max) * 1000.0).round() as u32
+        };
+        let segment_target_ms = ms(&self.0.hls_segment_seconds, 2.0, 0.5, 30.0);
+        let part_target_ms = ms(&self.0.hls_part_seconds, 0.5, 0.1, 5.0).min(segment_target_ms);
+        Some(crate::hls::SegmenterConfig {
+            part_target_ms,
+            segment_target_ms,
+            segments: self.0.hls_segments.map_or(7, |c| c.0),
+        })
     }
 
     /// The allow and deny lists of `verb` (empty when unset).
@@ -436,6 +463,22 @@ impl<'de> Deserialize<'de> for Seconds {
             )));
         }
         Ok(Seconds(Duration::from_secs_f64(secs)))
+    }
+}
+
+/// A number of HLS segments: 2 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentCount(pub usize);
+
+impl<'de> Deserialize<'de> for SegmentCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SegmentCount, D::Error> {
+        let n = u64::deserialize(d)?;
+        if !(2..=100).contains(&n) {
+            return Err(de::Error::custom(
+                "must be a number of segments from 2 to 100",
+            ));
+        }
+        Ok(SegmentCount(n as usize))
     }
 }
 

@@ -29,8 +29,7 @@ use super::request::{Request, Version};
 use super::response::{self, Body};
 use super::websocket::{self, ClientFrames};
 use super::Conn;
-use crate::admission::{ClientInfo, Decision, Request as Admit, Ticket};
-use crate::config::Verb;
+use crate::admission::Ticket;
 use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::media::flv::FlvHeader;
@@ -110,7 +109,7 @@ pub(crate) fn serve_http(conn: &mut Conn, req: &Request, app: &str, key: &str, h
     let Some(key) = stream_key(conn, app, key, !head) else {
         return;
     };
-    let Some(ticket) = admit(conn, req, &key, !head) else {
+    let Some(ticket) = super::admit_player(conn, req, &key, !head) else {
         return;
     };
     let key = ticket.key().clone();
@@ -169,7 +168,7 @@ pub(crate) fn serve_websocket(
     let Some(key) = stream_key(conn, app, key, true) else {
         return;
     };
-    let Some(ticket) = admit(conn, req, &key, true) else {
+    let Some(ticket) = super::admit_player(conn, req, &key, true) else {
         return;
     };
     let key = ticket.key().clone();
@@ -204,36 +203,6 @@ pub(crate) fn serve_websocket(
     play(conn, started, Envelope::WebSocket, head, rest);
 }
 
-/// Asks admission whether the client may play `key`; answers 403 itself if not.
-fn admit(conn: &mut Conn, req: &Request, key: &StreamKey, with_body: bool) -> Option<Ticket> {
-    let host = req.header("host").unwrap_or("");
-    let client = ClientInfo {
-        tc_url: format!("http://{host}/{}", key.app),
-        page_url: req
-            .header("origin")
-            .or_else(|| req.header("referer"))
-            .unwrap_or("")
-            .to_owned(),
-        ..ClientInfo::default()
-    };
-    let decision = conn.ctx.admission.decide(&Admit {
-        verb: Verb::Play,
-        key,
-        query: req.query.as_deref(),
-        peer: conn.peer,
-        client_id: conn.id,
-        client: &client,
-        relayed: false,
-    });
-    match decision {
-        Decision::Admit(ticket) => Some(ticket),
-        Decision::Refuse(refusal) => {
-            conn.send(&response::text(403, &refusal.reason, with_body, &[]));
-            None
-        }
-    }
-}
-
 /// On an edge app, pulls a stream that is not here from the origin and waits for
 /// it (see `relay::edge_wait`), so HTTP players get edge streams as RTMP players
 /// do. `None` (a 404 sent): it did not come. `Some(interest)`: go on, holding
@@ -264,7 +233,13 @@ struct Playing {
 
 /// The key the path names, by the rule RTMP names follow (the request's query is
 /// `req.query`); a name the rule refuses is answered with a 400 here.
-fn stream_key(conn: &mut Conn, app: &str, key: &str, with_body: bool) -> Option<StreamKey> {
+/// The stream an HTTP path names; answers 400 itself when the name is bad.
+pub(super) fn stream_key(
+    conn: &mut Conn,
+    app: &str,
+    key: &str,
+    with_body: bool,
+) -> Option<StreamKey> {
     match StreamKey::from_request(app, key, conn.ctx.config.max_name_len) {
         Ok(key) => Some(key),
         Err(e) => {

@@ -15,7 +15,9 @@
 
 mod api;
 mod flv_player;
+mod hls;
 mod metrics;
+mod page;
 pub mod request;
 pub mod response;
 mod websocket;
@@ -28,10 +30,13 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
+use crate::admission::{ClientInfo, Decision, Request as Admit, Ticket};
+use crate::config::Verb;
 use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::net::{TcpTransport, Transport};
+use crate::stream_key::StreamKey;
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
 
@@ -116,17 +121,39 @@ fn serve_routes(entry: Registration, ctx: Arc<Context>, routes: Routes) {
         id: entry.id(),
         ctx,
         routes,
+        keep_alive: false,
     };
-    let request = conn.read_request();
-    // A complete request makes the connection established (`--max-connections`).
-    match request.map(|r| (entry.establish(), r)) {
-        Ok((Ok(()), (req, rest))) => conn.respond(&req, rest),
-        Ok((Err(refusal), _)) => conn.refuse_established(refusal),
-        Err(_) if entry.phase() == Phase::Closing || conn.ctx.lifecycle.is_stopping() => {
-            debug!("{peer}: closed while pending (eviction or stop)");
-            return;
+    // Requests follow one another on a kept-alive connection; between them it is
+    // pending again (`Registration::idle`), so a stop or an eviction closes it.
+    let mut leftover = Vec::new();
+    let mut served = 0u64;
+    loop {
+        let request = conn.read_request(std::mem::take(&mut leftover));
+        // A complete request makes the connection established (`--max-connections`).
+        match request.map(|r| (entry.establish(), r)) {
+            Ok((Ok(()), (req, rest))) => match conn.respond(&req, rest) {
+                Some(rest) if !conn.ctx.lifecycle.is_stopping() => {
+                    served += 1;
+                    leftover = rest;
+                    entry.idle();
+                    continue;
+                }
+                _ => {}
+            },
+            Ok((Err(refusal), _)) => conn.refuse_established(refusal),
+            Err(_) if entry.phase() == Phase::Closing || conn.ctx.lifecycle.is_stopping() => {
+                debug!("{peer}: closed while pending (eviction or stop)");
+                return;
+            }
+            // A kept-alive connection the client closed or left idle: its end.
+            Err(
+                HttpError::ClosedEarly { received: 0 } | HttpError::Timeout { received: 0, .. },
+            ) if served > 0 => {
+                debug!("{peer}: keep-alive connection ended after {served} request(s)");
+            }
+            Err(e) => conn.refuse(e),
         }
-        Err(e) => conn.refuse(e),
+        break;
     }
     conn.transport.linger(LINGER, LINGER_BYTES);
     conn.transport.shutdown();
@@ -145,14 +172,17 @@ pub(crate) struct Conn {
     pub id: u64,
     pub ctx: Arc<Context>,
     routes: Routes,
+    /// The response being sent may leave the connection open for another request.
+    pub keep_alive: bool,
 }
 
 impl Conn {
-    /// Reads until a complete header block; returns the request and any bytes after it.
-    fn read_request(&mut self) -> Result<(Request, Vec<u8>), HttpError> {
+    /// Reads until a complete header block; returns the request and any bytes
+    /// after it. `buf` holds what was read past the previous request, if anything.
+    fn read_request(&mut self, mut buf: Vec<u8>) -> Result<(Request, Vec<u8>), HttpError> {
         let timeout = self.ctx.config.setup_timeout;
         let deadline = Instant::now() + timeout;
-        let mut buf = Vec::with_capacity(1024);
+        buf.reserve(1024);
         let mut chunk = [0u8; 2048];
         loop {
             if let Some((req, n)) = request::parse(&buf).map_err(HttpError::BadRequest)? {
@@ -237,12 +267,15 @@ impl Conn {
         }
     }
 
-    fn respond(&mut self, req: &Request, rest: Vec<u8>) {
+    /// Answers one request; `Some(rest)` when the connection stays open for the
+    /// next one (`rest`: bytes already read of it).
+    fn respond(&mut self, req: &Request, rest: Vec<u8>) -> Option<Vec<u8>> {
         let peer = self.peer;
         let mut route = request::route(req);
         let elsewhere = match self.routes {
             Routes::All => false,
-            Routes::Players => route.is_api(),
+            // The page lives with the API: it reads it.
+            Routes::Players => route.is_api() || matches!(route, Route::Page { .. }),
             Routes::Api => route.is_player(),
         };
         if elsewhere {
@@ -252,16 +285,47 @@ impl Conn {
             };
         }
         debug!("{peer}: {} {}: {route}", req.method, req.path);
+        self.keep_alive = wants_keep_alive(req)
+            && matches!(
+                route,
+                Route::Hls { .. }
+                    | Route::Page { .. }
+                    | Route::Streams { .. }
+                    | Route::Stream { .. }
+                    | Route::ServerInfo { .. }
+                    | Route::Metrics { .. }
+                    | Route::Preflight
+            );
         if route.is_api() && !self.authorized(req) {
-            return;
+            return None;
         }
         match route {
-            Route::Flv { app, key, head } => flv_player::serve_http(self, req, &app, &key, head),
+            Route::Flv { app, key, head } => {
+                flv_player::serve_http(self, req, &app, &key, head);
+                return None;
+            }
             Route::WebSocketFlv {
                 app,
                 key,
                 accept_key,
-            } => flv_player::serve_websocket(self, req, &app, &key, &accept_key, rest),
+            } => {
+                flv_player::serve_websocket(self, req, &app, &key, &accept_key, rest);
+                return None;
+            }
+            Route::Hls {
+                app,
+                key,
+                session,
+                file,
+                head,
+            } => {
+                if !hls::serve(self, req, &app, &key, session.as_deref(), file, head) {
+                    return None;
+                }
+            }
+            Route::Page { head } => {
+                self.send_body(200, "text/html; charset=utf-8", page::HTML.as_bytes(), head);
+            }
             Route::Streams { head } => {
                 let doc = api::streams(&self.ctx);
                 self.send_json(200, &doc, head);
@@ -292,7 +356,7 @@ impl Conn {
                     .header("access-control-request-headers")
                     .filter(|h| h.len() <= 512)
                     .unwrap_or("*");
-                self.send(&response::head(
+                let head = response::head_with(
                     204,
                     None,
                     Body::None,
@@ -302,7 +366,9 @@ impl Conn {
                         ("Access-Control-Allow-Headers", allow_headers),
                         ("Access-Control-Max-Age", "86400"),
                     ],
-                ));
+                    self.options("no-cache, no-store"),
+                );
+                self.send(&head);
             }
             Route::Error { status, message } => {
                 if status == 404 {
@@ -317,7 +383,17 @@ impl Conn {
                 };
                 let head = req.method == request::Method::Head;
                 self.send(&response::text(status, &message, !head, extra));
+                return None;
             }
+        }
+        self.keep_alive.then_some(rest)
+    }
+
+    /// Response options for a response with a length: kept alive if allowed.
+    pub fn options<'a>(&self, cache_control: &'a str) -> response::Options<'a> {
+        response::Options {
+            keep_alive: self.keep_alive,
+            cache_control,
         }
     }
 
@@ -361,7 +437,14 @@ impl Conn {
     }
 
     fn send_body(&mut self, status: u16, content_type: &str, body: &[u8], head_only: bool) {
-        let mut out = response::head(status, Some(content_type), Body::Length(body.len()), &[]);
+        let options = self.options("no-cache, no-store");
+        let mut out = response::head_with(
+            status,
+            Some(content_type),
+            Body::Length(body.len()),
+            &[],
+            options,
+        );
         if !head_only {
             out.extend_from_slice(body);
         }
@@ -381,6 +464,50 @@ impl Conn {
                 debug!("{}: write failed: {e}", self.peer);
                 false
             }
+        }
+    }
+}
+
+/// Whether the client lets the connection stay open after the response:
+/// HTTP/1.1 unless it says `close`, HTTP/1.0 only if it says `keep-alive`.
+fn wants_keep_alive(req: &Request) -> bool {
+    match req.version {
+        request::Version::Http11 => !req.header_has_token("connection", "close"),
+        request::Version::Http10 => req.header_has_token("connection", "keep-alive"),
+    }
+}
+
+/// Asks admission whether the client may play `key`; answers 403 itself if not.
+pub(crate) fn admit_player(
+    conn: &mut Conn,
+    req: &Request,
+    key: &StreamKey,
+    with_body: bool,
+) -> Option<Ticket> {
+    let host = req.header("host").unwrap_or("");
+    let client = ClientInfo {
+        tc_url: format!("http://{host}/{}", key.app),
+        page_url: req
+            .header("origin")
+            .or_else(|| req.header("referer"))
+            .unwrap_or("")
+            .to_owned(),
+        ..ClientInfo::default()
+    };
+    let decision = conn.ctx.admission.decide(&Admit {
+        verb: Verb::Play,
+        key,
+        query: req.query.as_deref(),
+        peer: conn.peer,
+        client_id: conn.id,
+        client: &client,
+        relayed: false,
+    });
+    match decision {
+        Decision::Admit(ticket) => Some(ticket),
+        Decision::Refuse(refusal) => {
+            conn.send(&response::text(403, &refusal.reason, with_body, &[]));
+            None
         }
     }
 }

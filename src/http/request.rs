@@ -313,6 +313,16 @@ pub enum Route {
     Relays { head: bool },
     /// `GET /metrics`.
     Metrics { head: bool },
+    /// `GET /` (or `/index.html`): the web page.
+    Page { head: bool },
+    /// `GET /{app}/{key}/[s-{session}/]{file}`: HLS.
+    Hls {
+        app: String,
+        key: String,
+        session: Option<String>,
+        file: HlsFile,
+        head: bool,
+    },
     /// `OPTIONS` anything: a CORS preflight.
     Preflight,
     /// Answer with this status and message.
@@ -331,10 +341,61 @@ impl fmt::Display for Route {
             Route::Recordings { .. } => f.write_str("recordings"),
             Route::Relays { .. } => f.write_str("relay stats"),
             Route::Metrics { .. } => f.write_str("metrics"),
+            Route::Page { .. } => f.write_str("the web page"),
+            Route::Hls { file, .. } => write!(f, "HLS {file:?}"),
             Route::Preflight => f.write_str("CORS preflight"),
             Route::Error { status, .. } => write!(f, "status {status}"),
         }
     }
+}
+
+/// The files of a stream's HLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsFile {
+    /// `index.m3u8`.
+    Multivariant,
+    /// `media.m3u8`.
+    Media,
+    /// `init-{id}.mp4`.
+    Init(u32),
+    /// `seg-{msn}.m4s`.
+    Segment(u64),
+    /// `part-{msn}.{index}.m4s`.
+    Part(u64, usize),
+}
+
+impl HlsFile {
+    fn parse(name: &str) -> Option<HlsFile> {
+        Some(match name {
+            "index.m3u8" => HlsFile::Multivariant,
+            "media.m3u8" => HlsFile::Media,
+            _ => {
+                if let Some(id) = name
+                    .strip_prefix("init-")
+                    .and_then(|n| n.strip_suffix(".mp4"))
+                {
+                    HlsFile::Init(number(id)?)
+                } else if let Some(msn) = name
+                    .strip_prefix("seg-")
+                    .and_then(|n| n.strip_suffix(".m4s"))
+                {
+                    HlsFile::Segment(number(msn)?)
+                } else {
+                    let rest = name.strip_prefix("part-")?.strip_suffix(".m4s")?;
+                    let (msn, part) = rest.split_once('.')?;
+                    HlsFile::Part(number(msn)?, number(part)?)
+                }
+            }
+        })
+    }
+}
+
+/// A decimal number without sign or leading `+`.
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 impl Route {
@@ -351,9 +412,12 @@ impl Route {
         )
     }
 
-    /// A player's route (HTTP-FLV, WebSocket-FLV).
+    /// A player's route (HTTP-FLV, WebSocket-FLV, HLS).
     pub fn is_player(&self) -> bool {
-        matches!(self, Route::Flv { .. } | Route::WebSocketFlv { .. })
+        matches!(
+            self,
+            Route::Flv { .. } | Route::WebSocketFlv { .. } | Route::Hls { .. }
+        )
     }
 
     fn error(status: u16, message: impl Into<String>) -> Route {
@@ -389,7 +453,21 @@ pub fn route(req: &Request) -> Route {
         .split('/')
         .collect();
     let not_found = || Route::error(404, format!("nothing at {}", req.path));
+    let hls = |app: &str, key: &str, session: Option<&str>, file: &str| match (
+        HlsFile::parse(file),
+        app.is_empty() || key.is_empty(),
+    ) {
+        (Some(file), false) => Route::Hls {
+            app: app.into(),
+            key: key.into(),
+            session: session.map(str::to_owned),
+            file,
+            head,
+        },
+        _ => not_found(),
+    };
     let route = match segments.as_slice() {
+        [""] | ["index.html"] => Route::Page { head },
         ["api", "streams"] => Route::Streams { head },
         ["api", "streams", app, key] => Route::Stream {
             app: (*app).into(),
@@ -407,6 +485,11 @@ pub fn route(req: &Request) -> Route {
                 head,
             },
             _ => not_found(),
+        },
+        [app, key, file] => hls(app, key, None, file),
+        [app, key, session, file] => match session.strip_prefix("s-") {
+            Some(token) => hls(app, key, Some(token), file),
+            None => not_found(),
         },
         _ => not_found(),
     };
@@ -616,7 +699,34 @@ mod tests {
             Route::Error { status, .. } => status,
             other => panic!("expected an error, got {other:?}"),
         };
-        assert_eq!(status(r("GET / HTTP/1.1\r\n\r\n")), 404);
+        assert_eq!(r("GET / HTTP/1.1\r\n\r\n"), Route::Page { head: false });
+        let hls = |path: &str| match r(&format!("GET {path} HTTP/1.1\r\n\r\n")) {
+            Route::Hls { session, file, .. } => Some((session, file)),
+            _ => None,
+        };
+        assert_eq!(
+            hls("/live/x/index.m3u8"),
+            Some((None, HlsFile::Multivariant))
+        );
+        assert_eq!(
+            hls("/live/x/s-ab12/part-7.3.m4s"),
+            Some((Some("ab12".into()), HlsFile::Part(7, 3)))
+        );
+        assert_eq!(
+            hls("/live/x/seg-12.m4s"),
+            Some((None, HlsFile::Segment(12)))
+        );
+        assert_eq!(hls("/live/x/init-0.mp4"), Some((None, HlsFile::Init(0))));
+        assert_eq!(hls("/live/x/seg-+1.m4s"), None);
+        assert_eq!(hls("/live/x/part-1.m4s"), None);
+        assert_eq!(hls("/live/x/other.txt"), None);
+        assert_eq!(hls("/live/x/y/media.m3u8"), None);
+        assert_eq!(
+            status(r(
+                "GET /live/x/seg-99999999999999999999999.m4s HTTP/1.1\r\n\r\n"
+            )),
+            404
+        );
         assert_eq!(status(r("GET /live/.flv HTTP/1.1\r\n\r\n")), 404);
         assert_eq!(status(r("GET /live/x.mp4 HTTP/1.1\r\n\r\n")), 404);
         assert_eq!(status(r("GET /a/b/c.flv HTTP/1.1\r\n\r\n")), 404);

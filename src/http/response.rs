@@ -1,7 +1,7 @@
-//! HTTP/1.1 response heads, without I/O. Every response rtmpd sends closes the
-//! connection afterwards (`Connection: close`): API and metrics answers are small
-//! and infrequent, and a live FLV body never ends on its own, so keep-alive would
-//! buy nothing but state. Every response allows any origin (CORS), so browser
+//! HTTP/1.1 response heads, without I/O. A live FLV body never ends on its own,
+//! so those responses close the connection (`Connection: close`), as do errors;
+//! responses with a length (HLS, the page, the API) may keep it alive
+//! ([`Options`]), since HLS players poll several times a second. Every response allows any origin (CORS), so browser
 //! players and dashboards on other sites can use the server.
 
 use std::fmt::Write as _;
@@ -43,21 +43,52 @@ pub enum Body {
     None,
 }
 
+/// What a response says about the connection and caching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options<'a> {
+    /// `Connection: keep-alive` (another request may follow) instead of `close`.
+    pub keep_alive: bool,
+    pub cache_control: &'a str,
+}
+
+impl Options<'_> {
+    /// Close after the response; nothing cached.
+    pub const CLOSE: Options<'static> = Options {
+        keep_alive: false,
+        cache_control: "no-cache, no-store",
+    };
+}
+
 /// The status line and headers, ending with the blank line. `extra` headers come
-/// after the standard ones.
+/// after the standard ones. The connection closes after the response.
 pub fn head(
     status: u16,
     content_type: Option<&str>,
     body: Body,
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
+    head_with(status, content_type, body, extra, Options::CLOSE)
+}
+
+/// [`head`] with a say on keep-alive and caching.
+pub fn head_with(
+    status: u16,
+    content_type: Option<&str>,
+    body: Body,
+    extra: &[(&str, &str)],
+    options: Options,
+) -> Vec<u8> {
     let mut h = String::with_capacity(256);
     let _ = write!(h, "HTTP/1.1 {status} {}\r\n", reason(status));
     let _ = write!(h, "Server: rtmpd/{}\r\n", env!("CARGO_PKG_VERSION"));
     let _ = write!(h, "Date: {}\r\n", http_date(SystemTime::now()));
     if status != 101 {
-        h.push_str("Connection: close\r\n");
-        h.push_str("Cache-Control: no-cache, no-store\r\n");
+        h.push_str(if options.keep_alive {
+            "Connection: keep-alive\r\n"
+        } else {
+            "Connection: close\r\n"
+        });
+        let _ = write!(h, "Cache-Control: {}\r\n", options.cache_control);
         h.push_str("Access-Control-Allow-Origin: *\r\n");
     }
     if let Some(ct) = content_type {

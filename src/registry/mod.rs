@@ -21,12 +21,13 @@
 mod doorbell;
 mod fanout;
 mod stats;
+mod tap;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{unbounded, Receiver, TryRecvError};
@@ -46,6 +47,8 @@ pub use stats::{
     PlayerInfo, PlayerProtocol, PlayerStats, PublisherStats, RegistryTotals, StreamInfo,
     StreamStats,
 };
+use tap::ViewerSlot;
+pub use tap::{FrameTap, PublishTap, Viewer};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RegistryConfig {
@@ -84,6 +87,7 @@ struct StreamState {
     ingress: Option<Ingress>,
     cache: GopCache,
     players: Vec<PlayerSlot>,
+    viewers: Vec<ViewerSlot>,
 }
 
 struct Stream {
@@ -99,6 +103,7 @@ pub struct Registry {
     /// Set by `close`: no more publishing; every subscription ends at once.
     closed: AtomicBool,
     clock: Clock,
+    tap: OnceLock<Arc<dyn PublishTap>>,
 }
 
 impl Registry {
@@ -110,7 +115,13 @@ impl Registry {
             totals: Totals::default(),
             closed: AtomicBool::new(false),
             clock: Clock(Instant::now()),
+            tap: OnceLock::new(),
         })
+    }
+
+    /// Sets what taps every publish from now on (once; later calls are ignored).
+    pub fn set_tap(&self, tap: Arc<dyn PublishTap>) {
+        let _ = self.tap.set(tap);
     }
 
     /// Ends every stream the way a publisher's stop ends it, for the server's
@@ -147,6 +158,7 @@ impl Registry {
                         ingress: None,
                         cache: GopCache::new(self.config.gop),
                         players: Vec::new(),
+                        viewers: Vec::new(),
                     }),
                 })
             })
@@ -187,11 +199,31 @@ impl Registry {
         });
         drop(state);
         drop(streams);
+        let tap = self.tap.get().and_then(|t| t.start(key)).map(Mutex::new);
         Ok(Publisher {
             registry: self.clone(),
             stream,
             id,
+            tap,
         })
+    }
+
+    /// Adds a viewer: a player that is served without a queue (HLS), listed in
+    /// the stats and counted in the plays.
+    pub fn watch(self: &Arc<Self>, key: &StreamKey, player: PlayerInfo) -> Viewer {
+        let stream = self.entry(&mut self.streams.lock(), key);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.totals.add_play(player.protocol);
+        stream.state.lock().viewers.push(ViewerSlot {
+            id,
+            info: player,
+            connected: Instant::now(),
+        });
+        Viewer {
+            registry: self.clone(),
+            stream,
+            id,
+        }
     }
 
     /// Subscribes an RTMP player with its own bytes-out counter; see [`Registry::play_as`].
@@ -309,7 +341,7 @@ impl Registry {
     fn release(&self, stream: &Arc<Stream>) {
         let mut streams = self.streams.lock();
         let state = stream.state.lock();
-        if state.publisher.is_none() && state.players.is_empty() {
+        if state.publisher.is_none() && state.players.is_empty() && state.viewers.is_empty() {
             if let Some(current) = streams.get(&stream.key) {
                 if Arc::ptr_eq(current, stream) {
                     streams.remove(&stream.key);
@@ -352,6 +384,9 @@ pub struct Publisher {
     registry: Arc<Registry>,
     stream: Arc<Stream>,
     id: u64,
+    /// Behind a lock only so `push` can take `&self`; only this publisher's
+    /// thread ever takes it.
+    tap: Option<Mutex<Box<dyn FrameTap>>>,
 }
 
 impl Publisher {
@@ -396,6 +431,10 @@ impl Publisher {
         state
             .players
             .retain_mut(|p| p.offer(&frame, resume_here, cap, key, dropped, now));
+        drop(state);
+        if let Some(tap) = &self.tap {
+            tap.lock().frame(&frame);
+        }
     }
 }
 
@@ -412,6 +451,9 @@ impl Drop for Publisher {
                 .retain(|p| p.send(PlayerItem::PublishStop, now));
         }
         drop(state);
+        if let Some(tap) = &self.tap {
+            tap.lock().end();
+        }
         self.registry.release(&self.stream);
     }
 }

@@ -18,13 +18,16 @@ pub enum PlayerProtocol {
     Rtmp,
     HttpFlv,
     WsFlv,
+    /// An HLS session (playlist and segment requests; see `crate::hls`).
+    Hls,
 }
 
 impl PlayerProtocol {
-    pub const ALL: [PlayerProtocol; 3] = [
+    pub const ALL: [PlayerProtocol; 4] = [
         PlayerProtocol::Rtmp,
         PlayerProtocol::HttpFlv,
         PlayerProtocol::WsFlv,
+        PlayerProtocol::Hls,
     ];
 
     /// How many protocols there are: the size of per-protocol counters.
@@ -36,6 +39,7 @@ impl PlayerProtocol {
             PlayerProtocol::Rtmp => "rtmp",
             PlayerProtocol::HttpFlv => "http-flv",
             PlayerProtocol::WsFlv => "ws-flv",
+            PlayerProtocol::Hls => "hls",
         }
     }
 
@@ -181,7 +185,7 @@ impl Stream {
         StreamInfo {
             key: self.key.clone(),
             publisher: st.publisher.map(|(_, peer)| peer),
-            players: st.players.iter().filter(|p| p.lossless.is_none()).count(),
+            players: st.players.iter().filter(|p| p.lossless.is_none()).count() + st.viewers.len(),
             cached_frames: st.cache.cached_frames(),
         }
     }
@@ -216,6 +220,13 @@ impl Stream {
                     dropped_frames: p.dropped,
                     bytes_out: p.info.bytes_out.load(Ordering::Relaxed),
                 })
+                .chain(st.viewers.iter().map(|v| PlayerStats {
+                    peer: v.info.peer,
+                    protocol: v.info.protocol,
+                    connected: now.saturating_duration_since(v.connected),
+                    dropped_frames: 0,
+                    bytes_out: v.info.bytes_out.load(Ordering::Relaxed),
+                }))
                 .collect(),
         }
     }

@@ -29,6 +29,7 @@ use crate::admission::Admission;
 use crate::config::settings::SETTINGS;
 use crate::config::Config;
 use crate::connections::{accept_loop, Context, Counters};
+use crate::hls::Hls;
 use crate::lifecycle::{Lifecycle, Limits, Registration};
 use crate::media::gop::GopLimits;
 use crate::record::file::{Disk, Storage};
@@ -157,20 +158,31 @@ impl Server {
         let relay = Arc::new(Relay::default());
         let relays = relay.clone();
         lifecycle.on_stop("end every relay", move || relays.stop());
-        Ok(Server {
-            ctx: Arc::new(Context {
+        // HLS reads each app's settings from the live policy at every publish.
+        let ctx = Arc::new_cyclic(|ctx: &std::sync::Weak<Context>| {
+            let ctx = ctx.clone();
+            let hls = Hls::new(Box::new(move |key| {
+                ctx.upgrade()?.admission.policy().app(&key.app).hls()
+            }));
+            Context {
                 listeners: listeners.iter().map(|l| (l.service, l.addr)).collect(),
                 admission: Admission::new(config.policy.clone()),
                 config,
-                registry,
+                registry: registry.clone(),
                 started: Instant::now(),
-                lifecycle,
+                lifecycle: lifecycle.clone(),
                 counters: Counters::default(),
                 recorders: Recorders::new(storage),
                 relay,
-            }),
-            listeners,
-        })
+                hls,
+            }
+        });
+        if !ctx.config.http.is_empty() {
+            registry.set_tap(ctx.hls.clone());
+        }
+        let hls = ctx.hls.clone();
+        lifecycle.on_stop("end HLS", move || hls.close());
+        Ok(Server { ctx, listeners })
     }
 
     /// Every listener: what it serves and where.
@@ -241,6 +253,9 @@ impl Server {
             accepting.push((addr, thread));
         }
         crate::relay::start_static_pulls(&ctx);
+        if !ctx.config.http.is_empty() {
+            spawn_hls_sweeper(&ctx)?;
+        }
         // Every listener has been listening since `bind`: clients can connect.
         crate::systemd::ready(Some(&format!("serving {}", serving.join(", "))));
 
@@ -309,6 +324,20 @@ fn wake_address(addr: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, addr.port())
+}
+
+/// Ends idle HLS sessions and forgets ended HLS streams, once a second, until
+/// the stop (whose hook ends what is left).
+fn spawn_hls_sweeper(ctx: &Arc<Context>) -> io::Result<()> {
+    let ctx = ctx.clone();
+    thread::Builder::new()
+        .name("hls sweeper".into())
+        .spawn(move || {
+            while !ctx.lifecycle.wait_stopping(Some(Duration::from_secs(1))) {
+                ctx.hls.sweep(Instant::now());
+            }
+        })
+        .map(drop)
 }
 
 fn spawn_accept_loop(
