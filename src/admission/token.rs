@@ -128,14 +128,17 @@ pub struct Target {
 }
 
 /// The stream `url` names: `rtmp[s]://HOST/APP/KEY`, or
-/// `http[s]://HOST/APP/KEY.flv` and `ws[s]://…` (which only play). The key is
-/// named as the server names it ([`StreamKey::from_request`]: the query is not
-/// part of it, %-escapes are decoded, the name rules apply).
+/// `http[s]://HOST/APP/KEY.flv`, `ws[s]://…` and the HLS playlist
+/// `http[s]://HOST/APP/KEY/index.m3u8` (which only play). The key is named as
+/// the server names it ([`StreamKey::from_request`]: the query is not part of
+/// it, %-escapes are decoded, the name rules apply).
 pub fn target(url: &str) -> Result<Target, String> {
     let bad = |why: &str| format!("{url}: {why}");
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| bad("not a URL (rtmp://HOST/APP/KEY or http://HOST/APP/KEY.flv)"))?;
+        .ok_or_else(|| {
+            bad("not a URL (rtmp://HOST/APP/KEY, http://HOST/APP/KEY.flv or http://HOST/APP/KEY/index.m3u8)")
+        })?;
     let play_only = match scheme {
         "rtmp" | "rtmps" => false,
         "http" | "https" | "ws" | "wss" => true,
@@ -152,7 +155,8 @@ pub fn target(url: &str) -> Result<Target, String> {
         .ok_or_else(|| bad("the path must be /APP/KEY"))?;
     let name = if play_only {
         name.strip_suffix(".flv")
-            .ok_or_else(|| bad("an HTTP or WebSocket URL ends in .flv"))?
+            .or_else(|| name.strip_suffix("/index.m3u8"))
+            .ok_or_else(|| bad("an HTTP or WebSocket URL ends in .flv (or /index.m3u8 for HLS)"))?
     } else {
         name
     };

@@ -130,6 +130,10 @@ pub struct Segmenter {
     tracks: [Option<Track>; 2],
     /// The configurations changed since the current init was made.
     reconfigured: bool,
+    /// Samples of the other track whose successor came before the first
+    /// keyframe's: they may belong after it (a sample is held back until the next
+    /// of its track, so tracks commit out of step).
+    preroll: Vec<(usize, Pending, i64)>,
     init: Option<Arc<Init>>,
     /// Milliseconds on the timeline that are decode time 0.
     origin_ms: Option<i64>,
@@ -146,6 +150,9 @@ pub struct Segmenter {
     noted: Vec<String>,
 }
 
+/// Samples kept while waiting for the first keyframe (a few seconds of audio).
+const MAX_PREROLL: usize = 256;
+
 const VIDEO: usize = 0;
 const AUDIO: usize = 1;
 
@@ -158,6 +165,7 @@ impl Segmenter {
             size_hint: (0, 0),
             tracks: [None, None],
             reconfigured: false,
+            preroll: Vec::new(),
             init: None,
             origin_ms: None,
             open: OpenPart::default(),
@@ -337,9 +345,18 @@ impl Segmenter {
     fn commit(&mut self, index: usize, s: Pending, duration_ms: i64) -> bool {
         let clock = self.clock();
         let mut new_part = false;
-        if self.init.is_none() || (self.reconfigured && index == clock && s.key) {
+        let starts = self.init.is_none() || (self.reconfigured && index == clock && s.key);
+        if starts {
             if index != clock || !s.key {
-                return false; // nothing starts before the clock track's keyframe
+                // Nothing starts before the clock track's keyframe; the other
+                // track's samples wait to see where it falls.
+                if self.init.is_none() && index != clock {
+                    if self.preroll.len() >= MAX_PREROLL {
+                        self.preroll.remove(0);
+                    }
+                    self.preroll.push((index, s, duration_ms));
+                }
+                return false;
             }
             new_part |= self.close_part();
             self.close_segment();
@@ -359,8 +376,20 @@ impl Segmenter {
                 new_part |= self.close_part();
             }
         }
+        self.append(index, s, duration_ms);
+        if starts {
+            for (index, s, duration_ms) in std::mem::take(&mut self.preroll) {
+                self.append(index, s, duration_ms);
+            }
+        }
+        new_part
+    }
+
+    /// Adds a sample to the open part (a sample before decode time 0 is dropped).
+    fn append(&mut self, index: usize, s: Pending, duration_ms: i64) {
+        let clock = self.clock();
         let Some(init) = &self.init else {
-            return new_part;
+            return;
         };
         // The init may lack this track (configured after it was made).
         let Some(slot) = init
@@ -368,12 +397,12 @@ impl Segmenter {
             .iter()
             .position(|t| t.is_video() == (index == VIDEO))
         else {
-            return new_part;
+            return;
         };
         let config = &init.tracks[slot];
         let origin = *self.origin_ms.get_or_insert(s.dts_ms);
         if s.dts_ms < origin {
-            return new_part; // jitter before the first keyframe
+            return; // before the first keyframe
         }
         let ticks = |ms: i64| ((ms - origin) as i128 * i128::from(config.timescale) / 1000) as u64;
         let start = ticks(s.dts_ms);
@@ -393,7 +422,6 @@ impl Segmenter {
             open.end_ms = s.dts_ms + duration_ms;
             open.independent |= s.key;
         }
-        new_part
     }
 
     fn start_init(&mut self) {

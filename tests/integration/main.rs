@@ -15,6 +15,7 @@ mod handshake;
 // Shared with the fuzz targets in tests/fuzz.
 #[path = "../harness/mod.rs"]
 mod harness;
+mod hls;
 mod hostile;
 mod http_api;
 mod http_flv;

@@ -297,6 +297,17 @@ pub fn ffprobe_packets(target: &str, timeout: Duration) -> Vec<BTreeMap<String, 
     run_ffprobe("packet=codec_type,size", target, None, timeout)
 }
 
+/// The packets ffprobe reads from `target`, in order, with codec_type, pts_time,
+/// flags and data_hash (`SHA256:hex` of the packet's data).
+pub fn ffprobe_packet_hashes(target: &str, timeout: Duration) -> Vec<BTreeMap<String, String>> {
+    run_ffprobe(
+        "packet=codec_type,pts_time,flags,data_hash -show_data_hash SHA256",
+        target,
+        None,
+        timeout,
+    )
+}
+
 /// Like [`ffprobe_streams`] on what `feed` writes to ffprobe's stdin (`ffprobe -`),
 /// e.g. a stream the test reads from a socket. `feed` runs on a thread of its own;
 /// its writes fail once ffprobe has seen enough and exited, which should end it.
@@ -328,15 +339,23 @@ fn run_ffprobe(
     timeout: Duration,
 ) -> Vec<BTreeMap<String, String>> {
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error", "-show_entries", entries])
-        .args(["-of", "compact=p=0", target])
-        .stdin(if feed.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    // `entries` may carry further options after the entries themselves.
+    let mut entries = entries.split(' ');
+    cmd.args([
+        "-v",
+        "error",
+        "-show_entries",
+        entries.next().unwrap_or_default(),
+    ])
+    .args(entries)
+    .args(["-of", "compact=p=0", target])
+    .stdin(if feed.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));

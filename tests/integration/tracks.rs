@@ -1,6 +1,6 @@
 //! Players find exactly the published tracks. Real players (Debian's ffprobe and
 //! ffmpeg 5.1; ffmpeg 9 for the Enhanced RTMP codecs; VLC; GStreamer) play the server
-//! over RTMP, HTTP-FLV and WebSocket-FLV and must see each published audio and video
+//! over RTMP, HTTP-FLV, WebSocket-FLV and HLS (fMP4) and must see each published audio and video
 //! track and nothing else. A stray data message in the answer to `play` once showed
 //! up in ffmpeg and VLC as an extra "Data" stream (and broke `ffmpeg -map 0` into
 //! Matroska) while every byte-level comparison passed.
@@ -87,9 +87,16 @@ enum Protocol {
     Rtmp,
     HttpFlv,
     WsFlv,
+    /// The multivariant playlist (fMP4 segments).
+    Hls,
 }
 
-const PROTOCOLS: [Protocol; 3] = [Protocol::Rtmp, Protocol::HttpFlv, Protocol::WsFlv];
+const PROTOCOLS: [Protocol; 4] = [
+    Protocol::Rtmp,
+    Protocol::HttpFlv,
+    Protocol::WsFlv,
+    Protocol::Hls,
+];
 
 // ---------------------------------------------------------------------------------
 // Tests
@@ -109,7 +116,7 @@ fn ffprobe_and_ffmpeg_find_exactly_the_published_tracks() {
             }));
         }
     }
-    let remux = [Protocol::Rtmp, Protocol::HttpFlv];
+    let remux = [Protocol::Rtmp, Protocol::HttpFlv, Protocol::Hls];
     checks.extend(live.remux_checks(ffmpeg, &H264_AAC, &remux, &dir));
     run_checks(checks);
 }
@@ -321,6 +328,7 @@ impl LiveStreams {
             Protocol::Rtmp => Source::Url(self.server.url(path)),
             Protocol::HttpFlv => Source::Url(self.server.http_url(&flv)),
             Protocol::WsFlv => Source::WebSocket(self.server.http_addr(), flv),
+            Protocol::Hls => Source::Url(self.server.http_url(&format!("{path}/index.m3u8"))),
         }
     }
 }

@@ -1,0 +1,416 @@
+//! HLS from memory: what ffprobe reads segment by segment is every published
+//! frame, byte for byte and in order, with its timestamp; parts put together are
+//! their segment; a blocking playlist reload is answered once the part it asks
+//! for exists and not before; sessions are admitted once, listed in the API and
+//! metrics, and carry a signed URL's authority to the segment URLs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rtmpd::admission::token;
+use rtmpd::config::policy::Secret;
+use rtmpd::config::Verb;
+use rtmpd::media::flv::{FlvTag, TAG_AUDIO, TAG_VIDEO};
+use sha2::{Digest, Sha256};
+
+use crate::client_support::*;
+use crate::http_support::*;
+use crate::support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `GET path` expecting 200; the body.
+fn fetch(addr: SocketAddr, path: &str) -> Vec<u8> {
+    let resp = get(addr, path);
+    assert_eq!(resp.status, 200, "GET {path}: {}", resp.text());
+    resp.body
+}
+
+fn fetch_text(addr: SocketAddr, path: &str) -> String {
+    String::from_utf8(fetch(addr, path)).expect("a playlist is text")
+}
+
+/// The URIs of a playlist's segments, in order (`seg-N.m4s`).
+fn segment_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("seg-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The part URIs listed for segment `msn`.
+fn part_uris(playlist: &str, msn: u64) -> Vec<String> {
+    let prefix = format!("#EXT-X-PART:DURATION=");
+    playlist
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+        .filter(|uri| uri.starts_with(&format!("part-{msn}.")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The preload hint's (msn, part).
+fn preload_hint(playlist: &str) -> (u64, usize) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .unwrap_or_else(|| panic!("no preload hint in\n{playlist}"));
+    let uri = line
+        .split("part-")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(".m4s\"");
+    let (msn, part) = uri.split_once('.').unwrap();
+    (msn.parse().unwrap(), part.parse().unwrap())
+}
+
+fn sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A frame as MP4 carries it: track, presentation time in ms, SHA-256 of the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sample {
+    track: &'static str,
+    pts_ms: i64,
+    key: bool,
+    hash: String,
+}
+
+/// The media frames of an FLV fixture as HLS must carry them: from the first
+/// video keyframe on (audio too), sequence headers and end-of-sequence left out,
+/// timestamps counted from that keyframe.
+fn expected_samples(tags: &[FlvTag]) -> Vec<Sample> {
+    let start = tags
+        .iter()
+        .find(|t| is_keyframe(t))
+        .expect("a keyframe")
+        .timestamp;
+    tags.iter()
+        .filter(|t| !is_sequence_header(t) && !is_end_of_sequence(t))
+        .filter(|t| t.timestamp >= start)
+        .filter_map(|t| match t.tag_type {
+            TAG_VIDEO => {
+                let cts = i32::from_be_bytes([0, t.data[2], t.data[3], t.data[4]]) << 8 >> 8;
+                Some(Sample {
+                    track: "video",
+                    pts_ms: i64::from(t.timestamp - start) + i64::from(cts),
+                    key: is_keyframe(t),
+                    hash: sha256(&t.data[5..]),
+                })
+            }
+            TAG_AUDIO => Some(Sample {
+                track: "audio",
+                pts_ms: i64::from(t.timestamp - start),
+                key: true,
+                hash: sha256(&t.data[2..]),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What ffprobe reads from `init` + `segment`.
+fn probe_segment(dir: &TempDir, name: &str, init: &[u8], segment: &[u8]) -> Vec<Sample> {
+    let path = dir.join(name);
+    fs::write(&path, [init, segment].concat()).unwrap();
+    let packets = ffprobe_packet_hashes(path.to_str().unwrap(), TIMEOUT);
+    packets
+        .iter()
+        .map(|p: &BTreeMap<String, String>| {
+            let field = |k: &str| p.get(k).cloned().unwrap_or_default();
+            let seconds: f64 = field("pts_time").parse().expect("a pts");
+            Sample {
+                track: if field("codec_type") == "video" {
+                    "video"
+                } else {
+                    "audio"
+                },
+                pts_ms: (seconds * 1000.0).round() as i64,
+                key: field("flags").starts_with('K'),
+                hash: field("data_hash")
+                    .strip_prefix("SHA256:")
+                    .unwrap_or_default()
+                    .to_owned(),
+            }
+        })
+        .collect()
+}
+
+fn by_track(samples: &[Sample], track: &str) -> Vec<Sample> {
+    samples
+        .iter()
+        .filter(|s| s.track == track)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_published_frame_is_in_the_segments_byte_for_byte_in_order() {
+    let server = start_server();
+    let path = "live/hls-frames";
+    let tags = fixture_tags("av.flv");
+    let mut publisher = new_publisher(&server, path);
+    send_tags(&mut publisher, &tags);
+    publisher.close();
+    let addr = server.http_addr();
+    let media = format!("/{path}/media.m3u8");
+    wait_for("the playlist to end", TIMEOUT, || {
+        let resp = get(addr, &media);
+        resp.status == 200 && resp.text().contains("#EXT-X-ENDLIST")
+    });
+    let playlist = fetch_text(addr, &media);
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init-0.mp4\""),
+        "{playlist}"
+    );
+    let init = fetch(addr, &format!("/{path}/init-0.mp4"));
+    let dir = TempDir::new("hls-frames");
+    let mut got = Vec::new();
+    let segments = segment_uris(&playlist);
+    assert!(segments.len() >= 2, "4 s in 2 s segments: {playlist}");
+    for (i, uri) in segments.iter().enumerate() {
+        let bytes = fetch(addr, &format!("/{path}/{uri}"));
+        let samples = probe_segment(&dir, &format!("{i}.mp4"), &init, &bytes);
+        let first_video = samples.iter().find(|s| s.track == "video");
+        assert!(
+            first_video.is_some_and(|s| s.key),
+            "{uri} starts with a keyframe: {samples:?}"
+        );
+        got.extend(samples);
+        // The parts still listed put together are the segment.
+        let msn: u64 = uri[4..uri.len() - 4].parse().unwrap();
+        let parts = part_uris(&playlist, msn);
+        if !parts.is_empty() {
+            let joined: Vec<u8> = parts
+                .iter()
+                .flat_map(|p| fetch(addr, &format!("/{path}/{p}")))
+                .collect();
+            assert!(joined == bytes, "the parts of {uri} are the segment");
+        }
+    }
+    let want = expected_samples(&tags);
+    for track in ["video", "audio"] {
+        let (want, got) = (by_track(&want, track), by_track(&got, track));
+        assert_eq!(
+            want.len(),
+            got.len(),
+            "{track} frames; first {:?} / {:?}, last {:?} / {:?}",
+            want.first(),
+            got.first(),
+            want.last(),
+            got.last()
+        );
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(w, g, "{track} frame {i} of {}", want.len());
+        }
+    }
+}
+
+/// An HTTP/1.1 GET on its own connection whose answer the test waits for later.
+fn get_later(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    stream
+}
+
+/// Whether any byte of an answer has arrived within `wait`.
+fn answered_within(stream: &TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte), Ok(n) if n > 0)
+}
+
+#[test]
+fn a_blocking_reload_is_answered_when_its_part_exists_and_not_before() {
+    let server = start_server();
+    let path = "live/hls-block";
+    let tags = fixture_tags("video.flv");
+    let mut publisher = new_publisher(&server, path);
+    // The first second: two parts and the start of a third.
+    let first_second: Vec<FlvTag> = tags
+        .iter()
+        .take_while(|t| t.timestamp < 1000)
+        .cloned()
+        .collect();
+    send_tags(&mut publisher, &first_second);
+    let addr = server.http_addr();
+    let media = format!("/{path}/media.m3u8");
+    wait_for("the first parts", TIMEOUT, || {
+        get(addr, &media).status == 200
+    });
+    let playlist = fetch_text(addr, &media);
+    let (msn, part) = preload_hint(&playlist);
+    let uri = format!("part-{msn}.{part}.m4s");
+    let listed = |text: &str| {
+        text.lines()
+            .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&format!("URI=\"{uri}\"")))
+    };
+    assert!(!listed(&playlist), "{playlist}");
+
+    // Asked for before it exists: held while nothing is published ...
+    let mut held = get_later(addr, &format!("{media}?_HLS_msn={msn}&_HLS_part={part}"));
+    let mut preload = get_later(addr, &format!("/{path}/{uri}"));
+    assert!(
+        !answered_within(&held, Duration::from_millis(300)),
+        "answered before the part existed"
+    );
+    assert!(
+        !answered_within(&preload, Duration::from_millis(10)),
+        "the part was served before it existed"
+    );
+    // ... and answered once the frames that complete the part arrive.
+    let rest: Vec<FlvTag> = tags[first_second.len()..]
+        .iter()
+        .take(20)
+        .cloned()
+        .collect();
+    send_tags(&mut publisher, &rest);
+    let answer = parse_response(&read_to_close(&mut held, TIMEOUT));
+    assert_eq!(answer.status, 200);
+    let text = answer.text();
+    assert!(listed(&text), "the answer lists the part:\n{text}");
+    let part_bytes = parse_response(&read_to_close(&mut preload, TIMEOUT));
+    assert_eq!(part_bytes.status, 200);
+    assert_eq!(&part_bytes.body[4..8], b"moof");
+
+    // Far beyond the live edge: refused at once.
+    let resp = get(addr, &format!("{media}?_HLS_msn={}", msn + 5));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    publisher.close();
+    // Once the stream ends, a reload waiting for what will never come is answered.
+    let resp = get(addr, &format!("{media}?_HLS_msn={}&_HLS_part=0", msn + 1));
+    assert!(
+        resp.status == 200 && resp.text().contains("#EXT-X-ENDLIST"),
+        "{} {}",
+        resp.status,
+        resp.text()
+    );
+}
+
+#[test]
+fn sessions_are_admitted_once_listed_and_carry_a_signed_urls_authority() {
+    let server = crate::access::start_with_rules("play_secret = \"s3cret\"\n");
+    let path = "live/hls-auth";
+    let tags = fixture_tags("av.flv");
+    let mut publisher = new_publisher(&server, path);
+    send_tags(&mut publisher, &tags[..60]);
+    let addr = server.http_addr();
+    let index = format!("/{path}/index.m3u8");
+    assert_eq!(get(addr, &index).status, 403, "no token");
+    let signed = token::sign_url(
+        &format!("http://x{index}"),
+        &Secret::new("s3cret").unwrap(),
+        Verb::Play,
+        token::unix_now() + 3600,
+    )
+    .unwrap();
+    let signed = &signed[signed.find(&index).unwrap()..];
+    let multivariant = fetch_text(addr, signed);
+    assert!(
+        multivariant.contains("CODECS=\"avc1.42c00d,mp4a.40.2\""),
+        "{multivariant}"
+    );
+    assert!(
+        multivariant.contains("RESOLUTION=320x240"),
+        "{multivariant}"
+    );
+    let media_uri = multivariant.lines().last().unwrap();
+    assert!(media_uri.starts_with("s-"), "{media_uri}");
+    // The session's token carries the authority to the media playlist and segments.
+    let media = fetch_text(addr, &format!("/{path}/{media_uri}"));
+    let session = media_uri.trim_end_matches("media.m3u8");
+    let init = fetch(addr, &format!("/{path}/{session}init-0.mp4"));
+    assert_eq!(&init[4..8], b"ftyp");
+    let hint = preload_hint(&media);
+    assert!(hint.0 < 10, "{media}");
+    // Without the token a client is matched by address and User-Agent: the
+    // same client is the same session, another one needs its own admission.
+    assert_eq!(get(addr, &format!("/{path}/media.m3u8")).status, 200);
+    let other = format!(
+        "GET /{path}/media.m3u8 HTTP/1.1\r\nHost: x\r\nUser-Agent: other\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(
+        exchange(addr, other.as_bytes(), TIMEOUT).status,
+        403,
+        "another client"
+    );
+
+    // One session, listed as an hls player; the metrics count it.
+    let (_, doc) = get_json(addr, &format!("/api/streams/{path}"));
+    let players = doc["players"].as_array().unwrap();
+    let hls: Vec<_> = players.iter().filter(|p| p["protocol"] == "hls").collect();
+    assert_eq!(hls.len(), 1, "{doc}");
+    assert!(hls[0]["bytes_out"].as_u64().unwrap() > init.len() as u64);
+    let metrics = get(addr, "/metrics").text();
+    assert!(
+        metrics.contains("rtmpd_players{protocol=\"hls\"} 1"),
+        "{metrics}"
+    );
+    publisher.close();
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = start_server();
+    let path = "live/hls-keepalive";
+    let tags = fixture_tags("av.flv");
+    let mut publisher = new_publisher(&server, path);
+    send_tags(&mut publisher, &tags[..80]);
+    let addr = server.http_addr();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    for file in ["index.m3u8", "media.m3u8", "init-0.mp4", "part-0.0.m4s"] {
+        let req = format!("GET /{path}/{file} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        let (status, body) = read_one_response(&mut stream);
+        assert_eq!(status, 200, "{file}: {}", String::from_utf8_lossy(&body));
+        assert!(!body.is_empty(), "{file}");
+    }
+    publisher.close();
+}
+
+/// Reads one response with a Content-Length body from a kept-alive connection.
+fn read_one_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    let deadline = Instant::now() + TIMEOUT;
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert!(Instant::now() < deadline, "no whole response head");
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed mid-head");
+        raw.push(byte[0]);
+    }
+    let head = parse_response(&raw);
+    assert_eq!(head.header("connection"), Some("keep-alive"));
+    let len: usize = head.header("content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).unwrap();
+    (head.status, body)
+}
+
+#[test]
+fn the_page_is_served_at_the_root() {
+    let server = start_server();
+    let resp = get(server.http_addr(), "/");
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(resp.text().contains("<title>rtmpd"));
+    // With the API on a listener of its own, the page goes with it.
+    let server = start_server_with(|c| c.api_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+    assert_eq!(get(server.http_addr(), "/").status, 404);
+    assert_eq!(get(server.api.unwrap(), "/").status, 200);
+    thread::yield_now();
+}
