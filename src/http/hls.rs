@@ -30,7 +30,7 @@ use crate::stream_key::StreamKey;
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const MP4: &str = "video/mp4";
 /// How long `index.m3u8` waits for a new stream's first part (a keyframe and
-/// half a second, normally).
+/// half a second, normally), and a plain `media.m3u8` for its first segment.
 const FIRST_PART_WAIT: Duration = Duration::from_secs(10);
 
 /// Serves one HLS request; false if the connection must close afterwards.
@@ -66,10 +66,13 @@ pub(super) fn serve(
             },
         ),
         HlsFile::Media => match blocking_reload(req) {
+            // Clients that ignore parts need a whole segment: a new stream's
+            // first playlist waits for one (or, for a long GOP, for the deadline
+            // and goes with the parts).
             Ok(None) => stream.wait(
                 now + FIRST_PART_WAIT,
-                |s| s.last_part().is_some(),
-                |_, text, ok| ok.then(|| Reply::shared(PLAYLIST, text.clone())),
+                |s| s.segments().iter().any(|seg| seg.complete),
+                |s, text, _| s.last_part().map(|_| Reply::shared(PLAYLIST, text.clone())),
             ),
             Ok(Some((msn, part))) => {
                 let too_far = stream.read(|s, _| {

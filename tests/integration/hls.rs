@@ -45,10 +45,10 @@ fn segment_uris(playlist: &str) -> Vec<String> {
 
 /// The part URIs listed for segment `msn`.
 fn part_uris(playlist: &str, msn: u64) -> Vec<String> {
-    let prefix = format!("#EXT-X-PART:DURATION=");
+    let prefix = "#EXT-X-PART:DURATION=";
     playlist
         .lines()
-        .filter(|l| l.starts_with(&prefix))
+        .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
         .filter(|uri| uri.starts_with(&format!("part-{msn}.")))
         .map(str::to_owned)

@@ -288,7 +288,11 @@ pub fn play_ffmpeg(url: &str, out: &Path) -> Child {
 /// (those that apply to the stream). Panics if ffprobe fails or takes longer than
 /// `timeout`.
 pub fn ffprobe_streams(target: &str, timeout: Duration) -> Vec<BTreeMap<String, String>> {
-    run_ffprobe(STREAM_ENTRIES, target, None, timeout)
+    let mut streams = run_ffprobe(STREAM_ENTRIES, target, None, timeout);
+    // An HLS input lists its streams twice: in its program and on their own.
+    let mut seen = std::collections::BTreeSet::new();
+    streams.retain(|s| seen.insert(s.get("index").cloned()));
+    streams
 }
 
 /// The packets ffprobe reads from `target`, in order, one map per packet with the
