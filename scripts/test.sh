@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The integration tests drive real clients against the
-# server (ffmpeg, ffprobe, rtmpdump, curl, VLC, GStreamer, nginx-rtmp, and the static ffmpeg 9 from
-# PyPI's imageio-ffmpeg for the Enhanced RTMP codecs), so install whatever is missing
+# server (ffmpeg, ffprobe, rtmpdump, curl, VLC, GStreamer, nginx-rtmp, headless
+# Chromium with hls.js from npm, and the static ffmpeg 9 from PyPI's imageio-ffmpeg
+# for the Enhanced RTMP codecs), so install whatever is missing
 # first (Debian/Ubuntu); with everything present this only checks. Extra arguments
 # are passed on to `cargo test`.
 #
 # Environment: RTMPD_TEST_SKIP_FFMPEG9=1 skips (visibly) the ffmpeg 9 checks instead
 # of installing it; RTMPD_TEST_FFMPEG9=PATH uses that ffmpeg 9; RTMPD_TEST_NO_IPV6=1
 # skips the IPv6 checks (set here, and said, when the machine has no ::1).
+# RTMPD_TEST_SKIP_HLSJS=1 skips (visibly) the hls.js latency test;
+# RTMPD_TEST_HLSJS=PATH uses that hls.min.js.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,6 +45,14 @@ command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 command -v ss >/dev/null 2>&1 || packages+=(iproute2)
 command -v nft >/dev/null 2>&1 || command -v iptables >/dev/null 2>&1 || packages+=(nftables)
+# The web page and native HLS playback are tested in headless Chromium; a font so
+# its screenshot shows text.
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+fc-list 2>/dev/null | grep -q . || packages+=(fonts-dejavu-core)
+# npm installs hls.js (below) for the Low-Latency HLS latency test.
+if [[ -z ${RTMPD_TEST_SKIP_HLSJS-} ]]; then
+    command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
 command -v cvlc >/dev/null 2>&1 || packages+=(vlc-bin)
 # VLC reads RTMP through its avformat plugin.
 compgen -G '/usr/lib/*/vlc/plugins/demux/libavformat_plugin.so' >/dev/null ||
@@ -103,6 +114,15 @@ if [[ -z ${RTMPD_TEST_NO_IPV6-} ]] && ! grep -qs '^0\{31\}1 .* lo$' /proc/net/if
 fi
 if [[ -n ${RTMPD_TEST_SKIP_FFMPEG9-} ]]; then
     echo "test.sh: RTMPD_TEST_SKIP_FFMPEG9 is set: without ffmpeg 9 the Enhanced RTMP codec checks are skipped" >&2
+fi
+
+# hls.js (Apache-2.0), test-only: it implements Low-Latency HLS in the browser test.
+# From npm into target/, never committed.
+hlsjs=${CARGO_TARGET_DIR:-target}/test-tools/hlsjs
+if [[ -z ${RTMPD_TEST_SKIP_HLSJS-} && ! -f $hlsjs/node_modules/hls.js/dist/hls.min.js ]]; then
+    echo "test.sh: npm install hls.js (into $hlsjs)" >&2
+    mkdir -p "$hlsjs"
+    (cd "$hlsjs" && npm install --no-save --no-audit --no-fund --loglevel=error hls.js@1.7.4)
 fi
 
 cargo test --all-targets "$@"

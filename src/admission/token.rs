@@ -249,6 +249,9 @@ mod tests {
             format!("http://h:8080/live/my%20cam.flv?x=1&expires=5&sig={sig}")
         );
         assert!(target("ws://h/live/cam.flv").unwrap().play_only);
+        // The HLS playlist: signed for play of the stream it belongs to.
+        let hls = target("https://h/live/cam/index.m3u8").unwrap();
+        assert_eq!((hls.key, hls.play_only), (key("cam"), true));
         for bad in [
             "h/live/cam",
             "ftp://h/a/b",

@@ -23,12 +23,14 @@ pub fn media(s: &Segmenter) -> String {
     let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{VERSION}");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target:.3}");
-    // PART-HOLD-BACK: at least twice the part target; three times is what
-    // RFC 8216bis recommends.
+    // PART-HOLD-BACK: RFC 8216bis requires at least twice the part target (and
+    // recommends three times). Twice keeps players such as hls.js within 2 s of
+    // the live edge; a part is listed the moment it is complete and blocking
+    // reloads deliver it at once, so the smaller margin holds here.
     let _ = writeln!(
         out,
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}",
-        3.0 * part_target
+        2.0 * part_target
     );
     let segments = s.segments();
     let first = segments.front().map_or(0, |seg| seg.msn);
@@ -57,6 +59,11 @@ pub fn media(s: &Segmenter) -> String {
         .collect();
     let mut map: Option<u32> = None;
     for (seg, parts) in segments.iter().zip(with_parts) {
+        if seg.parts.is_empty() {
+            // A segment just opened: tags with nothing after them would apply
+            // to no segment (Chromium's parser refuses such a playlist).
+            continue;
+        }
         if seg.discontinuity && map.is_some() {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }

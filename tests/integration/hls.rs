@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtmpd::admission::token;
 use rtmpd::config::policy::Secret;
@@ -246,10 +246,9 @@ fn a_blocking_reload_is_answered_when_its_part_exists_and_not_before() {
     send_tags(&mut publisher, &first_second);
     let addr = server.http_addr();
     let media = format!("/{path}/media.m3u8");
-    wait_for("the first parts", TIMEOUT, || {
-        get(addr, &media).status == 200
-    });
-    let playlist = fetch_text(addr, &media);
+    // (A plain request would wait for a whole segment: clients that ignore
+    // parts need one.)
+    let playlist = fetch_text(addr, &format!("{media}?_HLS_msn=0&_HLS_part=0"));
     let (msn, part) = preload_hint(&playlist);
     let uri = format!("part-{msn}.{part}.m4s");
     let listed = |text: &str| {
@@ -304,7 +303,7 @@ fn sessions_are_admitted_once_listed_and_carry_a_signed_urls_authority() {
     let path = "live/hls-auth";
     let tags = fixture_tags("av.flv");
     let mut publisher = new_publisher(&server, path);
-    send_tags(&mut publisher, &tags[..60]);
+    send_tags(&mut publisher, &tags);
     let addr = server.http_addr();
     let index = format!("/{path}/index.m3u8");
     assert_eq!(get(addr, &index).status, 403, "no token");
@@ -332,8 +331,7 @@ fn sessions_are_admitted_once_listed_and_carry_a_signed_urls_authority() {
     let session = media_uri.trim_end_matches("media.m3u8");
     let init = fetch(addr, &format!("/{path}/{session}init-0.mp4"));
     assert_eq!(&init[4..8], b"ftyp");
-    let hint = preload_hint(&media);
-    assert!(hint.0 < 10, "{media}");
+    assert!(media.contains("#EXT-X-PART:"), "{media}");
     // Without the token a client is matched by address and User-Agent: the
     // same client is the same session, another one needs its own admission.
     assert_eq!(get(addr, &format!("/{path}/media.m3u8")).status, 200);
@@ -366,36 +364,19 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let path = "live/hls-keepalive";
     let tags = fixture_tags("av.flv");
     let mut publisher = new_publisher(&server, path);
-    send_tags(&mut publisher, &tags[..80]);
+    send_tags(&mut publisher, &tags);
     let addr = server.http_addr();
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     for file in ["index.m3u8", "media.m3u8", "init-0.mp4", "part-0.0.m4s"] {
         let req = format!("GET /{path}/{file} HTTP/1.1\r\nHost: x\r\n\r\n");
         stream.write_all(req.as_bytes()).unwrap();
-        let (status, body) = read_one_response(&mut stream);
-        assert_eq!(status, 200, "{file}: {}", String::from_utf8_lossy(&body));
-        assert!(!body.is_empty(), "{file}");
+        let resp = read_length_delimited(&mut stream, TIMEOUT);
+        assert_eq!(resp.status, 200, "{file}: {}", resp.text());
+        assert_eq!(resp.header("connection"), Some("keep-alive"), "{file}");
+        assert!(!resp.body.is_empty(), "{file}");
     }
     publisher.close();
-}
-
-/// Reads one response with a Content-Length body from a kept-alive connection.
-fn read_one_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    let deadline = Instant::now() + TIMEOUT;
-    while !raw.ends_with(b"\r\n\r\n") {
-        assert!(Instant::now() < deadline, "no whole response head");
-        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed mid-head");
-        raw.push(byte[0]);
-    }
-    let head = parse_response(&raw);
-    assert_eq!(head.header("connection"), Some("keep-alive"));
-    let len: usize = head.header("content-length").unwrap().parse().unwrap();
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).unwrap();
-    (head.status, body)
 }
 
 #[test]

@@ -78,6 +78,32 @@ pub fn read_to_close(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
     }
 }
 
+/// Reads one response whose body has a Content-Length from a connection that may
+/// stay open (keep-alive), leaving the connection at the next response.
+pub fn read_length_delimited(stream: &mut TcpStream, timeout: Duration) -> HttpResponse {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => raw.push(byte[0]),
+            other => panic!(
+                "reading a response head: {other:?} after {} bytes",
+                raw.len()
+            ),
+        }
+    }
+    let mut resp = parse_response(&raw);
+    let len: usize = resp
+        .header("content-length")
+        .expect("a Content-Length")
+        .parse()
+        .unwrap();
+    resp.body = vec![0u8; len];
+    stream.read_exact(&mut resp.body).unwrap();
+    resp
+}
+
 /// `GET path` with HTTP/1.1 and `Connection: close`.
 pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     request(addr, "GET", path)

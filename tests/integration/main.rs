@@ -13,6 +13,7 @@ mod config_file;
 mod fanout;
 mod handshake;
 // Shared with the fuzz targets in tests/fuzz.
+mod browser;
 #[path = "../harness/mod.rs"]
 mod harness;
 mod hls;

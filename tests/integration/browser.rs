@@ -1,0 +1,357 @@
+//! A real browser: headless Chromium opens the web page at `/`, finds the stream
+//! listed, and its native `<video>` plays the stream's HLS (`currentTime`
+//! advances, `videoWidth` is the source's); the page does not shift while it
+//! refreshes and every button has an accessible name; with an API token the
+//! page asks for it. hls.js (test-only, installed by scripts/test.sh) plays the
+//! Low-Latency HLS within 2 s of the live edge. Chromium is driven over the
+//! DevTools protocol (a WebSocket, with tungstenite); a screenshot of the page is
+//! saved under target/ for people to look at.
+
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::{Message, WebSocket};
+
+use crate::http_support::*;
+use crate::support::*;
+
+const START: Duration = Duration::from_secs(20);
+
+/// Headless Chromium with a DevTools connection to its one page.
+struct Browser {
+    _child: ChildGuard,
+    _profile: TempDir,
+    ws: WebSocket<TcpStream>,
+    next_id: u64,
+}
+
+fn chromium() -> &'static str {
+    "chromium"
+}
+
+impl Browser {
+    /// Opens `url` in a fresh headless Chromium (its own empty profile).
+    fn open(url: &str) -> Browser {
+        let profile = TempDir::new("chromium");
+        let mut cmd = Command::new(chromium());
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required",
+            "--allow-file-access-from-files",
+            "--window-size=1280,900",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = ChildGuard::new(cmd.spawn().unwrap_or_else(|e| {
+            panic!("starting chromium: {e} (run scripts/test.sh to install it)")
+        }));
+        // Chromium says where DevTools listens in the profile it was given.
+        let port_file = profile.join("DevToolsActivePort");
+        let mut port = None;
+        wait_for("Chromium's DevTools port", START, || {
+            port = fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|t| t.lines().next()?.trim().parse::<u16>().ok());
+            port.is_some()
+        });
+        let addr = SocketAddr::from(([127, 0, 0, 1], port.unwrap()));
+        let mut page = None;
+        wait_for("the page's DevTools target", START, || {
+            // DevTools' HTTP server keeps connections open: read by length.
+            let mut http = TcpStream::connect(addr).unwrap();
+            http.write_all(b"GET /json/list HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let list = read_length_delimited(&mut http, START);
+            let targets: Value = serde_json::from_slice(&list.body).unwrap();
+            page = targets
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["type"] == "page"))
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                .map(str::to_owned);
+            page.is_some()
+        });
+        let page = page.unwrap();
+        let path = page.splitn(4, '/').nth(3).unwrap().to_owned();
+        let ws = websocket(addr, &path, START).expect("the DevTools WebSocket");
+        let mut browser = Browser {
+            _child: child,
+            _profile: profile,
+            ws,
+            next_id: 1,
+        };
+        browser.wait_for(
+            "the page to load",
+            START,
+            "document.readyState === 'complete' && location.href !== 'about:blank'",
+        );
+        browser
+    }
+
+    /// Calls a DevTools method and returns its result (events are skipped).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = json!({ "id": id, "method": method, "params": params });
+        self.ws.send(Message::Text(msg.to_string().into())).unwrap();
+        loop {
+            let Message::Text(text) = self.ws.read().expect("a DevTools message") else {
+                continue;
+            };
+            let reply: Value = serde_json::from_str(&text).unwrap();
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `expr` in the page (promises awaited) and returns its value.
+    fn eval(&mut self, expr: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+        );
+        assert!(result.get("exceptionDetails").is_none(), "{expr}: {result}");
+        result["result"]["value"].clone()
+    }
+
+    /// Evaluates `expr` until it is truthy; returns that value.
+    fn wait_for(&mut self, what: &str, timeout: Duration, expr: &str) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(expr);
+            if !(v.is_null() || v == false) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Saves a PNG of the page under target/ and returns its path.
+    fn screenshot(&mut self, name: &str) -> PathBuf {
+        let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64_decode(shot["data"].as_str().unwrap());
+        let dir = target_dir();
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    digits
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
+            n.to_be_bytes()[1..c.len()].to_vec()
+        })
+        .collect()
+}
+
+/// The video element's state: currentTime, videoWidth, videoHeight, error.
+const VIDEO_STATE: &str = "(() => { const v = document.querySelector('video'); \
+    return v && { t: v.currentTime, w: v.videoWidth, h: v.videoHeight, \
+    err: v.error && v.error.message }; })()";
+
+/// Waits until the page's video has played `seconds` more than when first seen
+/// playing; returns its last state.
+fn wait_playing(browser: &mut Browser, seconds: f64) -> Value {
+    let first = browser.wait_for(
+        "the video to start",
+        START,
+        &format!("(() => {{ const s = {VIDEO_STATE}; return s && s.t > 0 && s; }})()"),
+    );
+    let from = first["t"].as_f64().unwrap();
+    browser.wait_for(
+        "currentTime to advance",
+        START,
+        &format!(
+            "(() => {{ const s = {VIDEO_STATE}; return s && s.t > {from} + {seconds} && s; }})()"
+        ),
+    )
+}
+
+#[test]
+fn the_page_lists_the_stream_and_its_video_plays_natively() {
+    let server = start_server();
+    let path = "live/page";
+    let publisher = ChildGuard::new(publish_looped(&server.url(path), &fixture("av.flv"), 10));
+    server.wait_for_frames(path, START);
+    // Chromium's native HLS player fails on a live playlist of one or two
+    // segments (DEMUXER_ERROR_COULD_NOT_PARSE); it plays once a stream has three,
+    // as any stream live for six seconds has.
+    wait_for("three segments", START, || {
+        let resp = get(server.http_addr(), &format!("/{path}/media.m3u8"));
+        resp.text()
+            .lines()
+            .filter(|l| l.starts_with("seg-"))
+            .count()
+            >= 3
+    });
+    let mut browser = Browser::open(&server.http_url("/"));
+    browser.wait_for(
+        "the stream in the list",
+        START,
+        "[...document.querySelectorAll('#streams h2')].some(h => h.textContent === 'live/page')",
+    );
+    // Layout shifts from here on (the list is drawn; refreshes follow every 2 s).
+    browser.eval(
+        "window.shifts = 0; new PerformanceObserver(l => { for (const e of l.getEntries()) \
+         window.shifts += e.value; }).observe({ type: 'layout-shift' }); true",
+    );
+    let state = wait_playing(&mut browser, 2.0);
+    assert_eq!(
+        (state["w"].as_u64(), state["h"].as_u64()),
+        (Some(320), Some(240)),
+        "{state}"
+    );
+    assert!(state["err"].is_null(), "{state}");
+    let shifts = browser.eval("window.shifts").as_f64().unwrap();
+    assert!(
+        shifts < 0.01,
+        "the page shifted by {shifts} while refreshing"
+    );
+    let text = browser
+        .eval("document.body.innerText")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for expected in ["h264", "aac", "320×240", "RTMP", "HTTP-FLV", "HLS", "rtmp"] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from the page:\n{text}"
+        );
+    }
+    let unnamed = browser.eval(
+        "[...document.querySelectorAll('button, input, video')].filter(e => \
+         !(e.getAttribute('aria-label') || e.labels?.[0]?.textContent || e.textContent).trim()).length",
+    );
+    assert_eq!(unnamed, 0, "controls without an accessible name");
+    let shot = browser.screenshot("hls-page.png");
+    eprintln!("screenshot of the page: {}", shot.display());
+    drop(publisher);
+}
+
+#[test]
+fn the_page_asks_for_the_api_token() {
+    let server = crate::access::start_with_rules("api_token = \"t0ken\"\n");
+    let mut browser = Browser::open(&server.http_url("/"));
+    browser.wait_for(
+        "the token form",
+        START,
+        "getComputedStyle(document.getElementById('auth')).display !== 'none'",
+    );
+    browser.eval(
+        "document.getElementById('token').value = 't0ken'; \
+         document.getElementById('auth').requestSubmit(); true",
+    );
+    browser.wait_for(
+        "the list after the token",
+        START,
+        "getComputedStyle(document.getElementById('auth')).display === 'none' && \
+         document.getElementById('status').textContent.includes('live')",
+    );
+}
+
+/// Where scripts/test.sh installs hls.js (a test-only npm package).
+fn hls_js() -> Option<PathBuf> {
+    let path = std::env::var_os("RTMPD_TEST_HLSJS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            target_dir().join("test-tools/hlsjs/node_modules/hls.js/dist/hls.min.js")
+        });
+    path.exists().then_some(path)
+}
+
+#[test]
+fn hls_js_plays_low_latency_hls_within_two_seconds_of_the_live_edge() {
+    let Some(hls_js) = hls_js() else {
+        assert!(
+            std::env::var_os("RTMPD_TEST_SKIP_HLSJS").is_some(),
+            "hls.js is missing: run scripts/test.sh (or set RTMPD_TEST_SKIP_HLSJS=1 to skip)"
+        );
+        eprintln!("skipped: RTMPD_TEST_SKIP_HLSJS is set");
+        return;
+    };
+    let server = start_server();
+    let path = "live/latency";
+    let publisher = ChildGuard::new(publish_looped(&server.url(path), &fixture("av.flv"), 10));
+    server.wait_for_frames(path, START);
+    let dir = TempDir::new("hlsjs");
+    let page = dir.join("latency.html");
+    let url = server.http_url(&format!("{path}/index.m3u8"));
+    fs::write(
+        &page,
+        format!(
+            "<!doctype html><video id=v muted autoplay></video>\
+             <script src=\"file://{}\"></script><script>\
+             const hls = new Hls({{ lowLatencyMode: true }});\
+             hls.loadSource('{url}'); hls.attachMedia(v);\
+             window.latency = () => hls.playingDate ? (Date.now() - hls.playingDate.getTime()) / 1000 : null;\
+             </script>",
+            hls_js.display()
+        ),
+    )
+    .unwrap();
+    let mut browser = Browser::open(&format!("file://{}", page.display()));
+    wait_playing(&mut browser, 1.0);
+    // The latency from when a frame reached the server (EXT-X-PROGRAM-DATE-TIME)
+    // to when hls.js shows it, over a few seconds of playback.
+    let mut samples = Vec::new();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(l) = browser.eval("window.latency()").as_f64() {
+            samples.push(l);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    assert!(
+        samples.len() >= 5,
+        "hls.js reported no playing date: {samples:?}"
+    );
+    let median = samples[samples.len() / 2];
+    eprintln!(
+        "hls.js latency behind the server's arrival time: median {median:.2} s of {samples:?}"
+    );
+    assert!(
+        median < 2.0,
+        "hls.js plays {median:.2} s behind: {samples:?}"
+    );
+    drop(publisher);
+}
