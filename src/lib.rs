@@ -1,6 +1,6 @@
 //! rtmpd: a live-streaming server. An encoder publishes over RTMP; players pull the
 //! same stream back over RTMP, HTTP-FLV or WebSocket-FLV, with a fast start from a
-//! cached GOP.
+//! cached GOP, or as Low-Latency HLS from memory.
 //!
 //! Modules depend one way, from the bytes up. `amf` (AMF0/AMF3 values) and `media`
 //! (what a frame is, the fast-start cache, FLV) know nothing of RTMP. `rtmp` is the
@@ -16,8 +16,10 @@
 //! connection, its budgets and the graceful stop), `player` (the one engine every
 //! subscriber runs on its thread: queues, merge ticks, doorbell, and the RTMP and
 //! FLV framings over a transport) and `connections` (the accept loop and the
-//! context every connection thread shares). On top, `http` serves HTTP-FLV,
-//! WebSocket-FLV, the JSON API and metrics, and `server` binds the listeners, runs
+//! context every connection thread shares). `hls` cuts each live stream into fMP4
+//! parts and segments (`media::fmp4` writes them), fed by the registry's publish
+//! tap, and keeps the viewers' sessions. On top, `http` serves HTTP-FLV,
+//! WebSocket-FLV, HLS, the web page, the JSON API and metrics, and `server` binds the listeners, runs
 //! one thread per RTMP client and hands HTTP connections to `http`; `signals`
 //! turns SIGINT/SIGTERM into a stop and SIGHUP into a reload. Every publish and
 //! play, from either side, asks `admission` first (IP rules, secrets and signed
