@@ -87,11 +87,11 @@ const SOUND_EX_HEADER: u8 = 9;
 
 const VIDEO_FRAME_KEY: u8 = 1;
 
-// Enhanced RTMP video packet types.
-const EX_SEQUENCE_START: u8 = 0;
-const EX_CODED_FRAMES: u8 = 1;
-const EX_SEQUENCE_END: u8 = 2;
-const EX_CODED_FRAMES_X: u8 = 3;
+// Enhanced RTMP video packet types (audio shares 0-2); the fMP4 muxer reads them too.
+pub(crate) const EX_SEQUENCE_START: u8 = 0;
+pub(crate) const EX_CODED_FRAMES: u8 = 1;
+pub(crate) const EX_SEQUENCE_END: u8 = 2;
+pub(crate) const EX_CODED_FRAMES_X: u8 = 3;
 const EX_MPEG2TS_SEQUENCE_START: u8 = 5;
 const EX_MULTITRACK: u8 = 6;
 

@@ -16,6 +16,7 @@ use std::fmt;
 
 use super::boxes::BoxWriter;
 use crate::media::codec::parse_h264_sps;
+use crate::media::frame::{EX_CODED_FRAMES, EX_CODED_FRAMES_X, EX_SEQUENCE_END, EX_SEQUENCE_START};
 
 /// The codecs HLS carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,11 +104,7 @@ pub enum Packet<'a> {
     Unsupported(String),
 }
 
-// Enhanced RTMP packet types (video; audio shares 0-2).
-const EX_SEQUENCE_START: u8 = 0;
-const EX_CODED_FRAMES: u8 = 1;
-const EX_SEQUENCE_END: u8 = 2;
-const EX_CODED_FRAMES_X: u8 = 3;
+// Enhanced RTMP packet types beyond those `frame` knows.
 const EX_METADATA: u8 = 4;
 const EX_AUDIO_MULTICHANNEL_CONFIG: u8 = 4;
 
