@@ -144,3 +144,17 @@ pub fn multivariant(s: &Segmenter, media_uri: &str) -> Option<String> {
     let _ = write!(out, "\n{media_uri}\n");
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn program_date_times_are_rfc3339_with_milliseconds() {
+        let at = |ms| rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_007), "2000-02-29T00:00:00.007Z");
+        assert_eq!(at(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+}
