@@ -390,7 +390,8 @@ fn the_page_is_served_at_the_root() {
     );
     assert!(resp.text().contains("<title>rtmpd"));
     // With the API on a listener of its own, the page goes with it.
-    let server = start_server_with(|c| c.api_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+    let server =
+        start_server_with(|c| c.api_listen = vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()]);
     assert_eq!(get(server.http_addr(), "/").status, 404);
     assert_eq!(get(server.api.unwrap(), "/").status, 200);
     thread::yield_now();
