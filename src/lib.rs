@@ -56,4 +56,5 @@ pub mod server;
 pub mod signals;
 pub mod stream_key;
 pub mod systemd;
+pub mod tls;
 pub mod utc;

@@ -39,7 +39,13 @@ pub enum HookAnswer {
 fn agent() -> &'static ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
     // No redirects: a 3xx is the answer (nginx-rtmp's rename), not a place to go.
-    AGENT.get_or_init(|| ureq::AgentBuilder::new().redirects(0).build())
+    // https:// hooks verify the server as rtmps:// upstreams do.
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .redirects(0)
+            .tls_config(crate::tls::client::config(true))
+            .build()
+    })
 }
 
 /// The form fields nginx-rtmp sends for `call` (`publish`, `play`, ...).

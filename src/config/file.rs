@@ -402,9 +402,10 @@ mod tests {
         assert!(load("allow_play = [\"10.0.0.0/99\"]\n")
             .unwrap_err()
             .contains("not an address"));
-        assert!(load("on_publish = \"https://x/y\"\n")
+        assert!(load("on_publish = \"https://x/y\"\n").is_ok());
+        assert!(load("on_publish = \"ftp://x/y\"\n")
             .unwrap_err()
-            .contains("TLS"));
+            .contains("not an http:// or https:// URL"));
         assert!(load("publish_secret = \"\"\n")
             .unwrap_err()
             .contains("empty"));

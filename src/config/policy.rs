@@ -415,23 +415,20 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// A hook's URL: `http://HOST[:PORT]/PATH`.
+/// A hook's URL: `http://HOST[:PORT]/PATH` or `https://...` (the server's
+/// certificate verified against the system's roots, `crate::tls::client`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookUrl(pub String);
 
 impl HookUrl {
     pub fn new(text: &str) -> Result<HookUrl, String> {
-        if text.starts_with("https://") {
-            return Err("https:// hooks need TLS, which rtmpd does not speak yet; \
-                        use http:// (a backend on localhost or a private network)"
-                .into());
-        }
         let rest = text
             .strip_prefix("http://")
-            .ok_or_else(|| format!("{text:?} is not an http:// URL"))?;
+            .or_else(|| text.strip_prefix("https://"))
+            .ok_or_else(|| format!("{text:?} is not an http:// or https:// URL"))?;
         let host = rest.split(['/', '?']).next().unwrap_or_default();
         if host.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("{text:?} is not an http://HOST/PATH URL"));
+            return Err(format!("{text:?} is not an http(s)://HOST/PATH URL"));
         }
         Ok(HookUrl(text.to_owned()))
     }
@@ -684,12 +681,10 @@ mod tests {
     }
 
     #[test]
-    fn hook_urls_are_http() {
+    fn hook_urls_are_http_or_https() {
         assert!(HookUrl::new("http://127.0.0.1:8000/on_publish").is_ok());
-        assert!(HookUrl::new("https://example.com/x")
-            .unwrap_err()
-            .contains("TLS"));
-        for bad in ["ftp://x", "http://", "http:///x", "http://a b/"] {
+        assert!(HookUrl::new("https://example.com/x").is_ok());
+        for bad in ["ftp://x", "http://", "http:///x", "http://a b/", "https://"] {
             assert!(HookUrl::new(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -1,18 +1,21 @@
 //! Sockets, below every protocol: the transport a connection reads and writes
-//! through (`transport`: plain TCP now, TLS later, with writes that give up once the
-//! peer stalls), the options every accepted socket gets (`keepalive`), listening
-//! sockets and the peer addresses they hand out (`listener`), and what socket
-//! errors mean for every side that reads or writes one (server connections, HTTP
-//! players, the client): a timeout is our own deadline passing, a disconnect is the
-//! peer gone, anything else is worth reporting.
+//! through (`transport`: plain TCP, with writes that give up once the peer stalls;
+//! `tls`: rustls over the same socket), the options every accepted socket gets
+//! (`keepalive`), listening sockets and the peer addresses they hand out
+//! (`listener`), and what socket errors mean for every side that reads or writes
+//! one (server connections, HTTP players, the client): a timeout is our own
+//! deadline passing, a disconnect is the peer gone, anything else is worth
+//! reporting.
 
 pub mod keepalive;
 pub mod listener;
+pub mod tls;
 pub mod transport;
 
 use std::io;
 
-pub use transport::{TcpTransport, Transport};
+pub use tls::TlsTransport;
+pub use transport::{Socket, TcpTransport, Transport};
 
 /// A read or write that hit the socket's timeout. Linux reports `WouldBlock` for
 /// `SO_RCVTIMEO`/`SO_SNDTIMEO`, other systems `TimedOut`.

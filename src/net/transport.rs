@@ -87,29 +87,29 @@ fn send_timeout(stall: Duration) -> Duration {
 /// kept on the stack, so a write allocates nothing.
 const SLICES_PER_WRITE: usize = 32;
 
-/// Plain TCP over the socket the connection table shares (so a stop or an eviction
-/// can shut it down from another thread). The socket's blocking mode follows use:
-/// non-blocking while the connection only looks for input (a player), blocking
-/// with a timeout while it waits for it; each switch is one system call, made only
-/// when the mode changes.
+/// A connected socket as a transport drives it: the `Arc<TcpStream>` the
+/// connection table shares (so a stop or an eviction can shut it down from another
+/// thread), its blocking mode and read timeout as last set, and the stall limit of
+/// writes. The blocking mode follows use: non-blocking while the connection only
+/// looks for input (a player), blocking with a timeout while it waits for it; each
+/// switch is one system call, made only when the mode changes. Plain TCP and TLS
+/// both sit on one.
 #[derive(Debug)]
-pub struct TcpTransport {
+pub struct Socket {
     socket: Arc<TcpStream>,
-    peer: SocketAddr,
     stall: Duration,
     nonblocking: bool,
     /// The socket's read timeout as last set.
     read_timeout: Option<Duration>,
 }
 
-impl TcpTransport {
-    /// Wraps an accepted (or connected) socket whose peer may take nothing for
-    /// `stall` before a write gives up.
-    pub fn new(socket: Arc<TcpStream>, peer: SocketAddr, stall: Duration) -> io::Result<Self> {
+impl Socket {
+    /// Takes over a connected socket whose peer may take nothing for `stall`
+    /// before a write gives up.
+    pub fn new(socket: Arc<TcpStream>, stall: Duration) -> io::Result<Socket> {
         socket.set_write_timeout(Some(send_timeout(stall)))?;
-        Ok(TcpTransport {
+        Ok(Socket {
             socket,
-            peer,
             stall,
             nonblocking: false,
             read_timeout: None,
@@ -124,19 +124,43 @@ impl TcpTransport {
         Ok(())
     }
 
-    /// Writes one group of slices. In non-blocking mode, what the kernel takes at
-    /// once leaves without a wait; should the peer's window fill, the socket blocks
-    /// for the rest (its send timeout counting the stall) and stays blocking until
-    /// the next look for input makes it non-blocking again.
-    fn write_group(&mut self, mut slices: &mut [IoSlice]) -> io::Result<()> {
+    /// Waits at most `timeout` for bytes (`WouldBlock` if none came).
+    pub fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.set_nonblocking(false)?;
+        // A zero timeout means "forever" to the socket.
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        // Only when it changes: this runs once per read on the publish path.
+        if self.read_timeout != timeout {
+            self.socket.set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        (&*self.socket).read(buf)
+    }
+
+    /// Reads what has arrived without waiting; `WouldBlock` if nothing has.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.set_nonblocking(true)?;
+        (&*self.socket).read(buf)
+    }
+
+    /// Runs `write` until it returns `None` (nothing left to write), giving up with
+    /// `TimedOut` once the peer has taken no byte for the stall limit. In
+    /// non-blocking mode, what the kernel takes at once leaves without a wait;
+    /// should the peer's window fill, the socket blocks for the rest (its send
+    /// timeout counting the stall) and stays blocking until the next look for
+    /// input makes it non-blocking again.
+    pub fn write_until_done(
+        &mut self,
+        mut write: impl FnMut(&mut &TcpStream) -> Option<io::Result<usize>>,
+    ) -> io::Result<()> {
         let mut progress = Instant::now();
-        while !slices.is_empty() {
-            match (&*self.socket).write_vectored(slices) {
+        loop {
+            let Some(result) = write(&mut &*self.socket) else {
+                return Ok(());
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    IoSlice::advance_slices(&mut slices, n);
-                    progress = Instant::now();
-                }
+                Ok(_) => progress = Instant::now(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.nonblocking => {
                     self.set_nonblocking(false)?;
                 }
@@ -150,7 +174,66 @@ impl TcpTransport {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Like [`Socket::write_until_done`], but gives up with `WouldBlock` instead
+    /// of waiting for the peer: for a last word (a TLS alert) before closing.
+    pub fn write_now(
+        &mut self,
+        mut write: impl FnMut(&mut &TcpStream) -> Option<io::Result<usize>>,
+    ) -> io::Result<()> {
+        self.set_nonblocking(true)?;
+        while let Some(result) = write(&mut &*self.socket) {
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
+    }
+
+    /// Ends our side of the connection.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.socket.shutdown(Shutdown::Write)
+    }
+
+    /// Closes both directions now.
+    pub fn shutdown(&self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// Plain TCP: the socket's bytes as they are.
+#[derive(Debug)]
+pub struct TcpTransport {
+    socket: Socket,
+    peer: SocketAddr,
+}
+
+impl TcpTransport {
+    /// Wraps an accepted (or connected) socket whose peer may take nothing for
+    /// `stall` before a write gives up.
+    pub fn new(socket: Arc<TcpStream>, peer: SocketAddr, stall: Duration) -> io::Result<Self> {
+        Ok(TcpTransport {
+            socket: Socket::new(socket, stall)?,
+            peer,
+        })
+    }
+
+    /// Writes one group of slices (see [`Socket::write_until_done`]).
+    fn write_group(&mut self, mut slices: &mut [IoSlice]) -> io::Result<()> {
+        self.socket.write_until_done(|socket| {
+            if slices.is_empty() {
+                return None;
+            }
+            let result = socket.write_vectored(slices);
+            if let Ok(n) = result {
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Some(result)
+        })
     }
 }
 
@@ -160,20 +243,11 @@ impl Transport for TcpTransport {
     }
 
     fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        self.set_nonblocking(false)?;
-        // A zero timeout means "forever" to the socket.
-        let timeout = Some(timeout.max(Duration::from_millis(1)));
-        // Only when it changes: this runs once per read on the publish path.
-        if self.read_timeout != timeout {
-            self.socket.set_read_timeout(timeout)?;
-            self.read_timeout = timeout;
-        }
-        (&*self.socket).read(buf)
+        self.socket.read_within(buf, timeout)
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.set_nonblocking(true)?;
-        (&*self.socket).read(buf)
+        self.socket.try_read(buf)
     }
 
     fn write_all(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
@@ -191,11 +265,11 @@ impl Transport for TcpTransport {
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        self.socket.shutdown(Shutdown::Write)
+        self.socket.shutdown_write()
     }
 
     fn shutdown(&mut self) {
-        let _ = self.socket.shutdown(Shutdown::Both);
+        self.socket.shutdown();
     }
 }
 
