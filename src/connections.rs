@@ -16,12 +16,13 @@ use log::{debug, error, warn};
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::hls::Hls;
-use crate::lifecycle::{ConnectionKind, Lifecycle, Registration};
-use crate::net::keepalive;
+use crate::lifecycle::{ConnectionKind, Lifecycle, Phase, Registration};
+use crate::net::{keepalive, Socket, TcpTransport, Transport};
 use crate::player::PlayerConfig;
 use crate::record::Recorders;
 use crate::registry::Registry;
 use crate::relay::Relay;
+use crate::tls::ServerTls;
 
 /// Stack for connection threads. Their deepest path is AMF decoding, bounded by the
 /// nesting limit; debug builds need more room than release ones.
@@ -49,15 +50,21 @@ pub(crate) struct Context {
     pub relay: Arc<Relay>,
     /// Every live stream's HLS and the HLS viewers' sessions.
     pub hls: Arc<Hls>,
+    /// The TLS listeners' certificate and configuration, when a certificate is set.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Rtmp,
+    /// RTMP over TLS (`--rtmps-listen`).
+    Rtmps,
     /// HTTP-FLV and WebSocket-FLV players, and the API and metrics unless an
     /// `Api` listener serves them.
     Http,
+    /// What `Http` serves, over TLS (`--https`): HTTPS and WSS.
+    Https,
     /// `--api-listen`: the API and metrics alone.
     Api,
 }
@@ -67,7 +74,9 @@ impl Service {
     pub fn as_str(self) -> &'static str {
         match self {
             Service::Rtmp => "rtmp",
+            Service::Rtmps => "rtmps",
             Service::Http => "http",
+            Service::Https => "https",
             Service::Api => "api",
         }
     }
@@ -76,7 +85,9 @@ impl Service {
     pub fn name(self) -> &'static str {
         match self {
             Service::Rtmp => "RTMP",
+            Service::Rtmps => "RTMPS",
             Service::Http => "HTTP",
+            Service::Https => "HTTPS",
             Service::Api => "API",
         }
     }
@@ -85,16 +96,23 @@ impl Service {
     pub fn flag(self) -> &'static str {
         match self {
             Service::Rtmp => "-l/--listen",
+            Service::Rtmps => "--rtmps-listen",
             Service::Http => "--http",
+            Service::Https => "--https",
             Service::Api => "--api-listen",
         }
+    }
+
+    /// Whether its clients speak TLS first.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Service::Rtmps | Service::Https)
     }
 
     /// The kind of connection it accepts.
     pub fn connection_kind(self) -> ConnectionKind {
         match self {
-            Service::Rtmp => ConnectionKind::Rtmp,
-            Service::Http | Service::Api => ConnectionKind::Http,
+            Service::Rtmp | Service::Rtmps => ConnectionKind::Rtmp,
+            Service::Http | Service::Https | Service::Api => ConnectionKind::Http,
         }
     }
 }
@@ -163,14 +181,20 @@ pub struct ConnectionCounts {
     pub bytes_out: u64,
 }
 
+/// What serves one connection: its entry in the table, its transport (plain or
+/// TLS, the handshake done), the shared context.
+pub(crate) type Serve = fn(Registration, Box<dyn Transport>, Arc<Context>);
+
 /// Accepts until the server stops, giving each client's socket its options (no
 /// Nagle delay, TCP keepalive), registering it in the connection table and starting
-/// one thread per client that runs `serve`.
+/// one thread per client that opens its transport (`tls`: runs the TLS handshake
+/// first) and runs `serve`.
 pub(crate) fn accept_loop(
     listener: &TcpListener,
     ctx: &Arc<Context>,
     kind: ConnectionKind,
-    serve: fn(Registration, Arc<Context>),
+    tls: Option<Arc<ServerTls>>,
+    serve: Serve,
 ) {
     let lifecycle = &ctx.lifecycle;
     loop {
@@ -202,12 +226,50 @@ pub(crate) fn accept_loop(
         };
         ctx.counters.accepted[kind.index()].fetch_add(1, Ordering::Relaxed);
         let thread_ctx = ctx.clone();
+        let tls = tls.clone();
         let spawned = thread::Builder::new()
             .name(format!("{} {peer}", kind.as_str()))
             .stack_size(THREAD_STACK)
-            .spawn(move || serve(entry, thread_ctx));
+            .spawn(move || {
+                if let Some(transport) = open(&entry, &thread_ctx, tls.as_deref()) {
+                    serve(entry, transport, thread_ctx);
+                }
+            });
         if let Err(e) = spawned {
             error!("{peer}: cannot start a thread for the connection: {e}");
+        }
+    }
+}
+
+/// The transport of an accepted connection: plain TCP, or TLS once its handshake
+/// is done, within `--handshake-timeout` (the connection is pending meanwhile,
+/// like any that has proven nothing yet). `None` if the handshake failed: the
+/// TLS side counts it and logs it once per address.
+fn open(
+    entry: &Registration,
+    ctx: &Context,
+    tls: Option<&ServerTls>,
+) -> Option<Box<dyn Transport>> {
+    let peer = entry.peer();
+    let socket = match Socket::new(entry.socket().clone(), ctx.config.write_stall_timeout) {
+        Ok(socket) => socket,
+        Err(e) => {
+            debug!("{peer}: {e}");
+            return None;
+        }
+    };
+    let Some(tls) = tls else {
+        return Some(Box::new(TcpTransport::over(socket, peer)));
+    };
+    match tls.accept(socket, peer, ctx.config.setup_timeout) {
+        Ok(transport) => Some(Box::new(transport)),
+        Err(_) if entry.phase() == Phase::Closing || ctx.lifecycle.is_stopping() => {
+            debug!("{peer}: closed during the TLS handshake (a stop, or --max-pending)");
+            None
+        }
+        Err(e) => {
+            tls.failed(peer, &e);
+            None
         }
     }
 }

@@ -59,15 +59,27 @@ impl Source {
                 path: path.clone(),
                 message,
             })?;
+            // The file's own paths are relative to it, not to where rtmpd runs.
+            let dir = path.parent().unwrap_or(Path::new(""));
+            for file in [&mut config.tls_cert, &mut config.tls_key]
+                .into_iter()
+                .flatten()
+            {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
         }
         settings::apply_flags(&mut config, &self.flags).map_err(|e| FileError {
             path: "command line".into(),
             message: e.to_string(),
         })?;
-        config.policy.check().map_err(|message| FileError {
+        let whole = |message| FileError {
             path: self.file.clone().unwrap_or_else(|| "command line".into()),
             message,
-        })?;
+        };
+        config.policy.check().map_err(whole)?;
+        config.check_tls().map_err(whole)?;
         config.source = self.clone();
         Ok(config)
     }

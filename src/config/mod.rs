@@ -12,6 +12,7 @@ pub mod settings;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,16 @@ pub struct Config {
     /// Where `/api/*` and `/metrics` are served instead of on `http`; empty: on
     /// `http`.
     pub api_listen: Vec<ListenAddr>,
+    /// RTMPS (RTMP over TLS) clients connect here; empty, the default, serves
+    /// none. Needs `tls_cert` and `tls_key`.
+    pub rtmps_listen: Vec<ListenAddr>,
+    /// HTTPS and WSS: what `http` serves, over TLS; empty, the default, serves
+    /// none. Needs `tls_cert` and `tls_key`.
+    pub https: Vec<ListenAddr>,
+    /// The TLS listeners' certificate chain (PEM, the server's own first) and its
+    /// private key; a reload (SIGHUP, or a change of the files) reads them again.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Connections the kernel completes and queues on each listener until we
     /// accept them (the `listen(2)` backlog; Linux caps it at `net.core.somaxconn`).
     pub listen_backlog: u32,
@@ -148,6 +159,10 @@ impl Default for Config {
             listen: vec![ListenAddr::AnyInterface(DEFAULT_RTMP_PORT)],
             http: Vec::new(),
             api_listen: Vec::new(),
+            rtmps_listen: Vec::new(),
+            https: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             listen_backlog: 1024,
             chunk_size: 4096,
             gop_cache: true,
@@ -173,6 +188,41 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The TLS certificate and key files, when both are set.
+    pub fn tls_files(&self) -> Option<crate::tls::CertFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the settings that go together do: a TLS listener needs a
+    /// certificate and its key, and a certificate needs its key.
+    pub fn check_tls(&self) -> Result<(), String> {
+        let listeners: Vec<&str> = [("rtmps_listen", &self.rtmps_listen), ("https", &self.https)]
+            .iter()
+            .filter(|(_, addrs)| !addrs.is_empty())
+            .map(|(key, _)| *key)
+            .collect();
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), Some(_)) => Ok(()),
+            (Some(_), None) => Err("tls_cert (--tls-cert) is set without tls_key (--tls-key): \
+                                    the certificate needs its private key"
+                .into()),
+            (None, Some(_)) => {
+                Err("tls_key (--tls-key) is set without tls_cert (--tls-cert)".into())
+            }
+            (None, None) if listeners.is_empty() => Ok(()),
+            (None, None) => Err(format!(
+                "{} (--{}) needs a certificate: set tls_cert and tls_key (--tls-cert, --tls-key)",
+                listeners.join(" and "),
+                listeners.join(", --").replace('_', "-")
+            )),
+        }
+    }
     /// What `rtmpd` runs with where no setting says otherwise: the defaults, with
     /// HTTP served on every interface on [`DEFAULT_HTTP_PORT`].
     pub fn rtmpd_defaults() -> Config {

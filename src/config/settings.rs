@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub enum Kind {
         off: bool,
         field: Field<Vec<ListenAddr>>,
     },
+    /// A file's path, or `off` for none.
+    File(Field<Option<PathBuf>>),
     /// `on` or `off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
     OnOff(Field<bool>),
     /// A whole number from `min` to `max`.
@@ -165,6 +168,40 @@ pub const SETTINGS: &[Setting] = &[
             off: true,
             field: |c| &mut c.api_listen,
         },
+    },
+    Setting {
+        name: "rtmps-listen",
+        short: None,
+        hint: "ADDR|off",
+        help: "address to accept RTMPS (RTMP over TLS) clients on, or off; repeat for more; a bare port means every interface; needs --tls-cert and --tls-key",
+        kind: Kind::Listen {
+            off: true,
+            field: |c| &mut c.rtmps_listen,
+        },
+    },
+    Setting {
+        name: "https",
+        short: None,
+        hint: "ADDR|off",
+        help: "address for HTTPS and WSS (what --http serves, over TLS), or off; repeat for more; a bare port means every interface; needs --tls-cert and --tls-key",
+        kind: Kind::Listen {
+            off: true,
+            field: |c| &mut c.https,
+        },
+    },
+    Setting {
+        name: "tls-cert",
+        short: None,
+        hint: "FILE",
+        help: "certificate chain for RTMPS and HTTPS, PEM, the server's own first (certbot's fullchain.pem), or off; SIGHUP or a change of the file reloads it",
+        kind: Kind::File(|c| &mut c.tls_cert),
+    },
+    Setting {
+        name: "tls-key",
+        short: None,
+        hint: "FILE",
+        help: "private key of --tls-cert, PEM: PKCS#8, RSA or EC, unencrypted (certbot's privkey.pem), or off",
+        kind: Kind::File(|c| &mut c.tls_key),
     },
     Setting {
         name: "listen-backlog",
@@ -451,6 +488,13 @@ impl Setting {
     fn set_one(&self, config: &mut Config, text: &str) -> Result<(), Problem> {
         match self.kind {
             Kind::Listen { .. } => return Err(self.range_problem()),
+            Kind::File(field) => {
+                *field(config) = match text {
+                    "off" => None,
+                    "" => return Err(self.range_problem()),
+                    path => Some(PathBuf::from(path)),
+                }
+            }
             Kind::OnOff(_) => {
                 let on = match text {
                     "on" | "true" | "yes" | "1" => true,
@@ -553,6 +597,10 @@ impl Setting {
                     .collect::<Vec<_>>()
                     .join(","),
             },
+            Kind::File(field) => match field(c) {
+                Some(path) => path.display().to_string(),
+                None => "off".into(),
+            },
             Kind::OnOff(field) => if *field(c) { "on" } else { "off" }.into(),
             Kind::Integer { field, .. } => match field {
                 IntegerField::U32(field) => field(c).to_string(),
@@ -588,12 +636,13 @@ impl Setting {
         Problem(match self.kind {
             Kind::Listen { off: false, field } => format!(
                 "must be a port (1-65535) or an address like {}",
-                example_address(field)
+                example_address(self.name, field)
             ),
             Kind::Listen { off: true, field } => format!(
                 "must be a port (1-65535), an address like {}, or off",
-                example_address(field)
+                example_address(self.name, field)
             ),
+            Kind::File(_) => "must be a file's path, or off".into(),
             Kind::OnOff(_) => "must be on or off".into(),
             Kind::Integer { min, max, .. }
             | Kind::Millis { min, max, .. }
@@ -628,13 +677,18 @@ fn set_pushes<'t>(config: &mut Config, texts: &[&'t str]) -> Result<(), (&'t str
 }
 
 /// An address for a listener's error message: its default's first, as IPv4
-/// (`0.0.0.0:8080`), so each listener suggests its own port; a listener off by
-/// default suggests a loopback one.
-fn example_address(field: Field<Vec<ListenAddr>>) -> String {
+/// (`0.0.0.0:8080`), so each listener suggests its own port; the TLS listeners,
+/// off by default, their usual ports (443 is where rtmps:// URLs without a port
+/// go); the API's own listener a loopback one.
+fn example_address(name: &str, field: Field<Vec<ListenAddr>>) -> String {
     match field(&mut Config::rtmpd_defaults()).first() {
         Some(ListenAddr::AnyInterface(port)) => format!("0.0.0.0:{port}"),
         Some(ListenAddr::Addr(addr)) => addr.to_string(),
-        None => "127.0.0.1:8081".into(),
+        None => match name {
+            "rtmps-listen" => "0.0.0.0:443".into(),
+            "https" => "0.0.0.0:8443".into(),
+            _ => "127.0.0.1:8081".into(),
+        },
     }
 }
 

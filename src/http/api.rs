@@ -120,7 +120,9 @@ pub(super) fn server(ctx: &Context) -> Value {
         // The first listener of each service, as before listeners were lists.
         "listen": {
             "rtmp": first(Service::Rtmp),
+            "rtmps": first(Service::Rtmps),
             "http": first(Service::Http),
+            "https": first(Service::Https),
             "api": first(Service::Api),
         },
         "listeners": listeners,
@@ -148,6 +150,23 @@ pub(super) fn server(ctx: &Context) -> Value {
             "dropped_frames": totals.dropped_frames,
         },
         "recordings": recordings_json(ctx),
+        "tls": tls_json(ctx),
+    })
+}
+
+/// The TLS certificate in use and the handshakes that failed; `null` without one.
+fn tls_json(ctx: &Context) -> Value {
+    let Some(tls) = &ctx.tls else {
+        return Value::Null;
+    };
+    let cert = tls.certificate();
+    let files = tls.files();
+    json!({
+        "certificate": files.cert.display().to_string(),
+        "key": files.key.display().to_string(),
+        "fingerprint_sha256": cert.fingerprint,
+        "not_after": cert.not_after.map(crate::tls::certs::utc),
+        "handshake_failures": tls.handshake_failures(),
     })
 }
 

@@ -296,7 +296,7 @@ fn play(conn: &mut Conn, playing: Playing, envelope: Envelope, head: Vec<u8>, ws
     sink.batch.pre().extend_from_slice(&head);
     sink.framing.header(&mut sink.batch, flv_header);
     let mut engine = Player::new(conn.ctx.player_config());
-    let transport = &mut conn.transport;
+    let transport: &mut dyn Transport = &mut *conn.transport;
     let end = match sink.start_websocket(envelope, ws_rest) {
         Err(end) => end,
         Ok(()) => loop {

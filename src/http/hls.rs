@@ -23,7 +23,6 @@ use super::Conn;
 use crate::hls::playlist;
 use crate::hls::sessions::SessionRef;
 use crate::lifecycle::ConnectionKind;
-use crate::net::Transport;
 use crate::registry::{PlayerInfo, PlayerProtocol};
 use crate::stream_key::StreamKey;
 

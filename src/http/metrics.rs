@@ -220,6 +220,7 @@ pub(super) fn render(ctx: &Context) -> String {
 
     recording_metrics(&mut m, ctx, &streams);
     relay_metrics(&mut m, &ctx.relay.snapshot());
+    tls_metrics(&mut m, ctx);
 
     let process = process_info();
     m.family(
@@ -267,6 +268,40 @@ pub(super) fn render(ctx: &Context) -> String {
         }
     }
     m.out
+}
+
+/// The TLS listeners' series, when a certificate is set: its expiry, for an
+/// alert before it lapses (a renewal that did not reach the server), and the
+/// handshakes that failed.
+fn tls_metrics(m: &mut Exposition, ctx: &Context) {
+    let Some(tls) = &ctx.tls else { return };
+    let cert = tls.certificate();
+    if let Some(end) = cert.not_after {
+        let secs = match end.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        m.family(
+            "rtmpd_tls_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the TLS certificate in use expires, since the Unix epoch, in seconds.",
+        );
+        m.sample(
+            "rtmpd_tls_certificate_expiry_timestamp_seconds",
+            &[("fingerprint_sha256", &cert.fingerprint)],
+            secs,
+        );
+    }
+    m.family(
+        "rtmpd_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes on the RTMPS and HTTPS listeners that failed or timed out.",
+    );
+    m.sample(
+        "rtmpd_tls_handshake_failures_total",
+        &[],
+        tls.handshake_failures() as f64,
+    );
 }
 
 /// The recordings' series (`crate::record`).

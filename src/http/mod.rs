@@ -35,7 +35,7 @@ use crate::config::Verb;
 use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
-use crate::net::{TcpTransport, Transport};
+use crate::net::Transport;
 use crate::stream_key::StreamKey;
 use request::{Request, RequestError, Route, MAX_HEADER_BYTES};
 use response::Body;
@@ -90,31 +90,28 @@ enum Routes {
 }
 
 /// Serves one connection of the `--http` listener, all routes.
-pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
-    serve_routes(entry, ctx, Routes::All)
+pub(crate) fn serve(entry: Registration, transport: Box<dyn Transport>, ctx: Arc<Context>) {
+    serve_routes(entry, transport, ctx, Routes::All)
 }
 
 /// Serves one connection of the `--http` listener when the API has its own.
-pub(crate) fn serve_players(entry: Registration, ctx: Arc<Context>) {
-    serve_routes(entry, ctx, Routes::Players)
+pub(crate) fn serve_players(entry: Registration, transport: Box<dyn Transport>, ctx: Arc<Context>) {
+    serve_routes(entry, transport, ctx, Routes::Players)
 }
 
 /// Serves one connection of the `--api-listen` listener.
-pub(crate) fn serve_api(entry: Registration, ctx: Arc<Context>) {
-    serve_routes(entry, ctx, Routes::Api)
+pub(crate) fn serve_api(entry: Registration, transport: Box<dyn Transport>, ctx: Arc<Context>) {
+    serve_routes(entry, transport, ctx, Routes::Api)
 }
 
 /// Serves one HTTP connection to the end.
-fn serve_routes(entry: Registration, ctx: Arc<Context>, routes: Routes) {
+fn serve_routes(
+    entry: Registration,
+    transport: Box<dyn Transport>,
+    ctx: Arc<Context>,
+    routes: Routes,
+) {
     let peer = entry.peer();
-    let stall = ctx.config.write_stall_timeout;
-    let transport = match TcpTransport::new(entry.socket().clone(), peer, stall) {
-        Ok(transport) => transport,
-        Err(e) => {
-            debug!("{peer}: {e}");
-            return;
-        }
-    };
     let mut conn = Conn {
         transport,
         peer,
@@ -165,8 +162,9 @@ const LINGER_BYTES: usize = 64 * 1024;
 
 /// One HTTP connection and what the handlers need of it.
 pub(crate) struct Conn {
-    /// Over the socket the server's connection table shares (so it can shut it down).
-    pub transport: TcpTransport,
+    /// Over the socket the server's connection table shares (so it can shut it
+    /// down): plain TCP or TLS.
+    pub transport: Box<dyn Transport>,
     pub peer: SocketAddr,
     /// The connection's number (hooks' `clientid`).
     pub id: u64,

@@ -18,11 +18,7 @@ use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::transport::{Socket, Transport};
-
-/// Slices handed to rustls per call; it copies them into records, so this only
-/// bounds the slice array on the stack.
-const SLICES_PER_WRITE: usize = 64;
+use super::transport::{in_groups, Socket, Transport};
 
 /// One TLS connection over one socket.
 pub struct TlsTransport {
@@ -295,17 +291,10 @@ impl Transport for TlsTransport {
     }
 
     fn write_all(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
-        let mut parts = parts.filter(|p| !p.is_empty()).peekable();
-        while parts.peek().is_some() {
-            let mut group = [IoSlice::new(&[]); SLICES_PER_WRITE];
-            let mut n = 0;
-            for (slot, part) in group.iter_mut().zip(parts.by_ref()) {
-                *slot = IoSlice::new(part);
-                n += 1;
-            }
-            let mut slices = &mut group[..n];
+        in_groups(parts, |mut slices| {
             while !slices.is_empty() {
-                // rustls takes what fits in its record buffer (64 KiB).
+                // rustls encrypts what fits in its record buffer (64 KiB), in
+                // records that span slices.
                 let taken = io::Write::write_vectored(&mut self.conn.writer(), slices)?;
                 IoSlice::advance_slices(&mut slices, taken);
                 if !slices.is_empty() {
@@ -318,7 +307,8 @@ impl Transport for TlsTransport {
                     self.flush()?;
                 }
             }
-        }
+            Ok(())
+        })?;
         self.flush()
     }
 

@@ -87,6 +87,25 @@ fn send_timeout(stall: Duration) -> Duration {
 /// kept on the stack, so a write allocates nothing.
 const SLICES_PER_WRITE: usize = 32;
 
+/// Hands the non-empty `parts` to `write` in order, [`SLICES_PER_WRITE`] at a
+/// time: a transport's `write_all` over its own way of writing a group.
+pub(crate) fn in_groups(
+    parts: &mut dyn Iterator<Item = &[u8]>,
+    mut write: impl FnMut(&mut [IoSlice]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut parts = parts.filter(|p| !p.is_empty()).peekable();
+    while parts.peek().is_some() {
+        let mut group = [IoSlice::new(&[]); SLICES_PER_WRITE];
+        let mut n = 0;
+        for (slot, part) in group.iter_mut().zip(parts.by_ref()) {
+            *slot = IoSlice::new(part);
+            n += 1;
+        }
+        write(&mut group[..n])?;
+    }
+    Ok(())
+}
+
 /// A connected socket as a transport drives it: the `Arc<TcpStream>` the
 /// connection table shares (so a stop or an eviction can shut it down from another
 /// thread), its blocking mode and read timeout as last set, and the stall limit of
@@ -216,10 +235,12 @@ impl TcpTransport {
     /// Wraps an accepted (or connected) socket whose peer may take nothing for
     /// `stall` before a write gives up.
     pub fn new(socket: Arc<TcpStream>, peer: SocketAddr, stall: Duration) -> io::Result<Self> {
-        Ok(TcpTransport {
-            socket: Socket::new(socket, stall)?,
-            peer,
-        })
+        Ok(TcpTransport::over(Socket::new(socket, stall)?, peer))
+    }
+
+    /// Plain TCP over a socket already set up.
+    pub fn over(socket: Socket, peer: SocketAddr) -> Self {
+        TcpTransport { socket, peer }
     }
 
     /// Writes one group of slices (see [`Socket::write_until_done`]).
@@ -251,17 +272,7 @@ impl Transport for TcpTransport {
     }
 
     fn write_all(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
-        let mut parts = parts.filter(|p| !p.is_empty()).peekable();
-        while parts.peek().is_some() {
-            let mut group = [IoSlice::new(&[]); SLICES_PER_WRITE];
-            let mut n = 0;
-            for (slot, part) in group.iter_mut().zip(parts.by_ref()) {
-                *slot = IoSlice::new(part);
-                n += 1;
-            }
-            self.write_group(&mut group[..n])?;
-        }
-        Ok(())
+        in_groups(parts, |group| self.write_group(group))
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {

@@ -24,7 +24,7 @@ use crate::connections::Context;
 use crate::lifecycle::ConnectionKind;
 use crate::lifecycle::{Phase, Refusal, Registration};
 use crate::media::player::PlayerFilter;
-use crate::net::{self, TcpTransport, Transport};
+use crate::net::{self, Transport};
 use crate::player::rtmp::RtmpFraming;
 use crate::player::{self, Batch, Feed, Player, Sink};
 use crate::record::RecordingGuard;
@@ -134,18 +134,10 @@ impl From<Refusal> for CloseReason {
 }
 
 /// Runs one client to the end and logs why it ended.
-pub(crate) fn serve(entry: Registration, ctx: Arc<Context>) {
+pub(crate) fn serve(entry: Registration, mut transport: Box<dyn Transport>, ctx: Arc<Context>) {
     let peer = entry.peer();
     debug!("{peer}: accepted");
-    let stall = ctx.config.write_stall_timeout;
-    let mut transport = match TcpTransport::new(entry.socket().clone(), peer, stall) {
-        Ok(transport) => transport,
-        Err(e) => {
-            debug!("{peer}: {e}");
-            return;
-        }
-    };
-    let transport: &mut dyn Transport = &mut transport;
+    let transport: &mut dyn Transport = &mut *transport;
     let started = Instant::now();
     let mut player = Player::new(ctx.player_config());
     let mut conn = Connection {

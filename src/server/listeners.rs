@@ -37,7 +37,9 @@ impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (what, others) = match self.service {
             Service::Rtmp => ("RTMP", "another rtmpd or nginx-rtmp"),
+            Service::Rtmps => ("RTMPS", "another rtmpd or a TLS server"),
             Service::Http => ("HTTP", "another rtmpd or a web server"),
+            Service::Https => ("HTTPS", "another rtmpd or a web server"),
             Service::Api => ("the API", "another rtmpd or a web server"),
         };
         let (addr, flag) = (self.addr, self.service.flag());
@@ -82,7 +84,9 @@ struct Wanted {
 fn wanted(config: &Config) -> Vec<Wanted> {
     let services = [
         (Service::Rtmp, &config.listen),
+        (Service::Rtmps, &config.rtmps_listen),
         (Service::Http, &config.http),
+        (Service::Https, &config.https),
         (Service::Api, &config.api_listen),
     ];
     let mut wanted: Vec<Wanted> = Vec::new();

@@ -28,14 +28,15 @@ use log::{error, info, warn};
 use crate::admission::Admission;
 use crate::config::settings::SETTINGS;
 use crate::config::Config;
-use crate::connections::{accept_loop, Context, Counters};
+use crate::connections::{accept_loop, Context, Counters, Serve};
 use crate::hls::Hls;
-use crate::lifecycle::{Lifecycle, Limits, Registration};
+use crate::lifecycle::{Lifecycle, Limits};
 use crate::media::gop::GopLimits;
 use crate::record::file::{Disk, Storage};
 use crate::record::Recorders;
 use crate::registry::{Registry, RegistryConfig};
 use crate::relay::Relay;
+use crate::tls::ServerTls;
 
 pub use crate::connections::{ConnectionCounts, Service};
 pub use crate::lifecycle::ConnectionKind;
@@ -92,20 +93,44 @@ impl ServerHandle {
     /// (systemd `RELOADING=1` ... `READY=1`) wraps the call.
     pub fn reload(&self, cause: &str) -> bool {
         let ctx = &self.0;
+        let new = self.reload_config(cause);
+        // A renewed certificate is read whatever became of the file's other
+        // settings: a deploy hook's SIGHUP must not wait for someone's typo.
+        let certificate = ctx.tls.as_ref().map(|tls| {
+            let files = new.as_ref().and_then(|c| c.as_ref().ok()?.tls_files());
+            tls.reload(cause, files.as_ref())
+        });
+        match (new, certificate) {
+            (None, None) => {
+                info!("{cause}: no --config file and no TLS certificate: nothing to reload");
+                false
+            }
+            (new, certificate) => {
+                new.is_none_or(|loaded| loaded.is_ok()) && certificate.unwrap_or(true)
+            }
+        }
+    }
+
+    /// The config file's part of [`ServerHandle::reload`]: `None` without a
+    /// file, the new config once in force, or the error that kept the old one.
+    fn reload_config(&self, cause: &str) -> Option<Result<Config, ()>> {
+        let ctx = &self.0;
         let source = &ctx.config.source;
-        let Some(path) = &source.file else {
-            info!("{cause}: no --config file: nothing to reload");
-            return false;
-        };
+        let path = source.file.as_ref()?;
         let new = match source.load() {
             Ok(new) => new,
             Err(e) => {
                 error!("{cause}: configuration not reloaded, the rules in force stay: {e}");
-                return false;
+                return Some(Err(()));
             }
         };
         let running = &ctx.config;
+        // The certificate's files are read again by the reload itself.
+        let reloads_tls = ctx.tls.is_some() && new.tls_files().is_some();
         for s in SETTINGS.iter().filter(|s| !s.is_policy()) {
+            if reloads_tls && matches!(s.name, "tls-cert" | "tls-key") {
+                continue;
+            }
             let (was, now) = (s.value_text(running), s.value_text(&new));
             if was != now {
                 warn!(
@@ -117,7 +142,7 @@ impl ServerHandle {
         }
         ctx.admission.set_policy(new.policy.clone());
         info!("{cause}: configuration reloaded from {}", path.display());
-        true
+        Some(Ok(new))
     }
 }
 
@@ -138,6 +163,13 @@ impl Server {
     /// [`Server::bind`], with recordings made in `storage` instead of on the
     /// disk (a test's slow or failing stand-in, say).
     pub fn bind_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Result<Server> {
+        // Before any socket: a certificate that does not load is a failed start.
+        let tls = match config.tls_files() {
+            Some(files) => Some(Arc::new(ServerTls::load(files).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("TLS certificate: {e}"))
+            })?)),
+            None => None,
+        };
         let listeners = listeners::bind_all(&config)?;
         let registry = Registry::new(RegistryConfig {
             gop: GopLimits {
@@ -175,9 +207,10 @@ impl Server {
                 recorders: Recorders::new(storage),
                 relay,
                 hls,
+                tls,
             }
         });
-        if !ctx.config.http.is_empty() {
+        if serves_http(&ctx.config) {
             registry.set_tap(ctx.hls.clone());
         }
         let hls = ctx.hls.clone();
@@ -241,20 +274,30 @@ impl Server {
             socket,
         } in listeners
         {
-            let serve: fn(Registration, Arc<Context>) = match service {
-                Service::Rtmp => connection::serve,
-                Service::Http if api_apart => crate::http::serve_players,
-                Service::Http => crate::http::serve,
+            let serve: Serve = match service {
+                Service::Rtmp | Service::Rtmps => connection::serve,
+                Service::Http | Service::Https if api_apart => crate::http::serve_players,
+                Service::Http | Service::Https => crate::http::serve,
                 Service::Api => crate::http::serve_api,
             };
             info!("listening for {} on {addr}", service.name());
             serving.push(format!("{} on {addr}", service.name()));
-            let thread = spawn_accept_loop(socket, &ctx, service.connection_kind(), serve)?;
+            let thread = spawn_accept_loop(socket, &ctx, service, serve)?;
             accepting.push((addr, thread));
         }
         crate::relay::start_static_pulls(&ctx);
-        if !ctx.config.http.is_empty() {
+        if serves_http(&ctx.config) {
             spawn_hls_sweeper(&ctx)?;
+        }
+        if let Some(tls) = &ctx.tls {
+            let (tls, lifecycle) = (tls.clone(), ctx.lifecycle.clone());
+            thread::Builder::new()
+                .name("tls watch".into())
+                .spawn(move || {
+                    while !lifecycle.wait_stopping(Some(CERTIFICATE_POLL)) {
+                        tls.reload_if_changed();
+                    }
+                })?;
         }
         // Every listener has been listening since `bind`: clients can connect.
         crate::systemd::ready(Some(&format!("serving {}", serving.join(", "))));
@@ -343,11 +386,25 @@ fn spawn_hls_sweeper(ctx: &Arc<Context>) -> io::Result<()> {
 fn spawn_accept_loop(
     listener: TcpListener,
     ctx: &Arc<Context>,
-    kind: ConnectionKind,
-    serve: fn(Registration, Arc<Context>),
+    service: Service,
+    serve: Serve,
 ) -> io::Result<thread::JoinHandle<()>> {
     let ctx = ctx.clone();
+    let tls = match service.is_tls() {
+        true => ctx.tls.clone(),
+        false => None,
+    };
+    let kind = service.connection_kind();
     thread::Builder::new()
-        .name(format!("{} accept", kind.as_str()))
-        .spawn(move || accept_loop(&listener, &ctx, kind, serve))
+        .name(format!("{} accept", service.as_str()))
+        .spawn(move || accept_loop(&listener, &ctx, kind, tls, serve))
 }
+
+/// Whether anything serves HTTP (plain or TLS): HLS is kept only then.
+fn serves_http(config: &Config) -> bool {
+    !config.http.is_empty() || !config.https.is_empty()
+}
+
+/// How often the certificate files are looked at for a renewal (a changed file
+/// is loaded once it has held still for one look).
+const CERTIFICATE_POLL: Duration = Duration::from_secs(5);

@@ -102,6 +102,13 @@ impl ServerTls {
             })?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
+        let mut config = config;
+        // No TLS 1.3 session tickets: librtmp (rtmpdump, GStreamer's rtmpsrc)
+        // with GnuTLS fails on the ticket that arrives after the handshake and
+        // closes the connection; without them it plays. A streaming client
+        // reconnects seldom, so resumption saves little (TLS 1.2's session IDs
+        // still resume).
+        config.send_tls13_tickets = 0;
         Ok(ServerTls {
             config: Arc::new(config),
             current,

@@ -45,6 +45,9 @@ pub fn ca() -> TestCert {
     let key = KeyPair::generate().unwrap();
     let mut params = params(&[]);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "rtmpd test CA");
     let cert = params.self_signed(&key).unwrap();
     TestCert {
         cert_pem: cert.pem(),

@@ -218,26 +218,66 @@ impl HookCall {
 pub struct HookServer {
     addr: SocketAddr,
     calls: Arc<Mutex<Vec<HookCall>>>,
+    tls: bool,
 }
 
 impl HookServer {
     pub fn start() -> HookServer {
+        Self::start_with(None)
+    }
+
+    /// A backend that speaks HTTPS with this certificate chain and key (PEM);
+    /// its URLs name it `localhost`.
+    pub fn start_tls(chain_pem: &str, key_pem: &str) -> HookServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Self::start_with(Some(Arc::new(config)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> HookServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let record = calls.clone();
+        let is_tls = tls.is_some();
         // Ends with the test process; each call gets a thread of its own.
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let record = record.clone();
-                thread::spawn(move || answer(stream, &record));
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                match &tls {
+                    None => thread::spawn(move || answer(stream, &record)),
+                    Some(config) => {
+                        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                        let stream = rustls::StreamOwned::new(conn, stream);
+                        thread::spawn(move || answer(stream, &record))
+                    }
+                };
             }
         });
-        HookServer { addr, calls }
+        HookServer {
+            addr,
+            calls,
+            tls: is_tls,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{path}", self.addr)
+        match self.tls {
+            false => format!("http://{}/{path}", self.addr),
+            true => format!("https://localhost:{}/{path}", self.addr.port()),
+        }
     }
 
     pub fn calls(&self) -> Vec<HookCall> {
@@ -258,9 +298,8 @@ impl HookServer {
     }
 }
 
-fn answer(stream: TcpStream, record: &Mutex<Vec<HookCall>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(&stream);
+fn answer(stream: impl Read + Write, record: &Mutex<Vec<HookCall>>) {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
         return;
@@ -307,9 +346,11 @@ fn answer(stream: TcpStream, record: &Mutex<Vec<HookCall>>) {
         }
         "200 OK\r\n".to_owned()
     };
-    let _ = (&stream).write_all(
+    let stream = reader.get_mut();
+    let _ = stream.write_all(
         format!("HTTP/1.1 {reply}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
     );
+    let _ = stream.flush();
 }
 
 /// application/x-www-form-urlencoded decoding: `+` is a space, `%XX` a byte.

@@ -33,14 +33,14 @@ use crate::support::*;
 /// How long the server may take to close a connection it should close at once.
 /// The groups that use it set the handshake timeout far above it, so a close
 /// within this bound is the server's reaction to the bytes, not a timeout.
-const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------
 // The healthy stream that runs alongside every group
 
 /// ffmpeg publishing (in real time) the fixture looped once, about 8 s, and rtmpdump
 /// playing it from before the first frame.
-struct HealthyStream {
+pub(crate) struct HealthyStream {
     /// Holds the looped input and the player's output until the stream is checked.
     _dir: TempDir,
     published: Vec<FlvTag>,
@@ -52,7 +52,11 @@ struct HealthyStream {
 impl HealthyStream {
     /// Starts rtmpdump on `url`, waits with `subscribed` until the server has it
     /// subscribed, then starts the publisher and waits with `live` until it is on.
-    fn start(url: &str, subscribed: impl FnOnce(), live: impl FnOnce()) -> HealthyStream {
+    pub(crate) fn start(
+        url: &str,
+        subscribed: impl FnOnce(),
+        live: impl FnOnce(),
+    ) -> HealthyStream {
         let dir = TempDir::new("hostile-healthy");
         let input = dir.join("looped.flv");
         let mut cmd = Command::new("ffmpeg");
@@ -80,7 +84,7 @@ impl HealthyStream {
 
     /// Panics unless the publisher is still streaming, i.e. whatever ran since
     /// `start` ran alongside the healthy stream.
-    fn assert_still_running(&mut self, what: &str) {
+    pub(crate) fn assert_still_running(&mut self, what: &str) {
         let publisher = self.publisher.as_mut().expect("started");
         assert!(
             matches!(publisher.try_wait(), Ok(None)),
@@ -90,7 +94,7 @@ impl HealthyStream {
 
     /// Waits for both clients to end by themselves and compares what rtmpdump wrote
     /// with what ffmpeg published.
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         let publisher = self.publisher.take().expect("started");
         wait_success(publisher, Duration::from_secs(30), "healthy publisher");
         let player = self.player.take().expect("started");
@@ -125,7 +129,7 @@ fn healthy_in_process(server: &TestServer) -> HealthyStream {
 // Raw bytes
 
 /// A TCP connection to `addr` with read and write timeouts.
-fn raw_connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn raw_connect(addr: SocketAddr) -> TcpStream {
     let socket = TcpStream::connect(addr).expect("connecting");
     socket.set_read_timeout(Some(CLOSE_WITHIN)).unwrap();
     socket.set_write_timeout(Some(CLOSE_WITHIN)).unwrap();
@@ -134,7 +138,7 @@ fn raw_connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads until the server closes the connection (end of stream or reset) and
 /// returns what it sent; panics if it is still open after `within`.
-fn read_until_closed(mut socket: &TcpStream, within: Duration, what: &str) -> Vec<u8> {
+pub(crate) fn read_until_closed(mut socket: &TcpStream, within: Duration, what: &str) -> Vec<u8> {
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -189,7 +193,7 @@ fn closed_by_server(mut socket: &TcpStream) -> bool {
 }
 
 /// C0 with `version`, then a C1 of zeros.
-fn c0_c1(version: u8) -> Vec<u8> {
+pub(crate) fn c0_c1(version: u8) -> Vec<u8> {
     let mut bytes = vec![version];
     bytes.resize(1 + 1536, 0);
     bytes

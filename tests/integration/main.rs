@@ -40,4 +40,6 @@ mod service;
 mod shutdown;
 mod stream_names;
 mod support;
+mod tls;
+mod tls_support;
 mod tracks;
