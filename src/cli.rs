@@ -484,4 +484,80 @@ mod tests {
         assert!(matches!(parse(["-h"]), Ok(Command::Help(_))));
         assert!(matches!(parse(["--version"]), Ok(Command::Version)));
     }
+
+    /// The rows of README's flag tables (those headed `| flag | default | ...`):
+    /// (first cell, default cell), `\|` unescaped.
+    fn readme_flag_rows(readme: &str) -> Vec<(String, String)> {
+        let mut rows = Vec::new();
+        let mut in_table = false;
+        for line in readme.lines() {
+            if line.starts_with("| flag | default |") {
+                in_table = true;
+                continue;
+            }
+            if !line.starts_with('|') {
+                in_table = false;
+            }
+            if !in_table || line.starts_with("| ---") {
+                continue;
+            }
+            let cells: Vec<String> = line
+                .replace("\\|", "\u{1}")
+                .split('|')
+                .map(|c| c.trim().replace('\u{1}', "|"))
+                .collect();
+            rows.push((cells[1].clone(), cells[2].clone()));
+        }
+        rows
+    }
+
+    /// The `--NAME`s a README cell names.
+    fn long_flags(cell: &str) -> Vec<&str> {
+        cell.match_indices("`--")
+            .map(|(i, _)| {
+                let name = &cell[i + 3..];
+                let end = name
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                    .unwrap_or(name.len());
+                &name[..end]
+            })
+            .collect()
+    }
+
+    /// README's flag tables are a user's reference: every flag is there, once,
+    /// written as `--help` writes it, with the default it really has, and
+    /// nothing else is listed as a flag.
+    #[test]
+    fn the_readme_lists_every_flag_with_its_real_default() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("reading README.md");
+        let rows = readme_flag_rows(&readme);
+        assert!(rows.len() > 20, "the flag tables were not found: {rows:?}");
+        let defaults = Config::rtmpd_defaults();
+        for s in SETTINGS {
+            let found: Vec<&(String, String)> = rows
+                .iter()
+                .filter(|(cell, _)| long_flags(cell).contains(&s.name))
+                .collect();
+            let [(cell, default)] = found[..] else {
+                panic!("README lists --{} {} times", s.name, found.len());
+            };
+            let usage = format!("`--{} {}`", s.name, s.hint);
+            assert!(cell.contains(&usage), "README writes {cell}, not {usage}");
+            if let Some(short) = s.short {
+                assert!(cell.contains(&format!("`-{short}`")), "{cell}: -{short}");
+            }
+            let want = format!("`{}`", s.value_text(&defaults));
+            assert_eq!(default, &want, "README's default of --{}", s.name);
+        }
+        let ours = ["config", "check-config", "help", "version"];
+        for (cell, _) in &rows {
+            for name in long_flags(cell) {
+                assert!(
+                    ours.contains(&name) || SETTINGS.iter().any(|s| s.name == name),
+                    "README lists --{name}, which rtmpd does not take"
+                );
+            }
+        }
+    }
 }
