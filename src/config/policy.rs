@@ -69,7 +69,8 @@ app_keys! {
     /// A hook that fails (timeout, unreachable, bad answer) admits instead of
     /// refusing.
     hook_fail_open: bool,
-    /// Addresses that may publish; set: only these (and not denied earlier).
+    /// Addresses that may publish; set: only these (the most specific entry of
+    /// the allow and deny lists decides, see `IpRules`).
     allow_publish: Vec<IpRange>,
     /// Addresses that may not publish.
     deny_publish: Vec<IpRange>,
@@ -508,11 +509,26 @@ impl IpRange {
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
             None => max,
         };
+        // Peers are matched as plain IPv4 when they arrive mapped, so a mapped
+        // range (`::ffff:10.0.0.0/104`) is the IPv4 range it names.
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
+            _ => (addr, prefix),
+        };
         Ok(IpRange {
             addr,
             prefix,
             all: false,
         })
+    }
+
+    /// How many leading bits it fixes: 32 or 128 for one address, 0 for `all`.
+    /// Of two ranges that hold an address, the one with more is more specific.
+    fn specificity(&self) -> u8 {
+        self.prefix
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -559,11 +575,18 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The allow and deny lists of one verb, evaluated like nginx-rtmp's
-/// `allow`/`deny` with the allow list first: an address in the allow list is
-/// admitted, then one in the deny list refused; an address in neither is
-/// refused when there is an allow list (it names the only ones) and admitted
-/// otherwise. Nothing listed: everyone.
+/// The allow and deny lists of one verb. The most specific entry that holds the
+/// address decides (the longest prefix: one address beats any range, `all` is
+/// the least specific); equally specific entries in both lists: deny. An address
+/// in neither list is refused when there is an allow list (it names the only
+/// ones) and admitted otherwise; nothing listed: everyone.
+///
+/// nginx-rtmp's `allow`/`deny` go by order, first match wins, and an address no
+/// rule matches is admitted. Two TOML lists have no order between them, so the
+/// order is the one nginx-rtmp users write anyway, most specific first, and an
+/// allow list ends with nginx-rtmp's usual `deny all`: `allow_publish =
+/// ["10.0.0.0/8"]` with `deny_publish = ["10.0.0.9"]` is `deny publish 10.0.0.9;
+/// allow publish 10.0.0.0/8; deny publish all;`.
 pub struct IpRules<'a> {
     verb: Verb,
     allow: &'a [IpRange],
@@ -574,16 +597,18 @@ impl IpRules<'_> {
     /// `Err` names the rule that refused `ip`, for the log.
     pub fn check(&self, ip: IpAddr) -> Result<(), String> {
         let verb = self.verb.as_str();
-        if self.allow.iter().any(|r| r.contains(ip)) {
-            return Ok(());
-        }
-        if let Some(rule) = self.deny.iter().find(|r| r.contains(ip)) {
-            return Err(format!("deny_{verb} {rule}"));
-        }
-        if self.allow.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("allow_{verb} (not listed)"))
+        let most_specific = |list: &[IpRange]| {
+            list.iter()
+                .filter(|r| r.contains(ip))
+                .max_by_key(|r| r.specificity())
+                .copied()
+        };
+        match (most_specific(self.allow), most_specific(self.deny)) {
+            (Some(allow), Some(deny)) if allow.specificity() > deny.specificity() => Ok(()),
+            (_, Some(deny)) => Err(format!("deny_{verb} {deny}")),
+            (Some(_), None) => Ok(()),
+            (None, None) if self.allow.is_empty() => Ok(()),
+            (None, None) => Err(format!("allow_{verb} (not listed)")),
         }
     }
 }
@@ -618,7 +643,61 @@ mod tests {
     }
 
     #[test]
-    fn allow_first_then_deny_and_an_allow_list_names_the_only_ones() {
+    fn mapped_ranges_are_the_ipv4_ranges_they_name() {
+        assert_eq!(range("::ffff:127.0.0.1"), range("127.0.0.1"));
+        assert_eq!(range("::ffff:10.0.0.0/104"), range("10.0.0.0/8"));
+        assert!(range("::ffff:127.0.0.1").contains(ip("127.0.0.1")));
+        assert!(range("::ffff:127.0.0.1").contains(ip("::ffff:127.0.0.1")));
+        assert!(!range("::ffff:127.0.0.1").contains(ip("::1")));
+        assert_eq!(range("::ffff:10.0.0.0/104").to_string(), "10.0.0.0/8");
+    }
+
+    fn rules<'a>(allow: &'a [IpRange], deny: &'a [IpRange]) -> IpRules<'a> {
+        IpRules {
+            verb: Verb::Publish,
+            allow,
+            deny,
+        }
+    }
+
+    /// What nginx-rtmp users write, most specific first, means what it means
+    /// there; the lists' order does not matter.
+    #[test]
+    fn the_most_specific_entry_decides_and_ties_deny() {
+        let ok = |allow: &[&str], deny: &[&str], who: &str| {
+            let allow: Vec<IpRange> = allow.iter().map(|r| range(r)).collect();
+            let deny: Vec<IpRange> = deny.iter().map(|r| range(r)).collect();
+            rules(&allow, &deny).check(ip(who))
+        };
+        // deny publish 10.0.0.9; allow publish 10.0.0.0/8; deny publish all;
+        assert!(ok(&["10.0.0.0/8"], &["10.0.0.9"], "10.1.2.3").is_ok());
+        assert_eq!(
+            ok(&["10.0.0.0/8"], &["10.0.0.9"], "10.0.0.9").unwrap_err(),
+            "deny_publish 10.0.0.9/32"
+        );
+        assert_eq!(
+            ok(&["10.0.0.0/8"], &["10.0.0.9"], "8.8.8.8").unwrap_err(),
+            "allow_publish (not listed)"
+        );
+        // Everyone but one address (and its neighbours).
+        assert!(ok(&["all"], &["198.51.100.0/24"], "8.8.8.8").is_ok());
+        assert!(ok(&["all"], &["198.51.100.0/24"], "198.51.100.7").is_err());
+        assert!(ok(&[], &["198.51.100.0/24"], "198.51.100.7").is_err());
+        // One address let through a denied range.
+        assert!(ok(&["192.168.1.5"], &["192.168.0.0/16"], "192.168.1.5").is_ok());
+        assert!(ok(&["192.168.1.5"], &["192.168.0.0/16"], "192.168.1.6").is_err());
+        // Equally specific: deny.
+        assert!(ok(&["10.0.0.0/8"], &["10.0.0.0/8"], "10.0.0.1").is_err());
+        assert!(ok(&["all"], &["all"], "10.0.0.1").is_err());
+        // IPv6 and mapped peers.
+        assert!(ok(&["fd00::/8"], &["fd00:1::/32"], "fd00:2::1").is_ok());
+        assert!(ok(&["fd00::/8"], &["fd00:1::/32"], "fd00:1::1").is_err());
+        assert!(ok(&["127.0.0.1"], &["all"], "::ffff:127.0.0.1").is_ok());
+        assert!(ok(&["::ffff:127.0.0.1"], &[], "127.0.0.1").is_ok());
+    }
+
+    #[test]
+    fn an_allow_list_names_the_only_ones_and_nothing_listed_is_everyone() {
         let allow = [range("127.0.0.1"), range("192.168.0.0/16")];
         let deny = [range("all")];
         let rules = IpRules {

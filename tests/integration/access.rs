@@ -489,11 +489,18 @@ fn ip_rules_allow_and_deny_like_nginx_rtmp() {
         "[app.local]\nallow_publish = [\"127.0.0.1\", \"192.168.0.0/16\"]\n\
          deny_publish = [\"all\"]\n\
          [app.lan]\nallow_publish = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
-         [app.blocked]\ndeny_play = [\"127.0.0.0/8\"]\n",
+         [app.blocked]\ndeny_play = [\"127.0.0.0/8\"]\n\
+         [app.carved]\nallow_publish = [\"127.0.0.0/8\"]\ndeny_publish = [\"127.0.0.1\"]\n\
+         [app.mapped]\nallow_publish = [\"::ffff:127.0.0.1\"]\n",
     );
     publish_admitted(&server, "local/cam", "local/cam", "ip-allowed");
     let stderr = publish_refused(&server, "lan/cam");
     assert!(stderr.contains("not allowed from your address"), "{stderr}");
+    // The most specific entry decides: one address denied inside an allowed
+    // range (nginx-rtmp's `deny 127.0.0.1; allow 127.0.0.0/8; deny all;`) ...
+    publish_refused(&server, "carved/cam");
+    // ... and an IPv4 address written mapped is that IPv4 address.
+    publish_admitted(&server, "mapped/cam", "mapped/cam", "ip-mapped-entry");
     let mut publisher = new_publisher(&server, "blocked/cam");
     send_keyframe(&mut publisher);
     server.wait_for_frames("blocked/cam", SUBSCRIBE);
