@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use rtmpd::config::Verb;
+
 use crate::process::ServerProcess;
 use crate::support::*;
 
@@ -79,6 +81,56 @@ fn check_config_passes_the_example_and_reports_errors_with_line_numbers() {
     }
     let (ok, out) = check_config(&dir.join("missing.toml"));
     assert!(!ok && out.contains("cannot read"), "{out}");
+}
+
+/// The example is what the .deb installs as /etc/rtmpd/rtmpd.toml and the unit
+/// starts the server with: a fresh install must share no known secret and let
+/// no one else publish, and still serve: players from anywhere, publishers on
+/// the machine itself.
+#[test]
+fn the_shipped_config_sets_no_secret_and_lets_only_this_machine_publish() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rtmpd.example.toml");
+    let config = rtmpd::config::file::check(&example).expect("the example loads");
+    let policy = &config.policy;
+    let apps = std::iter::once("live").chain(policy.apps.keys().map(String::as_str));
+    for name in apps {
+        let app = policy.app(name);
+        for verb in [Verb::Publish, Verb::Play] {
+            assert!(app.secret(verb).is_none(), "app {name}: a {verb:?} secret");
+        }
+        let (publish, play) = (app.ip_rules(Verb::Publish), app.ip_rules(Verb::Play));
+        for outside in [
+            "203.0.113.5",
+            "192.168.1.2",
+            "2001:db8::5",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip = outside.parse().unwrap();
+            assert!(
+                publish.check(ip).is_err(),
+                "app {name}: {outside} publishes"
+            );
+            assert!(play.check(ip).is_ok(), "app {name}: {outside} cannot play");
+        }
+        for local in ["127.0.0.1", "::1"] {
+            assert!(
+                publish.check(local.parse().unwrap()).is_ok(),
+                "{name}: {local}"
+            );
+        }
+    }
+
+    // Run with it (on test ports): ffmpeg here publishes, rtmpdump plays it all.
+    let server = ServerProcess::start("shipped", false, &["--config", example.to_str().unwrap()]);
+    let dir = TempDir::new("shipped-play");
+    let played = dir.join("played.flv");
+    let player = play_rtmpdump(&server.url("live/cam"), &played);
+    server.wait_for_log("play", "live/cam");
+    let publisher = publish_ffmpeg(&server.url("live/cam"), &fixture("av.flv"), false);
+    wait_success(publisher, TIMEOUT, "ffmpeg publishing from 127.0.0.1");
+    wait_success(player, TIMEOUT, "rtmpdump");
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&played), true);
+    server.assert_no_panic();
 }
 
 #[test]
