@@ -24,13 +24,15 @@
 #  10. 2500 kbit/s -> 10 RTMP players (10), latency: rtmpd default / nginx-rtmp
 #  11. 2500 kbit/s -> 500 RTMP players (100): rtmpd default / rtmpd fixed 60 ms window
 #  12. 2500 kbit/s -> 500 RTMP players (100): rtmpd --merge-writes-ms 350 (fixed) / nginx-rtmp
+#  13. 2500 kbit/s -> 20 pushes (20) to a second rtmpd / 20 RTMP players: rtmpd's CPU
+#      seconds, the first pushing and playing to nobody, the second playing to 20
 # "fixed" adds --merge-mode fixed when rtmpd has that flag (issue 10); until then the
 # one mode rtmpd has is the fixed window. Targets (issue 10) are checked at the end:
 # scenarios 1, 2 and 6 default vs nginx-rtmp, 7 and 8 HTTP-FLV/WS-FLV vs RTMP, 9 and
 # 12 the windows vs nginx-rtmp, 10 added latency, 11 adaptive vs fixed. The next
 # issues' scenarios go beside them as contenders: RTMPS players / RTMP players
-# (issue 13), 20 pushes / 20 RTMP players (issue 12), HLS viewers / RTMP players
-# (issue 15), each with its targets.
+# (issue 13), HLS viewers / RTMP players (issue 15), each with its targets; scenario
+# 13 is issue 12's (pushes).
 #
 # Each contender gets a fresh server for each scenario on free loopback ports (so
 # peak RSS is per run), stopped afterwards; rtmpd from this tree's release build
@@ -69,11 +71,11 @@ note() { log "$*"; notes+=("$*"); }
 if ((quick)); then
     duration=${BENCH_DURATION:-4}
     warmup=${BENCH_WARMUP:-1}
-    players=(100 300 500 50 16 300 100 100 100 10 100 100)
+    players=(100 300 500 50 16 300 100 100 100 10 100 100 20)
 else
     duration=${BENCH_DURATION:-15}
     warmup=${BENCH_WARMUP:-3}
-    players=(500 2000 5000 200 64 2000 500 500 500 10 500 500)
+    players=(500 2000 5000 200 64 2000 500 500 500 10 500 500 20)
 fi
 
 # --- limits -----------------------------------------------------------------
@@ -160,11 +162,13 @@ mkdir -p "$runs_dir"
 # --- servers ----------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/rtmpd-bench.XXXXXX")
 server_pid=""
+sink_pid=""
 cleanup() {
-    if [[ -n $server_pid ]]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    local pid
+    for pid in $server_pid $sink_pid; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -280,8 +284,9 @@ scenario() {
     fi
     local c i=0
     for c in "${contenders[@]}"; do
-        local name server protocol flags port http_port json
-        IFS='|' read -r name server protocol flags <<<"$c"
+        local name server protocol flags bench_extra port http_port json
+        # A contender: name|server|protocol|server flags|its own rtmpd-bench flags.
+        IFS='|' read -r name server protocol flags bench_extra <<<"$c"
         i=$((i + 1))
         if [[ ,$servers, != *,$server,* ]]; then
             continue
@@ -306,7 +311,7 @@ scenario() {
         if "$bench_bin" run --url "rtmp://127.0.0.1:$port/live/bench" --label "$id. $label" \
             --scenario "$id" --server-name "$(server_label "$server")" --contender "$name" \
             --protocol "$protocol" --play-addr "$play_addr" --server-pid "$server_pid" \
-            --duration "$duration" --warmup "$warmup" --json "$json" "$@" ${BENCH_ARGS:-}; then
+            --duration "$duration" --warmup "$warmup" --json "$json" "$@" $bench_extra ${BENCH_ARGS:-}; then
             results+=("$json")
         else
             note "scenario $id on $name failed (see above)"
@@ -395,6 +400,29 @@ scenario 12 "2500 kbit/s -> ${p[11]} players, merge window 350 ms" "${p[11]}" \
     "rtmpd 350 ms|rtmpd|rtmp|--merge-writes-ms 350 $fixed" "$nginx" -- \
     --publishers 1 --players "${p[11]}" --bitrate 2500
 target "12: ratio /server/cpu_s_per_gb <= 0.19 # issue 10: fixed 350 ms vs nginx-rtmp"
+
+# 13: the pushes go to a second rtmpd (the sink), outside the measured server; the
+# other contender's load is the bench's own 20 players.
+n=${p[12]}
+if [[ ,$servers, == *,rtmpd,* && ( -z $only || ,$only, == *,13,* ) ]]; then
+    sink_port=$(free_port)
+    RUST_LOG=info "$rtmpd_bin" --listen "127.0.0.1:$sink_port" --http off \
+        --max-connections 30000 >"$work/sink.log" 2>&1 &
+    sink_pid=$!
+    push_flags=""
+    for i in $(seq 1 "$n"); do
+        push_flags+=" --push rtmp://127.0.0.1:$sink_port/sink$i/{key}"
+    done
+    scenario 13 "2500 kbit/s -> $n pushes vs $n RTMP players" "$n" \
+        "rtmpd $n pushes|rtmpd|rtmp|$push_flags|--players 0" \
+        "rtmpd $n players|rtmpd|rtmp||--players $n" -- \
+        --publishers 1 --bitrate 2500
+    target "13: ratio /server/cpu_s <= 1 # issue 12: $n pushes cost no more CPU than $n RTMP players"
+    note "scenario 13: the sink rtmpd took $(grep -c ': publish sink' "$work/sink.log" || true) pushed publishes (expected $n)"
+    kill "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" 2>/dev/null || true
+    sink_pid=""
+fi
 
 note "loadavg at end $(cut -d' ' -f1-3 /proc/loadavg)"
 if ((${#results[@]} == 0)); then

@@ -27,6 +27,7 @@ use log::{info, warn};
 use parking_lot::RwLock;
 
 use crate::config::policy::canonical;
+use crate::config::relay::UpstreamUrl;
 use crate::config::{AppPolicy, Policy, Verb};
 use crate::stream_key::{percent_decode, BadName, NamePart, StreamKey};
 use blocklist::Blocklist;
@@ -251,12 +252,16 @@ impl Admission {
             HookAnswer::Admit => Ok(req.key.clone()),
             HookAnswer::Redirect(location) => {
                 if location.starts_with("rtmp://") || location.starts_with("rtmps://") {
-                    // nginx-rtmp relays to such a Location; rtmpd has no relays yet.
+                    // nginx-rtmp relays to such a Location. rtmpd's relays are the
+                    // operator's (push, origin, pull in the config), never a
+                    // backend's answer; the log shows the URL without its key.
+                    let shown = UpstreamUrl::parse(&location)
+                        .map_or_else(|_| "an rtmp:// URL".to_owned(), |u| u.redacted());
                     return Err(Refused {
                         rule: name.to_owned(),
                         detail: format!(
-                            "redirect to {location:?}: relaying to another server is not \
-                             supported yet"
+                            "redirect to {shown}: rtmpd relays only as its config says \
+                             (push, origin, pull), not on a hook's answer"
                         ),
                         reason: format!("{verb} refused: redirect to another server"),
                         counts: false,

@@ -174,6 +174,25 @@ pub fn is_end_of_sequence(kind: FrameKind, payload: &[u8]) -> bool {
     }
 }
 
+/// Frames for unit tests elsewhere: an AVC video frame (a keyframe or not) and an
+/// AAC audio frame.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Frame, FrameKind};
+
+    pub fn video(ts: u32, key: bool) -> Frame {
+        Frame::media(
+            FrameKind::Video,
+            ts,
+            vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0],
+        )
+    }
+
+    pub fn audio(ts: u32) -> Frame {
+        Frame::media(FrameKind::Audio, ts, vec![0xaf, 1, 0x21])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,17 +128,7 @@ impl PlayerFilter {
 mod tests {
     use super::*;
 
-    fn video(ts: u32, key: bool) -> Frame {
-        Frame::media(
-            FrameKind::Video,
-            ts,
-            vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0],
-        )
-    }
-
-    fn audio(ts: u32) -> Frame {
-        Frame::media(FrameKind::Audio, ts, vec![0xaf, 1, 0x21])
-    }
+    use crate::media::frame::testing::{audio, video};
 
     #[test]
     fn passes_everything_by_default() {

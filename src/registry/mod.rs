@@ -719,13 +719,7 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    fn video(ts: u32, key: bool) -> Frame {
-        Frame::media(
-            FrameKind::Video,
-            ts,
-            vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0],
-        )
-    }
+    use crate::media::frame::testing::video;
 
     #[test]
     fn a_frame_pushed_while_the_player_parks_wakes_it() {

@@ -146,16 +146,14 @@ pub fn edge_wait(ctx: &Arc<Context>, key: &StreamKey) -> Result<Option<Interest>
             };
             let (min, max) = app.backoff();
             let status = relay.add_status(Direction::Pull, key, origin.redacted());
-            let worker = Worker::new(
-                ctx,
-                pull.clone(),
+            let spec = Spec {
                 source,
                 kind,
-                timeout,
-                Backoff::new(min, max),
-                status,
-                None,
-            );
+                first_frame: timeout,
+                backoff: Backoff::new(min, max),
+                query: None,
+            };
+            let worker = Worker::new(ctx, pull.clone(), spec, status);
             pulls.insert(key.clone(), pull.clone());
             relay.spawn(format!("pull {key}"), move || worker.run());
             pull
@@ -211,16 +209,14 @@ pub fn start_static_pulls(ctx: &Arc<Context>) {
             crate::stream_key::split_query(entry.as_name.as_deref().unwrap_or_default());
         let pull = Pull::new(key.clone());
         let (min, max) = app.backoff();
-        let worker = Worker::new(
-            ctx,
-            pull.clone(),
+        let spec = Spec {
             source,
-            Kind::Static,
-            app.origin_timeout(),
-            Backoff::new(min, max),
-            status,
-            query.map(str::to_owned),
-        );
+            kind: Kind::Static,
+            first_frame: app.origin_timeout(),
+            backoff: Backoff::new(min, max),
+            query: query.map(str::to_owned),
+        };
+        let worker = Worker::new(ctx, pull.clone(), spec, status);
         info!("pull {key} from {shown}: starting");
         ctx.relay.pulls.lock().insert(key.clone(), pull);
         ctx.relay.spawn(format!("pull {key}"), move || worker.run());
@@ -247,17 +243,22 @@ impl Drop for Local {
     }
 }
 
-struct Worker {
-    ctx: Arc<Context>,
-    pull: Arc<Pull>,
+/// What a pull pulls and how.
+struct Spec {
     source: RtmpUrl,
     kind: Kind,
     /// How long an attempt may take to bring the first frame.
     first_frame: Duration,
     backoff: Backoff,
-    status: Arc<RelayStatus>,
     /// The query the local publish shows admission (a static pull's `as`).
     query: Option<String>,
+}
+
+struct Worker {
+    ctx: Arc<Context>,
+    pull: Arc<Pull>,
+    spec: Spec,
+    status: Arc<RelayStatus>,
     local: Option<Local>,
     /// The stream has been here at least once.
     was_up: bool,
@@ -276,26 +277,12 @@ enum Ended {
 }
 
 impl Worker {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        ctx: &Arc<Context>,
-        pull: Arc<Pull>,
-        source: RtmpUrl,
-        kind: Kind,
-        first_frame: Duration,
-        backoff: Backoff,
-        status: Arc<RelayStatus>,
-        query: Option<String>,
-    ) -> Worker {
+    fn new(ctx: &Arc<Context>, pull: Arc<Pull>, spec: Spec, status: Arc<RelayStatus>) -> Worker {
         Worker {
             ctx: ctx.clone(),
             pull,
-            source,
-            kind,
-            first_frame,
-            backoff,
+            spec,
             status,
-            query,
             local: None,
             was_up: false,
             stop: AtomicBool::new(false),
@@ -322,7 +309,7 @@ impl Worker {
             if self.ctx.relay.is_stopping() {
                 break;
             }
-            if let Kind::Edge { .. } = self.kind {
+            if let Kind::Edge { .. } = self.spec.kind {
                 if !self.was_up {
                     warn!("pull {key} from {shown}: {why}; players are told it is not found");
                     // Forgotten before the players hear it: the next one
@@ -339,7 +326,7 @@ impl Worker {
                     break;
                 }
             }
-            let wait = self.backoff.failed(up_for);
+            let wait = self.spec.backoff.failed(up_for);
             warn!(
                 "pull {key} from {shown}: {why}; retrying in {:.1} s",
                 wait.as_secs_f64()
@@ -375,7 +362,7 @@ impl Worker {
         };
         let peer = client
             .peer_addr()
-            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], self.source.port)));
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], self.spec.source.port)));
         let base = self.status.bytes.load(Ordering::Relaxed);
         let mut up: Option<Instant> = None;
         let mut idle_since: Option<Instant> = None;
@@ -406,16 +393,16 @@ impl Worker {
             if self.ctx.relay.is_stopping() {
                 break Ended::Over;
             }
-            if up.is_none() && started.elapsed() >= self.first_frame {
+            if up.is_none() && started.elapsed() >= self.spec.first_frame {
                 break Ended::Failed {
                     why: format!(
                         "no stream from the upstream within {:.1} s",
-                        self.first_frame.as_secs_f64()
+                        self.spec.first_frame.as_secs_f64()
                     ),
                     up_for: None,
                 };
             }
-            if let Kind::Edge { idle } = self.kind {
+            if let Kind::Edge { idle } = self.spec.kind {
                 if looked.elapsed() >= POLL {
                     looked = Instant::now();
                     if self.has_audience() {
@@ -441,12 +428,12 @@ impl Worker {
     }
 
     fn connect(&self) -> Result<Client, ClientError> {
-        let timeout = match self.kind {
-            Kind::Edge { .. } => self.first_frame,
+        let timeout = match self.spec.kind {
+            Kind::Edge { .. } => self.spec.first_frame,
             Kind::Static => RELAY_TIMEOUT,
         };
-        let mut client = Client::connect(&self.source, &client_options(timeout))?;
-        client.play(&self.source.name)?;
+        let mut client = Client::connect(&self.spec.source, &client_options(timeout))?;
+        client.play(&self.spec.source.name)?;
         Ok(client)
     }
 
@@ -526,14 +513,14 @@ impl Worker {
     fn publish(&mut self, peer: std::net::SocketAddr) -> Result<(), Ended> {
         let key = self.key().clone();
         let client = ClientInfo {
-            tc_url: self.source.tc_url(),
+            tc_url: self.spec.source.tc_url(),
             flash_ver: super::FLASH_VER.into(),
             ..ClientInfo::default()
         };
         let decision = self.ctx.admission.decide(&Request {
             verb: Verb::Publish,
             key: &key,
-            query: self.query.as_deref(),
+            query: self.spec.query.as_deref(),
             peer,
             client_id: 0,
             client: &client,
@@ -551,7 +538,7 @@ impl Worker {
         let publisher = match self.ctx.registry.publish(ticket.key(), peer) {
             Ok(publisher) => publisher,
             Err(PublishError::AlreadyPublishing { by, .. }) => {
-                return Err(match self.kind {
+                return Err(match self.spec.kind {
                     Kind::Edge { .. } => {
                         // Players play the local publisher's stream instead.
                         info!("pull {key}: published here by {by} meanwhile; the pull gives way");

@@ -465,17 +465,7 @@ impl Resume {
 mod tests {
     use super::*;
 
-    fn video(ts: u32, key: bool) -> Frame {
-        Frame::media(
-            FrameKind::Video,
-            ts,
-            vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0],
-        )
-    }
-
-    fn audio(ts: u32) -> Frame {
-        Frame::media(FrameKind::Audio, ts, vec![0xaf, 1, 0x21])
-    }
+    use crate::media::frame::testing::{audio, video};
 
     #[test]
     fn a_reconnected_push_resumes_at_a_keyframe_after_what_it_sent() {

@@ -418,7 +418,7 @@ fn hooks_allow_deny_rename_and_send_nginx_rtmp_fields() {
     );
     // 3xx with Location: the stream is published under that name.
     publish_admitted(&server, "rename/cam", "rename/renamed", "hook-rename");
-    // nginx-rtmp relays to an rtmp:// Location; rtmpd refuses it until relays exist.
+    // nginx-rtmp relays to an rtmp:// Location; rtmpd relays only as its config says.
     publish_refused(&server, "relay/cam");
 }
 
