@@ -12,10 +12,12 @@
 //!   runs as long as the server does (`pull`). A pulled stream is published here
 //!   through admission like any publisher (IP rules and hooks; not the secret).
 //!
-//! The relay client is `crate::client` (the sans-IO `ClientSession` over a
-//! socket): it talks like ffmpeg and OBS do and reads acknowledgements, pings and
-//! error statuses while it sends. `rtmps://` upstreams are refused with a clear
-//! log line until TLS upstreams exist.
+//! Connections are set up by `crate::client` (the sans-IO `ClientSession` over a
+//! socket), which talks like ffmpeg and OBS do; a push then runs as a sink of the
+//! player engine (`crate::player`), its session reading acknowledgements, pings
+//! and error statuses while frames go out, and a pull reads its stream through the
+//! client. `rtmps://` upstreams are refused with a clear log line until TLS
+//! upstreams exist.
 //!
 //! `Relay` is the server's one place for all of them: the pulls by key, the
 //! status of every relay for the API and metrics (`status`), the threads, and the

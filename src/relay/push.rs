@@ -249,11 +249,11 @@ impl Worker {
             bytes: &self.status.bytes,
             state: State::Playing,
         };
+        // Paced like every player (merge window, tick groups); stalled writes
+        // give up after the relay's own limit.
         let mut player = Player::new(PlayerConfig {
-            merge: self.ctx.config.merge_writes,
             stall: RELAY_TIMEOUT,
-            epoch: self.ctx.started,
-            lifecycle: self.ctx.lifecycle.clone(),
+            ..self.ctx.player_config()
         });
         let ended = match player.run(&mut transport, &mut sink) {
             // The server stops: what is queued goes out first (the registry ended
@@ -264,12 +264,12 @@ impl Worker {
         match (ended, std::mem::replace(&mut sink.state, State::Playing)) {
             (Ok(()), State::Finished) => {
                 info!("push {key} to {}: the publisher stopped", self.status.url);
-                sink.unpublish(&mut transport);
+                sink.unpublish(&mut transport, &self.url.name);
                 Ended::Finished
             }
             (Ok(()), State::Failed(why)) | (Err(PushEnd::Failed(why)), _) => failed(why),
             (Ok(()), State::Playing) | (Err(PushEnd::Stopping), _) => {
-                sink.unpublish(&mut transport);
+                sink.unpublish(&mut transport, &self.url.name);
                 Ended::Finished
             }
         }
@@ -332,12 +332,11 @@ impl PushSink<'_> {
     /// Ends the publish politely (FCUnpublish, deleteStream), then closes: the
     /// destination ends the stream for its players at once instead of waiting
     /// for a timeout.
-    fn unpublish(&mut self, transport: &mut TcpTransport) {
+    fn unpublish(&mut self, transport: &mut TcpTransport, name: &str) {
         let stream_id = self.feeds[0].id;
-        let name = Amf0Value::Null;
-        let _ = self
-            .session
-            .send_command(0, "FCUnpublish", 0.0, name, Vec::new());
+        let _ =
+            self.session
+                .send_command(0, "FCUnpublish", 0.0, Amf0Value::Null, vec![name.into()]);
         let id = f64::from(stream_id).into();
         let _ = self
             .session
