@@ -28,7 +28,7 @@ Usage: rtmpd-bench [run] --url rtmp://HOST:PORT/APP/NAME [options]
        rtmpd-bench compare [--json FILE] [--note TEXT]... [--target SPEC]... RUN.json...
 
 run: publishes synthetic H.264+AAC over RTMP (or --flv FILE, looping in real
-time) and opens players (RTMP, HTTP-FLV or WebSocket-FLV: --protocol) that verify
+time) and opens players (RTMP, RTMPS, HTTP-FLV or WebSocket-FLV: --protocol) that verify
 order, gaps and keyframes, measuring server-added latency (synthetic tags carry
 their send time), connect-to-first-keyframe time and, with --server-pid, the
 server's CPU seconds, RSS and threads from /proc. With --churn N, N workers
@@ -57,13 +57,13 @@ fn run_options() -> Options {
     o.optopt(
         "",
         "protocol",
-        "how players and churn workers play: rtmp, http-flv (GET http://ADDR/APP/NAME.flv) or ws-flv (ws://ADDR/APP/NAME.flv) (default rtmp)",
+        "how players and churn workers play: rtmp, rtmps (over TLS, any certificate taken), http-flv (GET http://ADDR/APP/NAME.flv) or ws-flv (ws://ADDR/APP/NAME.flv) (default rtmp)",
         "NAME",
     );
     o.optopt(
         "",
         "play-addr",
-        "server the players play from (default: --url's for rtmp, its host with port 8080 for http-flv and ws-flv)",
+        "server the players play from (default: --url's for rtmp, its host with port 443 for rtmps and 8080 for http-flv and ws-flv)",
         "HOST:PORT",
     );
     o.optopt(
@@ -229,6 +229,7 @@ fn play_target(m: &Matches, url: &RtmpUrl) -> Result<PlayTarget, String> {
     };
     let (host, port) = match m.opt_str("play-addr") {
         None if protocol == Protocol::Rtmp => (url.host.clone(), url.port),
+        None if protocol == Protocol::Rtmps => (url.host.clone(), 443),
         None => (url.host.clone(), 8080),
         Some(addr) => {
             // The same host[:port] rules as the authority of an rtmp:// URL.

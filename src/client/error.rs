@@ -23,6 +23,12 @@ pub enum ClientError {
         addr: String,
         source: io::Error,
     },
+    /// The TLS handshake of an `rtmps://` connection failed (a certificate that
+    /// does not verify, a server that does not speak TLS).
+    Tls {
+        addr: String,
+        error: String,
+    },
     Io(io::Error),
     /// Nothing arrived (or could be written) within the socket timeout. The
     /// connection is still usable: no partial message was consumed.
@@ -87,6 +93,7 @@ impl fmt::Display for ClientError {
             ClientError::Connect { addr, source } => {
                 write!(f, "cannot connect to {addr}: {source}")
             }
+            ClientError::Tls { addr, error } => write!(f, "TLS with {addr}: {error}"),
             ClientError::Io(e) => write!(f, "socket error: {e}"),
             ClientError::Timeout(t) => write!(
                 f,

@@ -1,5 +1,7 @@
-//! A blocking RTMP client: one `TcpStream`, driven from the caller's thread.
-//! It dials `rtmp://host[:port]/app/name`, shakes hands (simple or digest),
+//! A blocking RTMP client: one connection, driven from the caller's thread.
+//! It dials `rtmp://host[:port]/app/name` (or `rtmps://`, over TLS: the
+//! server's certificate verified against the system's roots by the URL's host,
+//! unless [`ClientOptions::tls_verify`] is off), shakes hands (simple or digest),
 //! connects to the application and then publishes or plays; everything the
 //! server sends afterwards comes out of [`Client::next_event`] in wire order.
 //! Protocol control is handled underneath (chunk size changes, aborts,
@@ -10,8 +12,9 @@
 //!
 //! The wire work is done by the I/O-free core (`rtmp::handshake`, then
 //! `rtmp::client_session`, which chunks, parses and answers protocol control);
-//! this module only owns the socket and waits for replies. Nothing the server
-//! sends can make it panic: malformed input ends in a [`ClientError`].
+//! this module only owns the connection (a `crate::net::Transport`, plain TCP
+//! or TLS) and waits for replies. Nothing the server sends can make it panic:
+//! malformed input ends in a [`ClientError`].
 //!
 //! ```no_run
 //! use rtmpd::client::{Client, ClientEvent, ClientOptions, RtmpUrl};
@@ -32,13 +35,16 @@ mod url;
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::rtmp::client_session::{ClientEvent, Status};
 pub use error::ClientError;
-pub use url::{RtmpUrl, UrlError, DEFAULT_PORT};
+pub use url::{RtmpUrl, UrlError, DEFAULT_PORT, DEFAULT_TLS_PORT};
+
+use crate::net::{Socket, TcpTransport, Transport};
 
 use crate::amf::amf0::Amf0Value;
 use crate::rtmp::chunk::{RawMessage, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE};
@@ -71,6 +77,10 @@ pub struct ClientOptions {
     pub amf3_connect: bool,
     /// The `flashVer` string of `connect`.
     pub flash_ver: String,
+    /// For `rtmps://`: verify the server's certificate (the default). Off, any
+    /// certificate is taken (a self-signed upstream); the connection is still
+    /// encrypted, but not authenticated.
+    pub tls_verify: bool,
 }
 
 impl Default for ClientOptions {
@@ -81,13 +91,15 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(5),
             amf3_connect: false,
             flash_ver: "FMLE/3.0 (compatible; rtmpd-client)".into(),
+            tls_verify: true,
         }
     }
 }
 
 /// A connection taken apart ([`Client::into_parts`]).
 pub struct ClientParts {
-    pub socket: TcpStream,
+    /// The connection, plain or TLS, with the client's timeout as its stall limit.
+    pub transport: Box<dyn Transport>,
     pub session: ClientSession,
     /// The stream it publishes on (0 if none).
     pub stream_id: u32,
@@ -99,7 +111,8 @@ pub struct ClientParts {
 
 /// A connection to an RTMP server. See the module documentation.
 pub struct Client {
-    socket: TcpStream,
+    transport: Box<dyn Transport>,
+    local: SocketAddr,
     url: RtmpUrl,
     opts: ClientOptions,
     handshake: HandshakeKind,
@@ -107,8 +120,6 @@ pub struct Client {
     read_buf: Vec<u8>,
     /// Events read but not yet handed out, in wire order.
     pending: VecDeque<ClientEvent>,
-    /// The socket's current read timeout, to skip redundant system calls.
-    read_timeout: Duration,
     connect_reply: Option<Command>,
     publishing: Option<(u32, String)>,
     playing: Option<u32>,
@@ -135,16 +146,16 @@ impl Client {
                 "chunk_size must be 1..=2147483647",
             ));
         }
-        let socket = dial(url, opts.timeout)?;
+        let (transport, local) = dial(url, opts)?;
         let mut client = Client {
-            socket,
+            transport,
+            local,
             url: url.clone(),
             opts: opts.clone(),
             handshake: HandshakeKind::Simple,
             session: ClientSession::new(),
             read_buf: vec![0; READ_BUFFER],
             pending: VecDeque::new(),
-            read_timeout: opts.timeout,
             connect_reply: None,
             publishing: None,
             playing: None,
@@ -160,7 +171,7 @@ impl Client {
         handshake.start(&mut out);
         self.write(&out)?;
         loop {
-            let n = self.read_some()?;
+            let n = self.read_some(self.opts.timeout)?;
             out.clear();
             let progress = handshake.process(&self.read_buf[..n], &mut out)?;
             if !out.is_empty() {
@@ -236,7 +247,7 @@ impl Client {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+        Ok(self.local)
     }
 
     /// Gives up the connection to a new owner (a relay handing it to the player
@@ -245,7 +256,7 @@ impl Client {
     /// and the events read but not handed out.
     pub fn into_parts(self) -> ClientParts {
         ClientParts {
-            socket: self.socket,
+            transport: self.transport,
             session: self.session,
             stream_id: self.publishing.map_or(0, |(id, _)| id),
             chunk_size: self.opts.chunk_size,
@@ -255,7 +266,7 @@ impl Client {
 
     /// The server's address, as dialled.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.peer_addr()
+        Ok(self.transport.peer())
     }
 
     /// Bytes written to the socket so far, the handshake included.
@@ -273,9 +284,7 @@ impl Client {
         if timeout.is_zero() {
             return Err(ClientError::InvalidOption("timeout must not be zero"));
         }
-        self.socket
-            .set_write_timeout(Some(timeout))
-            .map_err(ClientError::Io)?;
+        self.transport.set_stall(timeout).map_err(ClientError::Io)?;
         self.opts.timeout = timeout;
         Ok(())
     }
@@ -471,17 +480,23 @@ impl Client {
         if self.session.output().is_empty() {
             return Ok(());
         }
-        let result = self.write(self.session.output());
+        let result = send(
+            &mut *self.transport,
+            self.session.output(),
+            &self.written,
+            self.opts.timeout,
+        );
         self.session.clear_output();
         result
     }
 
-    fn write(&self, bytes: &[u8]) -> Result<(), ClientError> {
-        (&self.socket)
-            .write_all(bytes)
-            .map_err(|e| io_error(e, self.opts.timeout))?;
-        self.written.set(self.written.get() + bytes.len() as u64);
-        Ok(())
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        send(
+            &mut *self.transport,
+            bytes,
+            &self.written,
+            self.opts.timeout,
+        )
     }
 
     // -----------------------------------------------------------------------
@@ -530,30 +545,20 @@ impl Client {
                     .filter(|left| !left.is_zero())
                     .ok_or(ClientError::Timeout(self.opts.timeout))?,
             };
-            self.set_read_timeout(timeout)?;
-            let n = self.read_some()?;
+            let n = self.read_some(timeout)?;
             self.session.push_input(&self.read_buf[..n])?;
             self.flush()?;
         }
     }
 
-    fn set_read_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        if timeout != self.read_timeout {
-            self.socket
-                .set_read_timeout(Some(timeout))
-                .map_err(ClientError::Io)?;
-            self.read_timeout = timeout;
-        }
-        Ok(())
-    }
-
-    fn read_some(&mut self) -> Result<usize, ClientError> {
+    /// Waits at most `timeout` for bytes from the server.
+    fn read_some(&mut self, timeout: Duration) -> Result<usize, ClientError> {
         loop {
-            match (&self.socket).read(&mut self.read_buf) {
+            match self.transport.read_within(&mut self.read_buf, timeout) {
                 Ok(0) => return Err(ClientError::Closed),
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_error(e, self.read_timeout)),
+                Err(e) => return Err(io_error(e, timeout)),
             }
         }
     }
@@ -622,20 +627,8 @@ impl Client {
         if let Some(stream_id) = self.playing.take() {
             let _ = self.delete_stream(stream_id);
         }
-        if self.socket.shutdown(Shutdown::Write).is_err() {
-            return;
-        }
-        let deadline = Instant::now() + self.opts.timeout;
         // Draining also keeps unread input from turning our close into a reset.
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            if left.is_zero() || self.set_read_timeout(left).is_err() {
-                break;
-            }
-            match self.read_some() {
-                Ok(_) => continue,
-                Err(_) => break,
-            }
-        }
+        self.transport.linger(self.opts.timeout, usize::MAX);
     }
 
     fn delete_stream(&mut self, stream_id: u32) -> Result<(), ClientError> {
@@ -649,6 +642,20 @@ impl Client {
     }
 }
 
+/// Writes `bytes`, adding them to `written`.
+fn send(
+    transport: &mut dyn Transport,
+    bytes: &[u8],
+    written: &Cell<u64>,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    transport
+        .write_bytes(bytes)
+        .map_err(|e| io_error(e, timeout))?;
+    written.set(written.get() + bytes.len() as u64);
+    Ok(())
+}
+
 fn io_error(e: io::Error, timeout: Duration) -> ClientError {
     if crate::net::is_timeout(&e) {
         ClientError::Timeout(timeout)
@@ -657,8 +664,13 @@ fn io_error(e: io::Error, timeout: Duration) -> ClientError {
     }
 }
 
-/// Resolves and connects, trying each address in turn, with timeouts set.
-fn dial(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream, ClientError> {
+/// Resolves and connects, trying each address in turn; for `rtmps://`, runs
+/// the TLS handshake too. The timeout bounds each step and any write's stall.
+fn dial(
+    url: &RtmpUrl,
+    opts: &ClientOptions,
+) -> Result<(Box<dyn Transport>, SocketAddr), ClientError> {
+    let timeout = opts.timeout;
     let addr_text = format!("{}:{}", url.host, url.port);
     let failed = |source| ClientError::Connect {
         addr: addr_text.clone(),
@@ -668,23 +680,34 @@ fn dial(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream, ClientError> {
         .to_socket_addrs()
         .map_err(failed)?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address for the host");
+    let mut connected = None;
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(socket) => {
-                let setup = socket
-                    .set_read_timeout(Some(timeout))
-                    .and_then(|()| socket.set_write_timeout(Some(timeout)))
-                    // Commands are small and wait for replies: no Nagle delay.
-                    .and_then(|()| socket.set_nodelay(true));
-                return match setup {
-                    Ok(()) => Ok(socket),
-                    Err(e) => Err(failed(e)),
-                };
+            Ok(stream) => {
+                connected = Some((stream, addr));
+                break;
             }
             Err(e) => last_error = e,
         }
     }
-    Err(failed(last_error))
+    let Some((stream, peer)) = connected else {
+        return Err(failed(last_error));
+    };
+    // Commands are small and wait for replies: no Nagle delay.
+    let local = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.local_addr())
+        .map_err(failed)?;
+    let socket = Socket::new(Arc::new(stream), timeout).map_err(failed)?;
+    if !url.tls {
+        return Ok((Box::new(TcpTransport::over(socket, peer)), local));
+    }
+    let transport = crate::tls::client::connect(socket, peer, &url.host, opts.tls_verify, timeout)
+        .map_err(|e| ClientError::Tls {
+            addr: addr_text.clone(),
+            error: e.to_string(),
+        })?;
+    Ok((Box::new(transport), local))
 }
 
 #[cfg(test)]
@@ -693,6 +716,7 @@ mod tests {
     use crate::amf::amf0::{self, AmfLimits};
     use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
     use crate::rtmp::handshake::ServerHandshake;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::thread;
 

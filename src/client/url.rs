@@ -1,17 +1,22 @@
-//! `rtmp://host[:port]/app/name` URLs, split the way RTMP needs them: the
-//! host and port to dial, the application for `connect` (and its tcUrl), and
-//! the stream name for `publish`/`play`, query string included because
-//! servers read tokens from it.
+//! `rtmp://host[:port]/app/name` and `rtmps://` URLs, split the way RTMP needs
+//! them: TLS or not, the host and port to dial, the application for `connect`
+//! (and its tcUrl), and the stream name for `publish`/`play`, query string
+//! included because servers read tokens from it.
 
 use std::fmt;
 use std::str::FromStr;
 
 /// The port RTMP servers listen on when a URL names none.
 pub const DEFAULT_PORT: u16 = 1935;
+/// The port of an `rtmps://` URL that names none, as ffmpeg, OBS and librtmp
+/// take it.
+pub const DEFAULT_TLS_PORT: u16 = 443;
 
-/// A parsed `rtmp://` URL.
+/// A parsed `rtmp://` or `rtmps://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtmpUrl {
+    /// `rtmps://`: RTMP over TLS.
+    pub tls: bool,
     /// Host name or IP address; IPv6 addresses without brackets.
     pub host: String,
     pub port: u16,
@@ -24,7 +29,8 @@ pub struct RtmpUrl {
 /// Why a string is not an `rtmp://host[:port]/app[/name]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
-    /// Does not start with `rtmp://` (rtmps, rtmpe and rtmpt are not spoken).
+    /// Does not start with `rtmp://` or `rtmps://` (rtmpe and rtmpt are not
+    /// spoken).
     Scheme(String),
     MissingHost,
     /// The part after the host's colon is not a port number from 1 to 65535.
@@ -38,7 +44,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::Scheme(url) => write!(f, "{url:?} is not an rtmp:// URL"),
+            UrlError::Scheme(url) => write!(f, "{url:?} is not an rtmp:// or rtmps:// URL"),
             UrlError::MissingHost => f.write_str("the URL names no host"),
             UrlError::BadPort(port) => write!(f, "{port:?} is not a port number (1-65535)"),
             UrlError::BadHost(host) => write!(f, "{host:?} is not a host name or address"),
@@ -50,21 +56,29 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl RtmpUrl {
-    /// Parses `rtmp://host[:port]/app[/name]`. The scheme is matched without
-    /// regard to case; everything after the application's slash is the name.
+    /// Parses `rtmp[s]://host[:port]/app[/name]`. The scheme is matched
+    /// without regard to case; everything after the application's slash is the
+    /// name.
     pub fn parse(url: &str) -> Result<RtmpUrl, UrlError> {
-        let rest = url
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("rtmp://"))
-            .map(|_| &url[7..])
-            .ok_or_else(|| UrlError::Scheme(url.to_owned()))?;
+        let scheme = |s: &str| {
+            url.get(..s.len())
+                .filter(|head| head.eq_ignore_ascii_case(s))
+                .map(|_| &url[s.len()..])
+        };
+        let (tls, rest) = match (scheme("rtmp://"), scheme("rtmps://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(UrlError::Scheme(url.to_owned())),
+        };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = split_authority(authority)?;
+        let default_port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
+        let (host, port) = split_authority(authority, default_port)?;
         let (app, name) = path.split_once('/').unwrap_or((path, ""));
         if app.is_empty() {
             return Err(UrlError::MissingApp);
         }
         Ok(RtmpUrl {
+            tls,
             host: host.to_owned(),
             port,
             app: app.to_owned(),
@@ -72,18 +86,19 @@ impl RtmpUrl {
         })
     }
 
-    /// `rtmp://host:port/app`, what `connect` sends as tcUrl.
+    /// `rtmp[s]://host:port/app`, what `connect` sends as tcUrl.
     pub fn tc_url(&self) -> String {
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
         if self.host.contains(':') {
-            format!("rtmp://[{}]:{}/{}", self.host, self.port, self.app)
+            format!("{scheme}://[{}]:{}/{}", self.host, self.port, self.app)
         } else {
-            format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
+            format!("{scheme}://{}:{}/{}", self.host, self.port, self.app)
         }
     }
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; `default_port` where none is given.
+fn split_authority(authority: &str, default_port: u16) -> Result<(&str, u16), UrlError> {
     if authority.is_empty() {
         return Err(UrlError::MissingHost);
     }
@@ -111,7 +126,7 @@ fn split_authority(authority: &str) -> Result<(&str, u16), UrlError> {
         return Err(UrlError::MissingHost);
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(text) => text
             .parse::<u16>()
             .ok()
@@ -146,6 +161,7 @@ mod tests {
 
     fn url(host: &str, port: u16, app: &str, name: &str) -> RtmpUrl {
         RtmpUrl {
+            tls: false,
             host: host.into(),
             port,
             app: app.into(),
@@ -194,8 +210,8 @@ mod tests {
                 UrlError::Scheme("http://host/live/x".into()),
             ),
             (
-                "rtmps://host/live/x",
-                UrlError::Scheme("rtmps://host/live/x".into()),
+                "rtmpe://host/live/x",
+                UrlError::Scheme("rtmpe://host/live/x".into()),
             ),
             ("rtmp:/", UrlError::Scheme("rtmp:/".into())),
             ("", UrlError::Scheme("".into())),
@@ -222,6 +238,26 @@ mod tests {
         assert_eq!(
             UrlError::BadPort("x".into()).to_string(),
             "\"x\" is not a port number (1-65535)"
+        );
+    }
+
+    #[test]
+    fn rtmps_urls_default_to_port_443_and_say_so_in_tc_url() {
+        let u = RtmpUrl::parse("RTMPS://live-api-s.facebook.com/rtmp/K?s=1").unwrap();
+        assert_eq!(
+            u,
+            RtmpUrl {
+                tls: true,
+                ..url("live-api-s.facebook.com", 443, "rtmp", "K?s=1")
+            }
+        );
+        assert_eq!(u.tc_url(), "rtmps://live-api-s.facebook.com:443/rtmp");
+        assert_eq!(RtmpUrl::parse(&u.to_string()).unwrap(), u);
+        let explicit = RtmpUrl::parse("rtmps://[::1]:1936/live/x").unwrap();
+        assert_eq!((explicit.tls, explicit.port), (true, 1936));
+        assert_eq!(
+            UrlError::Scheme("x".into()).to_string(),
+            "\"x\" is not an rtmp:// or rtmps:// URL"
         );
     }
 

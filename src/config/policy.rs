@@ -20,7 +20,7 @@ use super::record::{
     ByteSize, RecordDir, RecordPath, RecordSettings, DEFAULT_RECONNECT_GAP, DEFAULT_RECORD_BUFFER,
     DEFAULT_RECORD_FLUSH,
 };
-use super::relay::{PullEntry, PushEntry, UpstreamUrl};
+use super::relay::{Origin, PullEntry, PushEntry};
 use super::settings::{MAX_SECONDS, MIN_SECONDS};
 use crate::stream_key::StreamKey;
 
@@ -109,8 +109,9 @@ app_keys! {
     /// it doubles on each failure up to `push_backoff_max` (default 30 s).
     push_backoff_min: Seconds,
     push_backoff_max: Seconds,
-    /// An edge: keys that are not live here are pulled from this server.
-    origin: UpstreamUrl,
+    /// An edge: keys that are not live here are pulled from this server (a URL,
+    /// or `{ url, tls_verify }`).
+    origin: Origin,
     /// How long a pull from the origin outlives its last player (default 10 s).
     origin_idle: Seconds,
     /// How long players wait for the origin's stream before they are told it is
@@ -342,7 +343,7 @@ impl AppPolicy {
     }
 
     /// The server an edge app pulls missing keys from.
-    pub fn origin(&self) -> Option<&UpstreamUrl> {
+    pub fn origin(&self) -> Option<&Origin> {
         self.0.origin.as_ref()
     }
 

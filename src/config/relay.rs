@@ -1,13 +1,15 @@
 //! The relay's values in the config file: upstream URLs (push destinations, the
 //! origin an edge pulls from, the source of a static pull), push entries (a URL,
-//! or a table with `url`, `keys`, `tls_verify`) and static pulls (`from`, `as`).
+//! or a table with `url`, `keys`, `tls_verify`), the origin (a URL, or a table
+//! with `url`, `tls_verify`) and static pulls (`from`, `as`, `tls_verify`).
 //! Checked when the file is read, so a typo is a line-numbered error at start or
 //! at `--check-config`, never a relay that fails at 3 a.m.
 //!
 //! An upstream URL is a template: `{app}` and `{key}` stand for the local
 //! stream's app and key; a URL without a stream name means `{key}`, one without
 //! an app `{app}/{key}` (`rtmp://origin:1935` pulls the same app and key).
-//! `rtmps://` is accepted here and refused when used, until TLS upstreams exist.
+//! `rtmps://` upstreams are dialled over TLS; `tls_verify = false` takes any
+//! certificate (a self-signed upstream), the default verifies it.
 
 use std::fmt;
 
@@ -95,18 +97,16 @@ impl UpstreamUrl {
 
     /// The URL for the local stream `key`: placeholders replaced, a missing app or
     /// name filled in. Fails if the result is not a URL the client can dial (a
-    /// key that makes the name empty, say) or the URL is `rtmps://`.
+    /// key that makes the name empty, say).
     pub fn resolve(&self, key: &StreamKey) -> Result<RtmpUrl, String> {
-        if self.tls {
-            return Err("rtmps:// upstreams need TLS, which rtmpd does not speak yet".into());
-        }
         let fill = |part: &str| {
             part.replace("{app}", &escape(&key.app))
                 .replace("{key}", &escape(&key.name))
         };
         let app = fill(self.app.as_deref().unwrap_or("{app}"));
         let name = fill(self.name.as_deref().unwrap_or("{key}"));
-        RtmpUrl::parse(&format!("rtmp://{}/{app}/{name}", self.authority))
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        RtmpUrl::parse(&format!("{scheme}://{}/{app}/{name}", self.authority))
             .map_err(|e| e.to_string())
     }
 
@@ -220,8 +220,8 @@ pub struct PushEntry {
     pub url: UpstreamUrl,
     /// Only these stream keys are pushed; `None`: every key of the app.
     pub keys: Option<Vec<String>>,
-    /// For `rtmps://` destinations with a self-signed certificate (the TLS
-    /// issue's to honour).
+    /// `false`: an `rtmps://` destination's certificate is not checked (a
+    /// self-signed one); unset or `true`: it is.
     pub tls_verify: Option<bool>,
 }
 
@@ -277,6 +277,52 @@ impl<'de> Deserialize<'de> for PushEntry {
     }
 }
 
+/// An edge's origin: `origin = "rtmps://origin:443"`, or a table
+/// `origin = { url = "rtmps://origin:443", tls_verify = false }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub url: UpstreamUrl,
+    /// `false`: an `rtmps://` origin's certificate is not checked.
+    pub tls_verify: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginTable {
+    url: UpstreamUrl,
+    tls_verify: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Origin, D::Error> {
+        struct Entry;
+        impl<'de> Visitor<'de> for Entry {
+            type Value = Origin;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL, or a table { url = \"...\", tls_verify = ... }")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Origin, E> {
+                let url = UpstreamUrl::parse(v).map_err(E::custom)?;
+                Ok(Origin {
+                    url,
+                    tls_verify: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Origin, A::Error> {
+                let t = OriginTable::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Origin {
+                    url: t.url,
+                    tls_verify: t.tls_verify,
+                })
+            }
+        }
+        d.deserialize_any(Entry)
+    }
+}
+
 /// A static pull: `pull = [{ from = "rtmp://cam/live/1", as = "live/cam1" }]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -288,7 +334,7 @@ pub struct PullEntry {
     /// an `[app.NAME]` section; unset: the source's app and key.
     #[serde(rename = "as")]
     pub as_name: Option<String>,
-    /// For an `rtmps://` source with a self-signed certificate (the TLS issue's).
+    /// `false`: an `rtmps://` source's certificate is not checked.
     pub tls_verify: Option<bool>,
 }
 
@@ -382,9 +428,11 @@ mod tests {
         assert_eq!(odd.name, "50%25 off%3F yes");
         assert_eq!((r.host.as_str(), r.port), ("origin", 1935));
         assert_eq!((r.app.as_str(), r.name.as_str()), ("a", "k"));
-        let tls = UpstreamUrl::parse("rtmps://live-api-s.facebook.com:443/rtmp/K").unwrap();
+        let tls = UpstreamUrl::parse("rtmps://live-api-s.facebook.com/rtmp/{key}").unwrap();
         assert!(tls.is_tls());
-        assert!(tls.resolve(&key("a", "k")).unwrap_err().contains("TLS"));
+        let r = tls.resolve(&key("a", "k")).unwrap();
+        assert!(r.tls);
+        assert_eq!(r.to_string(), "rtmps://live-api-s.facebook.com:443/rtmp/k");
     }
 
     #[test]
@@ -445,6 +493,24 @@ mod tests {
             .to_string();
         assert!(e.contains("unknown field `key`"), "{e}");
         assert!(toml::from_str::<Doc>("push = [\"ftp://x\"]").is_err());
+    }
+
+    #[test]
+    fn an_origin_is_a_url_or_a_table() {
+        #[derive(Deserialize)]
+        struct Doc {
+            origin: Origin,
+        }
+        let doc: Doc = toml::from_str("origin = \"rtmps://o:443\"").unwrap();
+        assert!(doc.origin.url.is_tls() && doc.origin.tls_verify.is_none());
+        let doc: Doc =
+            toml::from_str("origin = { url = \"rtmps://o:443\", tls_verify = false }").unwrap();
+        assert_eq!(doc.origin.tls_verify, Some(false));
+        let e = toml::from_str::<Doc>("origin = { url = \"rtmp://o\", verify = false }")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("unknown field `verify`"), "{e}");
     }
 
     #[test]

@@ -321,4 +321,8 @@ impl Transport for TlsTransport {
     fn shutdown(&mut self) {
         self.socket.shutdown();
     }
+
+    fn set_stall(&mut self, stall: Duration) -> io::Result<()> {
+        self.socket.set_stall(stall)
+    }
 }

@@ -46,6 +46,13 @@ pub trait Transport: Send {
     /// Closes both directions now.
     fn shutdown(&mut self);
 
+    /// Changes how long the peer may take no bytes before a write gives up (a
+    /// client whose caller changes its timeout). Transports without a socket
+    /// ignore it.
+    fn set_stall(&mut self, _stall: Duration) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Writes one buffer (see [`Transport::write_all`]).
     fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write_all(&mut std::iter::once(bytes))
@@ -133,6 +140,18 @@ impl Socket {
             nonblocking: false,
             read_timeout: None,
         })
+    }
+
+    /// See [`Transport::set_stall`].
+    pub fn set_stall(&mut self, stall: Duration) -> io::Result<()> {
+        self.socket.set_write_timeout(Some(send_timeout(stall)))?;
+        self.stall = stall;
+        Ok(())
+    }
+
+    /// The socket's own address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
     }
 
     fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
@@ -281,6 +300,10 @@ impl Transport for TcpTransport {
 
     fn shutdown(&mut self) {
         self.socket.shutdown();
+    }
+
+    fn set_stall(&mut self, stall: Duration) -> io::Result<()> {
+        self.socket.set_stall(stall)
     }
 }
 

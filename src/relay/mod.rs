@@ -16,8 +16,8 @@
 //! socket), which talks like ffmpeg and OBS do; a push then runs as a sink of the
 //! player engine (`crate::player`), its session reading acknowledgements, pings
 //! and error statuses while frames go out, and a pull reads its stream through the
-//! client. `rtmps://` upstreams are refused with a clear log line until TLS
-//! upstreams exist.
+//! client. `rtmps://` upstreams go over TLS (`crate::tls::client`: the system's
+//! roots, or `tls_verify = false`).
 //!
 //! `Relay` is the server's one place for all of them: the pulls by key, the
 //! status of every relay for the API and metrics (`status`), the threads, and the
@@ -53,10 +53,13 @@ const RELAY_TIMEOUT: Duration = Duration::from_secs(10);
 /// which is what destinations such as YouTube and Twitch expect.
 const FLASH_VER: &str = "FMLE/3.0 (compatible; rtmpd relay)";
 
-fn client_options(timeout: Duration) -> ClientOptions {
+/// How a relay's client connects; `tls_verify` is the upstream's setting (an
+/// `rtmps://` upstream's certificate checked, or not).
+fn client_options(timeout: Duration, tls_verify: bool) -> ClientOptions {
     ClientOptions {
         timeout,
         flash_ver: FLASH_VER.into(),
+        tls_verify,
         ..ClientOptions::default()
     }
 }

@@ -136,8 +136,8 @@ pub fn edge_wait(ctx: &Arc<Context>, key: &StreamKey) -> Result<Option<Interest>
             if relay.is_stopping() {
                 return Err("the server is shutting down".into());
             }
-            let source = origin.resolve(key).map_err(|why| {
-                warn!("pull {key} from {origin}: {why}");
+            let source = origin.url.resolve(key).map_err(|why| {
+                warn!("pull {key} from {}: {why}", origin.url);
                 format!("the stream is not here and its origin cannot be reached: {why}")
             })?;
             let pull = Pull::new(key.clone());
@@ -145,9 +145,10 @@ pub fn edge_wait(ctx: &Arc<Context>, key: &StreamKey) -> Result<Option<Interest>
                 idle: app.origin_idle(),
             };
             let (min, max) = app.backoff();
-            let status = relay.add_status(Direction::Pull, key, origin.redacted());
+            let status = relay.add_status(Direction::Pull, key, origin.url.redacted());
             let spec = Spec {
                 source,
+                tls_verify: origin.tls_verify.unwrap_or(true),
                 kind,
                 first_frame: timeout,
                 backoff: Backoff::new(min, max),
@@ -211,6 +212,7 @@ pub fn start_static_pulls(ctx: &Arc<Context>) {
         let (min, max) = app.backoff();
         let spec = Spec {
             source,
+            tls_verify: entry.tls_verify.unwrap_or(true),
             kind: Kind::Static,
             first_frame: app.origin_timeout(),
             backoff: Backoff::new(min, max),
@@ -246,6 +248,8 @@ impl Drop for Local {
 /// What a pull pulls and how.
 struct Spec {
     source: RtmpUrl,
+    /// Check an `rtmps://` source's certificate (`tls_verify`, default true).
+    tls_verify: bool,
     kind: Kind,
     /// How long an attempt may take to bring the first frame.
     first_frame: Duration,
@@ -432,7 +436,8 @@ impl Worker {
             Kind::Edge { .. } => self.spec.first_frame,
             Kind::Static => RELAY_TIMEOUT,
         };
-        let mut client = Client::connect(&self.spec.source, &client_options(timeout))?;
+        let opts = client_options(timeout, self.spec.tls_verify);
+        let mut client = Client::connect(&self.spec.source, &opts)?;
         client.play(&self.spec.source.name)?;
         Ok(client)
     }

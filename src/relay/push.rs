@@ -30,7 +30,7 @@ use crate::client::{Client, ClientError, ClientEvent, RtmpUrl};
 use crate::connections::Context;
 use crate::media::frame::{Frame, FrameKind, FrameRole};
 use crate::media::player::PlayerFilter;
-use crate::net::{TcpTransport, Transport};
+use crate::net::Transport;
 use crate::player::rtmp::RtmpFraming;
 use crate::player::{Batch, End, Feed, Player, PlayerConfig, Sink};
 use crate::registry::{Bound, PlayerItem, PublishSession, Publisher, Subscription};
@@ -42,7 +42,8 @@ use crate::rtmp::client_session::ClientSession;
 pub struct Pushes {
     stop: Arc<AtomicBool>,
     ctx: Arc<Context>,
-    /// Destinations that will not run (`rtmps://`), shown in the API meanwhile.
+    /// Destinations that will not run (a URL that cannot be made for the
+    /// stream), shown in the API meanwhile.
     disabled: Vec<Arc<RelayStatus>>,
 }
 
@@ -91,6 +92,7 @@ pub fn start_pushes(ctx: &Arc<Context>, publisher: &Publisher) -> Option<Pushes>
             ctx: ctx.clone(),
             session: publisher.session(),
             url,
+            tls_verify: entry.tls_verify.unwrap_or(true),
             status,
             stop: pushes.stop.clone(),
             buffer: app.push_buffer(),
@@ -121,6 +123,8 @@ struct Worker {
     ctx: Arc<Context>,
     session: PublishSession,
     url: RtmpUrl,
+    /// Check an `rtmps://` destination's certificate (`tls_verify`, default true).
+    tls_verify: bool,
     status: Arc<RelayStatus>,
     stop: Arc<AtomicBool>,
     buffer: Duration,
@@ -194,7 +198,8 @@ impl Worker {
 
     /// Dials, connects and publishes.
     fn connect(&self) -> Result<Client, ClientError> {
-        let mut client = Client::connect(&self.url, &client_options(RELAY_TIMEOUT))?;
+        let opts = client_options(RELAY_TIMEOUT, self.tls_verify);
+        let mut client = Client::connect(&self.url, &opts)?;
         client.publish(&self.url.name)?;
         Ok(client)
     }
@@ -227,14 +232,9 @@ impl Worker {
         if let Some(why) = refusal(parts.events.drain(..)) {
             return failed(why);
         }
-        let peer = parts
-            .socket
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.url.port)));
-        let mut transport = match TcpTransport::new(Arc::new(parts.socket), peer, RELAY_TIMEOUT) {
-            Ok(transport) => transport,
-            Err(e) => return failed(format!("socket error: {e}")),
-        };
+        let mut transport = parts.transport;
+        let transport: &mut dyn Transport = &mut *transport;
+        let peer = transport.peer();
         let mut framing = RtmpFraming::new(peer);
         // The client announced its chunk size with `connect`.
         framing.assume_chunk_size(parts.chunk_size);
@@ -255,21 +255,21 @@ impl Worker {
             stall: RELAY_TIMEOUT,
             ..self.ctx.player_config()
         });
-        let ended = match player.run(&mut transport, &mut sink) {
+        let ended = match player.run(transport, &mut sink) {
             // The server stops: what is queued goes out first (the registry ended
             // every stream, so it ends with `PublishStop`).
-            Err(PushEnd::Stopping) => player.drain(&mut transport, &mut sink),
+            Err(PushEnd::Stopping) => player.drain(transport, &mut sink),
             other => other,
         };
         match (ended, std::mem::replace(&mut sink.state, State::Playing)) {
             (Ok(()), State::Finished) => {
                 info!("push {key} to {}: the publisher stopped", self.status.url);
-                sink.unpublish(&mut transport, &self.url.name);
+                sink.unpublish(transport, &self.url.name);
                 Ended::Finished
             }
             (Ok(()), State::Failed(why)) | (Err(PushEnd::Failed(why)), _) => failed(why),
             (Ok(()), State::Playing) | (Err(PushEnd::Stopping), _) => {
-                sink.unpublish(&mut transport, &self.url.name);
+                sink.unpublish(transport, &self.url.name);
                 Ended::Finished
             }
         }
@@ -332,7 +332,7 @@ impl PushSink<'_> {
     /// Ends the publish politely (FCUnpublish, deleteStream), then closes: the
     /// destination ends the stream for its players at once instead of waiting
     /// for a timeout.
-    fn unpublish(&mut self, transport: &mut TcpTransport, name: &str) {
+    fn unpublish(&mut self, transport: &mut dyn Transport, name: &str) {
         let stream_id = self.feeds[0].id;
         let _ =
             self.session

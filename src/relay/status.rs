@@ -40,8 +40,8 @@ pub enum RelayState {
     Waiting,
     /// Failed; the next attempt is at `retry_at`.
     BackingOff { retry_at: Instant },
-    /// Will not run (an `rtmps://` URL before TLS upstreams exist); the last
-    /// error says why.
+    /// Will not run (a URL that cannot be made for the stream); the last error
+    /// says why.
     Disabled,
 }
 

@@ -6,6 +6,10 @@
 //! same server and must still arrive byte for byte from its first frame; the stalled
 //! player's healthy neighbour is a reading player of ours, checked frame by frame.
 //!
+//! The bad-bytes, names and timeout groups run once over plain RTMP and once with
+//! every client inside a TLS session to the RTMPS port ([`Wire`]): the same bytes
+//! must get the same answers there.
+//!
 //! The bad-bytes and timeout groups run the server in-process (registry checks); the
 //! tests that look at memory, threads, file descriptors or the log run `rtmpd` as a
 //! child process and read `/proc/PID/status` and its stderr.
@@ -24,11 +28,14 @@ use rtmpd::client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
 use rtmpd::media::flv::{self, FlvTag};
 use rtmpd::procfs;
 use rtmpd::rtmp::message::{self as msg, UserControl, AUDIO, COMMAND_AMF0, COMMAND_AMF3, VIDEO};
+use rtmpd::server::Service;
+use rustls::{ClientConnection, StreamOwned};
 
 use crate::client_support::*;
 use crate::http_support::get_json;
 use crate::process::*;
 use crate::support::*;
+use crate::tls_support::{tls_connect, with_rtmps, TestCa};
 
 /// How long the server may take to close a connection it should close at once.
 /// The groups that use it set the handshake timeout far above it, so a close
@@ -116,13 +123,162 @@ impl Drop for HealthyStream {
     }
 }
 
-fn healthy_in_process(server: &TestServer) -> HealthyStream {
+fn healthy_in_process(server: &TestServer, dest: Dest) -> HealthyStream {
     let path = "live/healthy";
     HealthyStream::start(
-        &server.url(path),
+        &dest.url(path),
         || server.wait_for_players(path, 1, Duration::from_secs(10)),
         || server.wait_for_frames(path, Duration::from_secs(10)),
     )
+}
+
+// ---------------------------------------------------------------------------------
+// Plain RTMP, or RTMP inside TLS
+
+/// How a group's clients reach the server: RTMP on its RTMP port, or RTMP inside
+/// a TLS session on its RTMPS port, where every case must end the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    Rtmp,
+    Rtmps,
+}
+
+/// A server for a group's cases, with an RTMPS listener (a test certificate in
+/// the returned directory) for `Wire::Rtmps`; no HTTP.
+fn hostile_server(
+    wire: Wire,
+    configure: impl FnOnce(&mut rtmpd::config::Config),
+) -> (TestServer, TempDir) {
+    let dir = TempDir::new("hostile-server");
+    let leaf = TestCa::new().leaf();
+    let server = start_server_with(|c| {
+        c.http = Vec::new();
+        if wire == Wire::Rtmps {
+            with_rtmps(c, dir.path(), &leaf);
+        }
+        configure(c);
+    });
+    (server, dir)
+}
+
+/// Where the clients of one wire connect (`Copy`, for the cases' threads).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dest {
+    addr: SocketAddr,
+    wire: Wire,
+}
+
+impl Dest {
+    fn new(server: &TestServer, wire: Wire) -> Dest {
+        let addr = match wire {
+            Wire::Rtmp => server.addr,
+            Wire::Rtmps => server.listener(Service::Rtmps),
+        };
+        Dest { addr, wire }
+    }
+
+    fn url(self, path: &str) -> String {
+        let scheme = match self.wire {
+            Wire::Rtmp => "rtmp",
+            Wire::Rtmps => "rtmps",
+        };
+        format!("{scheme}://{}/{path}", self.addr)
+    }
+
+    fn rtmp_url(self, path: &str) -> RtmpUrl {
+        RtmpUrl::parse(&self.url(path)).expect("a valid URL")
+    }
+
+    /// A connection for raw bytes: TCP, or a TLS session (its handshake done)
+    /// whose plaintext carries them.
+    fn raw(self) -> Raw {
+        match self.wire {
+            Wire::Rtmp => Raw::Plain(raw_connect(self.addr)),
+            Wire::Rtmps => {
+                let session = tls_connect(self.addr, rtmpd::tls::client::config(false))
+                    .expect("a TLS session with the RTMPS port");
+                session.sock.set_read_timeout(Some(CLOSE_WITHIN)).unwrap();
+                session.sock.set_write_timeout(Some(CLOSE_WITHIN)).unwrap();
+                Raw::Tls(Box::new(session))
+            }
+        }
+    }
+
+    /// A client connected to the app of `path`.
+    fn client(self, path: &str) -> Client {
+        let url = self.rtmp_url(path);
+        Client::connect(&url, &options()).unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+    }
+
+    fn publisher(self, path: &str) -> Client {
+        let mut client = self.client(path);
+        let name = client.url().name.clone();
+        client
+            .publish(&name)
+            .unwrap_or_else(|e| panic!("publishing {path}: {e}"));
+        client
+    }
+
+    fn player(self, path: &str) -> Client {
+        let mut client = self.client(path);
+        let name = client.url().name.clone();
+        client
+            .play(&name)
+            .unwrap_or_else(|e| panic!("playing {path}: {e}"));
+        client
+    }
+}
+
+/// A raw connection: bytes on TCP, or inside TLS.
+pub(crate) enum Raw {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+/// A connection read by [`read_until_closed`]: it reads, and has a TCP socket
+/// whose timeouts bound the reads.
+pub(crate) trait RawRead: Read {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl RawRead for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl RawRead for Raw {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Raw::Plain(s) => s,
+            Raw::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Raw {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Raw::Plain(s) => s.read(buf),
+            Raw::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Raw {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Raw::Plain(s) => s.write(buf),
+            Raw::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Raw::Plain(s) => s.flush(),
+            Raw::Tls(s) => s.flush(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -138,7 +294,11 @@ pub(crate) fn raw_connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads until the server closes the connection (end of stream or reset) and
 /// returns what it sent; panics if it is still open after `within`.
-pub(crate) fn read_until_closed(mut socket: &TcpStream, within: Duration, what: &str) -> Vec<u8> {
+pub(crate) fn read_until_closed(
+    socket: &mut impl RawRead,
+    within: Duration,
+    what: &str,
+) -> Vec<u8> {
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -149,7 +309,7 @@ pub(crate) fn read_until_closed(mut socket: &TcpStream, within: Duration, what: 
             "{what}: the server kept the connection open for {within:?} ({} bytes received)",
             got.len()
         );
-        socket.set_read_timeout(Some(left)).unwrap();
+        socket.tcp().set_read_timeout(Some(left)).unwrap();
         match socket.read(&mut buf) {
             Ok(0) => return got,
             Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -161,10 +321,13 @@ pub(crate) fn read_until_closed(mut socket: &TcpStream, within: Duration, what: 
     }
 }
 
+/// The server reset the connection, or (TLS) closed it without close_notify.
 fn is_reset(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
     )
 }
 
@@ -176,7 +339,7 @@ fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// Whether the server has closed `socket`, without blocking.
-fn closed_by_server(mut socket: &TcpStream) -> bool {
+pub(crate) fn closed_by_server(mut socket: &TcpStream) -> bool {
     socket.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 64];
     let closed = loop {
@@ -243,14 +406,10 @@ fn connect_object(app: &str) -> Amf0Value {
     ])
 }
 
-fn url_of(addr: SocketAddr, path: &str) -> RtmpUrl {
-    RtmpUrl::parse(&format!("rtmp://{addr}/{path}")).expect("a valid URL")
-}
-
 /// Shakes hands (so the session layer is reached), sends `bytes` as they are and
 /// checks that the server closed the connection without answering.
-fn after_handshake(addr: SocketAddr, what: &str, bytes: &[u8]) {
-    let mut client = Client::open(&url_of(addr, "live/x"), &options()).expect("handshake");
+fn after_handshake(dest: Dest, what: &str, bytes: &[u8]) {
+    let mut client = Client::open(&dest.rtmp_url("live/x"), &options()).expect("handshake");
     // The server may close before it has read everything; that is fine.
     let _ = client.send_bytes(bytes);
     let events = expect_disconnect(&mut client, what);
@@ -263,8 +422,8 @@ fn after_handshake(addr: SocketAddr, what: &str, bytes: &[u8]) {
 
 /// Sends a command message with this exact payload (AMF0, or AMF3 with its
 /// leading format byte) and checks that the server closed without answering.
-fn bad_command(addr: SocketAddr, what: &str, type_id: u8, payload: Vec<u8>) {
-    let mut client = Client::open(&url_of(addr, "live/x"), &options()).expect("handshake");
+fn bad_command(dest: Dest, what: &str, type_id: u8, payload: Vec<u8>) {
+    let mut client = Client::open(&dest.rtmp_url("live/x"), &options()).expect("handshake");
     let _ = client.send_raw(&msg::raw(msg::CSID_COMMAND, 0, type_id, payload));
     let events = expect_disconnect(&mut client, what);
     assert!(
@@ -292,13 +451,20 @@ fn video_frame(key: bool, len: usize, seed: u32) -> Vec<u8> {
 
 #[test]
 fn bad_bytes_close_only_the_offending_connection() {
+    bad_bytes(Wire::Rtmp);
+}
+
+#[test]
+fn bad_bytes_inside_tls_close_only_the_offending_connection() {
+    bad_bytes(Wire::Rtmps);
+}
+
+fn bad_bytes(wire: Wire) {
     // A long setup timeout, so every close below is a reaction to the bytes.
-    let server = start_server_with(|c| {
-        c.http = Vec::new();
-        c.setup_timeout = Duration::from_secs(60);
-    });
-    let addr = server.addr;
-    let mut healthy = healthy_in_process(&server);
+    let (server, _certificate) =
+        hostile_server(wire, |c| c.setup_timeout = Duration::from_secs(60));
+    let addr = Dest::new(&server, wire);
+    let mut healthy = healthy_in_process(&server, addr);
 
     // Handshake: not RTMP, or a version we do not serve. Nothing may be answered.
     let garbage: [(&str, Vec<u8>); 5] = [
@@ -315,9 +481,9 @@ fn bad_bytes_close_only_the_offending_connection() {
         ("C0 version 0xff", c0_c1(0xff)),
     ];
     for (what, bytes) in garbage {
-        let mut socket = raw_connect(addr);
-        let _ = socket.write_all(&bytes);
-        let answer = read_until_closed(&socket, CLOSE_WITHIN, what);
+        let mut socket = addr.raw();
+        let _ = socket.write_all(&bytes).and_then(|()| socket.flush());
+        let answer = read_until_closed(&mut socket, CLOSE_WITHIN, what);
         assert!(
             answer.is_empty(),
             "{what}: the server sent {} bytes",
@@ -465,7 +631,7 @@ fn bad_bytes_close_only_the_offending_connection() {
     }
 
     // A publisher that breaks the chunk stream mid-stream loses its key at once.
-    let mut broken = new_publisher(&server, "live/broken");
+    let mut broken = addr.publisher("live/broken");
     broken.send_media(VIDEO, 0, &video_header()).unwrap();
     broken
         .send_media(VIDEO, 0, &video_frame(true, 500, 1))
@@ -503,7 +669,7 @@ fn command_with_more_top_level_values_than_the_limit_is_refused() {
     let mut payload = amf(&["connect".into(), 1.0.into(), connect_object("live")]);
     payload.resize(payload.len() + 70_000, 0x05);
     bad_command(
-        server.addr,
+        Dest::new(&server, Wire::Rtmp),
         "connect followed by 70000 null values (limit 65536)",
         COMMAND_AMF0,
         payload,
@@ -530,11 +696,19 @@ const BAD_NAMES: [&str; 12] = [
 
 #[test]
 fn bad_stream_and_app_names_are_refused() {
-    let server = start_server_with(|c| {
-        c.http = Vec::new();
-        c.setup_timeout = Duration::from_secs(60);
-    });
-    let mut healthy = healthy_in_process(&server);
+    bad_names(Wire::Rtmp);
+}
+
+#[test]
+fn bad_stream_and_app_names_are_refused_over_rtmps() {
+    bad_names(Wire::Rtmps);
+}
+
+fn bad_names(wire: Wire) {
+    let (server, _certificate) =
+        hostile_server(wire, |c| c.setup_timeout = Duration::from_secs(60));
+    let dest = Dest::new(&server, wire);
+    let mut healthy = healthy_in_process(&server, dest);
     let too_long = "n".repeat(257);
     let names: Vec<&str> = BAD_NAMES
         .iter()
@@ -542,7 +716,7 @@ fn bad_stream_and_app_names_are_refused() {
         .chain([too_long.as_str()])
         .collect();
     for name in &names {
-        let mut client = connect_with(&server, "live/x", &options());
+        let mut client = dest.client("live/x");
         match client.publish(name) {
             Err(ClientError::Status(s)) => assert_eq!(
                 (s.level.as_str(), s.code.as_str()),
@@ -553,7 +727,7 @@ fn bad_stream_and_app_names_are_refused() {
         }
         expect_disconnect(&mut client, &format!("after publish {name:?}"));
 
-        let mut client = connect_with(&server, "live/x", &options());
+        let mut client = dest.client("live/x");
         match client.play(name) {
             Err(ClientError::Status(s)) => assert_eq!(
                 (s.level.as_str(), s.code.as_str()),
@@ -576,7 +750,7 @@ fn bad_stream_and_app_names_are_refused() {
     ] {
         let url = RtmpUrl {
             app: app.clone(),
-            ..url(&server, "live/x")
+            ..dest.rtmp_url("live/x")
         };
         let mut client = Client::connect(&url, &options()).expect("connect");
         match client.publish("fine") {
@@ -589,7 +763,7 @@ fn bad_stream_and_app_names_are_refused() {
     }
     // A name of exactly the maximum length is fine.
     let longest = "n".repeat(256);
-    let mut publisher = connect_with(&server, "live/x", &options());
+    let mut publisher = dest.client("live/x");
     publisher
         .publish(&longest)
         .expect("a 256-byte name is accepted");
@@ -639,15 +813,23 @@ fn holds_for(what: &str, duration: Duration, mut condition: impl FnMut() -> bool
 
 #[test]
 fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
-    let server = start_server_with(|c| {
-        c.http = Vec::new();
+    timeouts(Wire::Rtmp);
+}
+
+#[test]
+fn timeouts_inside_tls_drop_stalled_setups_and_silent_publishers_only() {
+    timeouts(Wire::Rtmps);
+}
+
+fn timeouts(wire: Wire) {
+    let (server, _certificate) = hostile_server(wire, |c| {
         c.setup_timeout = SETUP_TIMEOUT;
         c.publish_timeout = PUBLISH_TIMEOUT;
         c.write_stall_timeout = Duration::from_secs(2);
     });
     let server = Arc::new(server);
-    let addr = server.addr;
-    let mut healthy = healthy_in_process(&server);
+    let addr = Dest::new(&server, wire);
+    let mut healthy = healthy_in_process(&server, addr);
     let mut cases: Vec<(&str, thread::JoinHandle<()>)> = Vec::new();
     let mut case = |name: &'static str, f: Box<dyn FnOnce() + Send>| {
         cases.push((name, thread::spawn(f)));
@@ -657,8 +839,8 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
         "a socket that sends nothing",
         Box::new(move || {
             let started = Instant::now();
-            let socket = raw_connect(addr);
-            let answer = read_until_closed(&socket, CLOSE_WITHIN, "silent socket");
+            let mut socket = addr.raw();
+            let answer = read_until_closed(&mut socket, CLOSE_WITHIN, "silent socket");
             assert!(answer.is_empty());
             assert_timed_out(started, SETUP_TIMEOUT, "silent socket");
         }),
@@ -667,9 +849,10 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
         "a handshake trickling in",
         Box::new(move || {
             let started = Instant::now();
-            let mut socket = raw_connect(addr);
+            let mut socket = addr.raw();
             let c0c1 = c0_c1(3);
             socket
+                .tcp()
                 .set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();
             let mut sent = 0;
@@ -680,7 +863,12 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
                     "a trickling handshake was kept open"
                 );
                 if sent < c0c1.len() - 1 {
-                    if socket.write_all(&c0c1[sent..sent + 8]).is_err() {
+                    let piece = &c0c1[sent..sent + 8];
+                    if socket
+                        .write_all(piece)
+                        .and_then(|()| socket.flush())
+                        .is_err()
+                    {
                         break;
                     }
                     sent += 8;
@@ -699,7 +887,7 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
         "a handshake and nothing else",
         Box::new(move || {
             let started = Instant::now();
-            let mut client = Client::open(&url_of(addr, "live/x"), &options()).unwrap();
+            let mut client = Client::open(&addr.rtmp_url("live/x"), &options()).unwrap();
             let events = expect_disconnect(&mut client, "no connect");
             assert!(events.is_empty(), "{events:?}");
             assert_timed_out(started, SETUP_TIMEOUT, "no connect");
@@ -709,7 +897,7 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
         "a chatty client that never publishes or plays",
         Box::new(move || {
             let started = Instant::now();
-            let mut client = Client::connect(&url_of(addr, "live/x"), &options()).unwrap();
+            let mut client = Client::connect(&addr.rtmp_url("live/x"), &options()).unwrap();
             client.set_timeout(Duration::from_millis(100)).unwrap();
             let mut pongs = 0;
             for n in 0.. {
@@ -739,8 +927,8 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
         "a silent publisher replaced by a reconnecting encoder",
         Box::new(move || {
             let path = "live/encoder";
-            let mut player = new_player(&srv, path);
-            let mut first = new_publisher(&srv, path);
+            let mut player = addr.player(path);
+            let mut first = addr.publisher(path);
             let frame1 = video_frame(true, 300, 1);
             first.send_media(VIDEO, 0, &video_header()).unwrap();
             first.send_media(VIDEO, 40, &frame1).unwrap();
@@ -754,7 +942,7 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
             assert_timed_out(silent_since, PUBLISH_TIMEOUT, "silent publisher");
             // The key was released before the socket closed: no retry needed.
             assert!(!srv.is_live(path), "the silent publisher's key is free");
-            let mut second = new_publisher(&srv, path);
+            let mut second = addr.publisher(path);
             let frame2 = video_frame(true, 300, 2);
             second.send_media(VIDEO, 0, &video_header()).unwrap();
             second.send_media(VIDEO, 40, &frame2).unwrap();
@@ -786,14 +974,14 @@ fn timeouts_drop_stalled_setups_and_silent_publishers_only() {
         "a player waiting for a publisher",
         Box::new(move || {
             let path = "live/lonely";
-            let mut player = new_player(&srv, path);
+            let mut player = addr.player(path);
             // Longer than every timeout of the server.
             holds_for(
                 "the waiting player's subscription",
                 Duration::from_millis(2500),
                 || srv.players(path) == 1,
             );
-            let mut publisher = new_publisher(&srv, path);
+            let mut publisher = addr.publisher(path);
             let frame = video_frame(true, 200, 3);
             publisher.send_media(VIDEO, 0, &video_header()).unwrap();
             publisher.send_media(VIDEO, 40, &frame).unwrap();

@@ -46,7 +46,7 @@ fn an_rtmpd_edge_pulls_from_an_nginx_rtmp_origin() {
             c,
             "live",
             AppKeys {
-                origin: Some(upstream(&format!("rtmp://127.0.0.1:{}", nginx.port))),
+                origin: Some(origin_at(&format!("rtmp://127.0.0.1:{}", nginx.port))),
                 ..AppKeys::default()
             },
         )

@@ -68,7 +68,7 @@ fn one_origin_and_two_edges_serve_a_hundred_players() {
                 c,
                 "live",
                 AppKeys {
-                    origin: Some(upstream(&origin_url)),
+                    origin: Some(origin_at(&origin_url)),
                     origin_timeout: Some(Seconds(Duration::from_secs(30))),
                     ..AppKeys::default()
                 },

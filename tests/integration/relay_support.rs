@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rtmpd::client::{Client, ClientEvent, RtmpUrl};
 use rtmpd::config::policy::{AppKeys, Policy};
-use rtmpd::config::relay::{PushEntry, UpstreamUrl};
+use rtmpd::config::relay::{Origin, PushEntry, UpstreamUrl};
 use rtmpd::config::Config;
 use rtmpd::media::flv::{FlvTag, TAG_SCRIPT};
 
@@ -43,6 +43,14 @@ pub fn push_to(urls: &[String]) -> Vec<PushEntry> {
 
 pub fn upstream(url: &str) -> UpstreamUrl {
     UpstreamUrl::parse(url).unwrap()
+}
+
+/// An edge's `origin = "URL"`.
+pub fn origin_at(url: &str) -> Origin {
+    Origin {
+        url: upstream(url),
+        tls_verify: None,
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ use rtmpd::media::flv::{FlvReader, TAG_AUDIO, TAG_VIDEO};
 pub enum Protocol {
     /// `rtmp://HOST:PORT/APP/NAME`, the server crate's client.
     Rtmp,
+    /// `rtmps://HOST:PORT/APP/NAME`: the same client over TLS, any certificate
+    /// taken (a bench server's is self-signed).
+    Rtmps,
     /// `GET http://HOST:PORT/APP/NAME.flv` (HTTP/1.1, chunked or close-delimited body).
     HttpFlv,
     /// `ws://HOST:PORT/APP/NAME.flv`, the FLV stream in binary messages.
@@ -31,12 +34,18 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::Rtmp, Protocol::HttpFlv, Protocol::WsFlv];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Rtmp,
+        Protocol::Rtmps,
+        Protocol::HttpFlv,
+        Protocol::WsFlv,
+    ];
 
     /// The name on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Rtmp => "rtmp",
+            Protocol::Rtmps => "rtmps",
             Protocol::HttpFlv => "http-flv",
             Protocol::WsFlv => "ws-flv",
         }
@@ -81,6 +90,7 @@ impl PlayTarget {
         let (app, port) = (&self.app, self.port);
         match self.protocol {
             Protocol::Rtmp => format!("rtmp://{host}:{port}/{app}/{name}"),
+            Protocol::Rtmps => format!("rtmps://{host}:{port}/{app}/{name}"),
             Protocol::HttpFlv => format!("http://{host}:{port}/{app}/{name}.flv"),
             Protocol::WsFlv => format!("ws://{host}:{port}/{app}/{name}.flv"),
         }
@@ -88,6 +98,7 @@ impl PlayTarget {
 
     fn rtmp_url(&self) -> RtmpUrl {
         RtmpUrl {
+            tls: self.protocol == Protocol::Rtmps,
             host: self.host.clone(),
             port: self.port,
             app: self.app.clone(),
@@ -167,10 +178,14 @@ impl Player {
         opts: &ClientOptions,
     ) -> Result<Player, PlayError> {
         match target.protocol {
-            Protocol::Rtmp => {
+            Protocol::Rtmp | Protocol::Rtmps => {
                 // A timeout here is a failure to connect, not a quiet stream.
                 let failed = |e: ClientError| PlayError::Failed(short(&e));
-                let mut client = Client::connect(&target.rtmp_url(), opts).map_err(failed)?;
+                let opts = ClientOptions {
+                    tls_verify: false,
+                    ..opts.clone()
+                };
+                let mut client = Client::connect(&target.rtmp_url(), &opts).map_err(failed)?;
                 client.play(name).map_err(failed)?;
                 Ok(Player::Rtmp(Box::new(client)))
             }
@@ -262,7 +277,7 @@ mod tests {
         }
         assert_eq!(Protocol::parse("HTTP-FLV"), Ok(Protocol::HttpFlv));
         let e = Protocol::parse("hls").unwrap_err();
-        assert!(e.contains("rtmp, http-flv, ws-flv"), "{e}");
+        assert!(e.contains("rtmp, rtmps, http-flv, ws-flv"), "{e}");
         let mut t = PlayTarget {
             protocol: Protocol::HttpFlv,
             host: "127.0.0.1".into(),
@@ -276,6 +291,9 @@ mod tests {
         t.protocol = Protocol::Rtmp;
         assert_eq!(t.url("x"), "rtmp://[::1]:8080/live/x");
         assert_eq!(t.rtmp_url().tc_url(), "rtmp://[::1]:8080/live");
+        t.protocol = Protocol::Rtmps;
+        assert_eq!(t.url("x"), "rtmps://[::1]:8080/live/x");
+        assert_eq!(t.rtmp_url().tc_url(), "rtmps://[::1]:8080/live");
     }
 
     #[test]
