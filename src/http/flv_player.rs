@@ -292,6 +292,7 @@ fn play(conn: &mut Conn, playing: Playing, envelope: Envelope, head: Vec<u8>, ws
         client_frames: None,
         ctx: &conn.ctx,
         bytes_out: player.bytes_out.clone(),
+        bytes_in: conn.bytes_in,
     };
     sink.batch.pre().extend_from_slice(&head);
     sink.framing.header(&mut sink.batch, flv_header);
@@ -317,7 +318,7 @@ fn play(conn: &mut Conn, playing: Playing, envelope: Envelope, head: Vec<u8>, ws
         End::Stalled(_) | End::Client { fault: true, .. } => warn!("{summary}"),
         _ => info!("{summary}"),
     }
-    ticket.finish(0, player.bytes_out.load(Ordering::Relaxed));
+    ticket.finish(sink.bytes_in, player.bytes_out.load(Ordering::Relaxed));
 }
 
 /// Puts a batch's tags in their envelope: one HTTP chunk, or one binary WebSocket
@@ -348,6 +349,8 @@ struct FlvSink<'a> {
     client_frames: Option<ClientFrames>,
     ctx: &'a Context,
     bytes_out: Arc<AtomicU64>,
+    /// The connection's bytes received: its requests, then the client's frames.
+    bytes_in: u64,
 }
 
 impl FlvSink<'_> {
@@ -455,6 +458,7 @@ impl Sink for FlvSink<'_> {
     }
 
     fn received(&mut self, bytes: usize) {
+        self.bytes_in += bytes as u64;
         self.ctx.counters.add_bytes_in(ConnectionKind::Http, bytes);
     }
 }

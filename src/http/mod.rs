@@ -119,6 +119,7 @@ fn serve_routes(
         ctx,
         routes,
         keep_alive: false,
+        bytes_in: 0,
     };
     // Requests follow one another on a kept-alive connection; between them it is
     // pending again (`Registration::idle`), so a stop or an eviction closes it.
@@ -172,6 +173,8 @@ pub(crate) struct Conn {
     routes: Routes,
     /// The response being sent may leave the connection open for another request.
     pub keep_alive: bool,
+    /// Bytes received on the connection so far (a `_done` hook's `bytes_in`).
+    pub bytes_in: u64,
 }
 
 impl Conn {
@@ -206,6 +209,7 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.ctx.counters.add_bytes_in(ConnectionKind::Http, n);
+                    self.bytes_in += n as u64;
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

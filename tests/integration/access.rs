@@ -470,6 +470,38 @@ fn done_hooks_carry_byte_counts_and_players_go_through_on_play() {
     let bytes_out: u64 = played.field("bytes_out").parse().unwrap();
     assert!(bytes_out > av_size / 2, "play_done bytes_out {bytes_out}");
 
+    // An HTTP-FLV player's play_done counts what crossed its connection: the
+    // request in, the whole response out.
+    let mut publisher = new_publisher(&server, "live/http");
+    send_keyframe(&mut publisher);
+    server.wait_for_frames("live/http", SUBSCRIBE);
+    let request = format!(
+        "GET /live/http.flv?who=me HTTP/1.1\r\nHost: {}\r\nUser-Agent: test\r\n\r\n",
+        server.http_addr()
+    );
+    let mut player = TcpStream::connect(server.http_addr()).unwrap();
+    player.write_all(request.as_bytes()).unwrap();
+    server.wait_for_players("live/http", 1, SUBSCRIBE);
+    drop(publisher);
+    player.set_read_timeout(Some(FINISH)).unwrap();
+    let mut response = Vec::new();
+    player.read_to_end(&mut response).unwrap();
+    let mut http_done = None;
+    wait_for("the HTTP player's play_done", FINISH, || {
+        http_done = hooks.calls().into_iter().find(|c| {
+            c.fields
+                .iter()
+                .any(|(n, v)| n == "call" && v == "play_done")
+                && c.field("name") == "http"
+        });
+        http_done.is_some()
+    });
+    let http_done = http_done.unwrap();
+    assert_eq!(http_done.field("who"), "me");
+    assert_eq!(http_done.field("bytes_in"), request.len().to_string());
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    assert_eq!(http_done.field("bytes_out"), response.len().to_string());
+
     // HTTP-FLV players are asked too: the on_play refusal is a 403.
     let mut publisher = new_publisher(&server, "closed/cam");
     send_keyframe(&mut publisher);
