@@ -146,9 +146,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestError> {
     // Tolerate blank lines before the request line (RFC 9112 §2.2).
     let request_line = lines.by_ref().find(|l| !l.is_empty()).unwrap_or_default();
     let (method, target, version) = parse_request_line(request_line)?;
-    let (path, query) = split_target(&target).ok_or_else(|| {
-        RequestError::BadRequestLine(String::from_utf8_lossy(request_line).into())
-    })?;
+    let (path, query) =
+        split_target(&target).ok_or_else(|| RequestError::BadRequestLine(shown(request_line)))?;
     let mut headers = Vec::new();
     for (i, line) in lines.enumerate() {
         if line.is_empty() {
@@ -191,8 +190,20 @@ fn header_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// A refused request line as the log and the client are shown it: without its
+/// query, which may hold a secret or a token (up to the ` HTTP/` that ends the
+/// line, if it does).
+fn shown(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let Some(q) = text.find('?') else {
+        return text.into_owned();
+    };
+    let rest = text[q..].rfind(" HTTP/").map_or("", |v| &text[q + v..]);
+    format!("{}?(query not shown){rest}", &text[..q])
+}
+
 fn parse_request_line(line: &[u8]) -> Result<(Method, String, Version), RequestError> {
-    let bad = || RequestError::BadRequestLine(String::from_utf8_lossy(line).into());
+    let bad = || RequestError::BadRequestLine(shown(line));
     let text = std::str::from_utf8(line).map_err(|_| bad())?;
     let mut parts = text.split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -522,6 +533,28 @@ pub fn route(req: &Request) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The query may carry a secret: a refused request line is shown without it.
+    #[test]
+    fn a_bad_request_line_is_shown_without_its_query() {
+        let shown = |text: &str| match parse(text.as_bytes()) {
+            Err(e) => e.to_string(),
+            other => panic!("{text:?} should be refused, got {other:?}"),
+        };
+        let e = shown("GET /live/my cam.flv?secret=hunter2 x HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            e,
+            "malformed request line \"GET /live/my cam.flv?(query not shown) HTTP/1.1\""
+        );
+        let e = shown("GET /live/cam.flv?secret=hunter2\r\n\r\n");
+        assert!(
+            e.contains("/live/cam.flv?(query") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = shown("GET ftp://h/x?sig=abc HTTP/1.1\r\n\r\n");
+        assert!(!e.contains("abc"), "{e}");
+        assert!(shown("GET /a b HTTP/1.1\r\n\r\n").contains("/a b HTTP/1.1"));
+    }
 
     fn req(text: &str) -> Request {
         match parse(text.as_bytes()) {

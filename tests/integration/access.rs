@@ -648,3 +648,105 @@ fn ten_failures_in_a_minute_close_new_connections_at_accept() {
         server.handle.open_connections() == 0
     });
 }
+
+/// Secrets, tokens and query strings reach the checks and the hooks, never the
+/// log: a server logging at debug level, shown each kind of them right and
+/// wrong, over RTMP and HTTP, in a well-formed request and a malformed one,
+/// writes none of them.
+#[test]
+fn no_secret_token_or_query_reaches_the_log() {
+    let hooks = HookServer::start();
+    let dir = TempDir::new("secret-log");
+    let config = dir.join("rtmpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "api_token = \"ApiToken3\"\n[app.sec]\npublish_secret = \"PubSecret1\"\n\
+             play_secret = \"PlaySecret2\"\non_play = \"{}\"\non_play_done = \"{}\"\n",
+            hooks.url("allow/play"),
+            hooks.url("allow/play_done"),
+        ),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let server = crate::process::ServerProcess::start_with("secret-log", true, &args, |cmd, _| {
+        cmd.env("RUST_LOG", "debug");
+    });
+    let http = server.http.unwrap();
+    let signed = token("PlaySecret2", Verb::Play, "sec/cam", now() + 600);
+    let sig = signed.split_once("sig=").unwrap().1.to_owned();
+
+    let publisher = publish_ffmpeg(
+        &server.url("sec/cam?secret=PubSecret1&token=Token4"),
+        &fixture("av.flv"),
+        true,
+    );
+    let publisher = ChildGuard::new(publisher);
+    server.wait_for_log("publish", "sec/cam");
+    let refused = publish_ffmpeg(
+        &server.url("sec/x?secret=Wrong5"),
+        &fixture("av.flv"),
+        false,
+    );
+    assert!(!wait_with_stderr(refused, REFUSAL).0.success());
+
+    let played = dir.join("played.flv");
+    let rtmp_player = play_rtmpdump(&server.url("sec/cam?secret=PlaySecret2"), &played);
+    let http_player = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "15"])
+        .arg(format!("http://{http}/sec/cam.flv?{signed}"))
+        .spawn()
+        .expect("running curl");
+    let http_player = ChildGuard::new(http_player);
+    let head = |query: &str| {
+        let req = format!("HEAD /sec/cam.flv?{query} HTTP/1.1\r\nHost: {http}\r\n\r\n");
+        exchange(http, req.as_bytes(), Duration::from_secs(10)).status
+    };
+    assert_eq!(head("secret=PlaySecret2"), 200);
+    assert_eq!(head("secret=Wrong7"), 403);
+    let malformed = b"GET /sec/my cam.flv?secret=PlaySecret2 HTTP/1.1\r\n\r\n";
+    assert_eq!(
+        exchange(http, malformed, Duration::from_secs(10)).status,
+        400
+    );
+    assert_eq!(api_get(http, "/api/streams", Some("ApiToken3")).status, 200);
+    assert_eq!(api_get(http, "/api/streams", Some("Wrong6")).status, 401);
+
+    wait_success(publisher.take(), FINISH, "the publisher");
+    wait_success(rtmp_player, FINISH, "rtmpdump");
+    wait_success(http_player.take(), FINISH, "curl");
+    let done = hooks.wait_call("play_done");
+    // The hooks are the backend: they get the query (a control for the check).
+    assert!(
+        hooks.calls().iter().any(|c| c
+            .fields
+            .iter()
+            .any(|(n, v)| n == "secret" && v == "PlaySecret2")),
+        "{done:?}"
+    );
+
+    let log = server.log();
+    assert!(
+        log.contains(" DEBUG ")
+            && log.contains(": publish sec/cam")
+            && log.contains("malformed request line"),
+        "{log}"
+    );
+    for secret in [
+        "PubSecret1",
+        "PlaySecret2",
+        "ApiToken3",
+        "Token4",
+        "Wrong5",
+        "Wrong6",
+        "Wrong7",
+        &sig,
+        "secret=",
+        "sig=",
+        "expires=",
+    ] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+        assert!(lines.is_empty(), "{secret:?} in the log: {lines:#?}");
+    }
+    server.assert_no_panic();
+}
