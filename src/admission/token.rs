@@ -98,7 +98,11 @@ pub fn check(
     let (Some(expires), Some(sig)) = (arg(args, "expires"), arg(args, "sig")) else {
         return Err("no secret or signed token in the stream name's query");
     };
-    let expires: u64 = expires.parse().map_err(|_| "expires is not a number")?;
+    // Digits only: `parse` would also take a sign.
+    let expires: u64 = Some(expires)
+        .filter(|e| e.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|e| e.parse().ok())
+        .ok_or("expires is not a number")?;
     let sig = decode_hex(sig).ok_or("sig is not hex")?;
     let mut mac = mac(secret);
     mac.update(message(verb, key, expires).as_bytes());
@@ -110,8 +114,10 @@ pub fn check(
     Ok(())
 }
 
+/// Hex digits (we write lowercase; uppercase is the same bytes) to bytes; a sign
+/// or anything else is not hex, whatever `from_str_radix` would take.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -222,6 +228,19 @@ mod tests {
         );
         assert!(ok("expires=x&sig=00", Verb::Play, "cam").is_err());
         assert!(ok(&format!("expires={}&sig=zz", now + 10), Verb::Play, "cam").is_err());
+        // One spelling of a number and of the signature's bytes: no signs.
+        assert_eq!(
+            ok(
+                &format!("expires=+{}&sig={sig}", now + 10),
+                Verb::Play,
+                "cam"
+            ),
+            Err("expires is not a number")
+        );
+        assert_eq!(decode_hex("+f0f"), None);
+        assert_eq!(decode_hex("0F0f"), Some(vec![15, 15]));
+        let upper = format!("expires={}&sig={}", now + 10, sig.to_uppercase());
+        assert!(ok(&upper, Verb::Play, "cam").is_ok());
     }
 
     #[test]
