@@ -42,7 +42,8 @@ impl Blocklist {
         self.failed_at(ip, Instant::now());
     }
 
-    fn failed_at(&self, ip: IpAddr, now: Instant) {
+    /// Counts a failure; true when it starts a block (the one time it is logged).
+    fn failed_at(&self, ip: IpAddr, now: Instant) -> bool {
         let mut addresses = self.addresses.lock();
         if addresses.len() >= PRUNE_AT {
             addresses.retain(|_, r| !r.expired(now));
@@ -68,7 +69,9 @@ impl Blocklist {
                 WINDOW.as_secs(),
                 BLOCK.as_secs()
             );
+            return true;
         }
+        false
     }
 
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
@@ -95,15 +98,30 @@ mod tests {
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         let t0 = Instant::now();
         for i in 0..MAX_FAILURES - 1 {
-            list.failed_at(ip, t0 + Duration::from_secs(u64::from(i)));
+            assert!(!list.failed_at(ip, t0 + Duration::from_secs(u64::from(i))));
         }
         assert!(!list.is_blocked_at(ip, t0 + Duration::from_secs(10)));
-        list.failed_at(ip, t0 + Duration::from_secs(30));
+        assert!(list.failed_at(ip, t0 + Duration::from_secs(30)));
         let blocked_at = t0 + Duration::from_secs(30);
         assert!(list.is_blocked_at(ip, blocked_at));
         assert!(list.is_blocked_at("::ffff:10.0.0.1".parse().unwrap(), blocked_at));
         assert!(!list.is_blocked_at(other, blocked_at));
         assert!(!list.is_blocked_at(ip, blocked_at + BLOCK));
+    }
+
+    /// A block is logged once, however many failures (from connections open
+    /// before it) follow; the next block, once this one is over, again once.
+    #[test]
+    fn a_block_begins_once_and_is_logged_once() {
+        let list = Blocklist::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let t0 = Instant::now();
+        let began: Vec<u64> = (0..40u64)
+            .filter(|&i| list.failed_at(ip, t0 + Duration::from_secs(i * 2)))
+            .collect();
+        // 10th failure at 18 s: blocked until 78 s; the window restarts at 60 s,
+        // so the 10th failure after it (at 78 s) begins the next block.
+        assert_eq!(began, [9, 39]);
     }
 
     #[test]
@@ -112,7 +130,7 @@ mod tests {
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let t0 = Instant::now();
         for i in 0..30u64 {
-            list.failed_at(ip, t0 + Duration::from_secs(i * 7));
+            assert!(!list.failed_at(ip, t0 + Duration::from_secs(i * 7)));
             assert!(!list.is_blocked_at(ip, t0 + Duration::from_secs(i * 7)));
         }
     }
