@@ -422,6 +422,58 @@ fn hooks_allow_deny_rename_and_send_nginx_rtmp_fields() {
     publish_refused(&server, "relay/cam");
 }
 
+/// The checks run in their order and stop at the first refusal: a client the IP
+/// rules or the secret turn away never reaches the hook.
+#[test]
+fn ip_rules_then_secret_then_hook() {
+    let hooks = HookServer::start();
+    let server = start_with_rules(&format!(
+        "[app.ip]\ndeny_publish = [\"127.0.0.1\"]\non_publish = \"{}\"\n\
+         [app.sec]\npublish_secret = \"s\"\non_publish = \"{}\"\n",
+        hooks.url("allow/ip"),
+        hooks.url("allow/sec"),
+    ));
+    let (code, why) = publish_status(&server, "ip/cam?secret=s");
+    assert_eq!(code, "NetStream.Publish.Unauthorized");
+    assert!(why.contains("not allowed from your address"), "{why}");
+    let (_, why) = publish_status(&server, "sec/cam?secret=wrong");
+    assert!(why.contains("wrong secret"), "{why}");
+    publish_admitted(&server, "sec/cam?secret=s", "sec/cam", "all-checks-pass");
+    let paths: Vec<String> = hooks.calls().into_iter().map(|c| c.path).collect();
+    assert_eq!(
+        paths,
+        ["/allow/sec"],
+        "only the admitted publish was asked about"
+    );
+}
+
+/// `_done` hooks go out in the background: a backend that takes its time (here
+/// longer than the test) neither holds a connection's teardown nor the key, so
+/// the next publisher gets in while the call is still waiting for its answer.
+#[test]
+fn done_hooks_never_delay_teardown_or_the_next_publisher() {
+    let hooks = HookServer::start();
+    let server = start_with_rules(&format!(
+        "hook_timeout = 25\non_publish_done = \"{}\"\n",
+        hooks.url("slow/publish_done"),
+    ));
+    let mut first = new_publisher(&server, "live/cam");
+    send_keyframe(&mut first);
+    server.wait_for_frames("live/cam", SUBSCRIBE);
+    drop(first);
+    // The hook answers after 30 s and may take 25: a key still held 10 s on
+    // could only be waiting for it.
+    wait_for("the key released", REFUSAL, || !server.is_live("live/cam"));
+    wait_for("the connection's end", REFUSAL, || {
+        server.handle.open_connections() == 0
+    });
+    // Arrived at the backend, which will not answer for 30 s.
+    hooks.wait_call("publish_done");
+    let mut second = new_publisher(&server, "live/cam");
+    send_keyframe(&mut second);
+    server.wait_for_frames("live/cam", SUBSCRIBE);
+}
+
 #[test]
 fn a_slow_or_unreachable_hook_refuses_unless_fail_open() {
     let hooks = HookServer::start();
