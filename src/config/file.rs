@@ -265,7 +265,9 @@ impl<'de> Visitor<'de> for SettingValue<'_> {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        let result = if self.setting.takes_seconds() {
+        let result = if self.setting.takes_addresses() {
+            self.setting.set_text(self.config, &v.to_string())
+        } else if self.setting.takes_seconds() {
             self.setting.store_seconds(self.config, v as f64)
         } else {
             self.setting.store_integer(self.config, v)
@@ -290,7 +292,7 @@ impl<'de> Visitor<'de> for SettingValue<'_> {
             )));
         }
         let mut texts = Vec::new();
-        while let Some(text) = seq.next_element::<String>()? {
+        while let Some(ListEntry(text)) = seq.next_element()? {
             texts.push(text);
         }
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -302,6 +304,38 @@ impl<'de> Visitor<'de> for SettingValue<'_> {
             self.setting,
             result.map_err(|(text, problem)| settings::Problem(format!("'{text}' {problem}"))),
         )
+    }
+}
+
+/// An entry of a listener's or a push list, as the flag's text: a string, or
+/// a bare port written as a number (`listen = [1935, "[::1]:1936"]`).
+struct ListEntry(String);
+
+impl<'de> Deserialize<'de> for ListEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ListEntryVisitor)
+    }
+}
+
+struct ListEntryVisitor;
+
+impl Visitor<'_> for ListEntryVisitor {
+    type Value = ListEntry;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or a port number")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ListEntry, E> {
+        Ok(ListEntry(v.to_owned()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ListEntry, E> {
+        Ok(ListEntry(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ListEntry, E> {
+        Ok(ListEntry(v.to_string()))
     }
 }
 
@@ -352,6 +386,24 @@ mod tests {
             c.http,
             [ListenAddr::Addr("127.0.0.1:8080".parse().unwrap())]
         );
+        // A port is a number in TOML, as `-l 1935` is a bare port on the command
+        // line: alone, in a list, and out of range with the same message.
+        let c = load("listen = 1936\nhttp = [8081, \"[::1]:8082\"]\n").unwrap();
+        assert_eq!(c.listen, [ListenAddr::AnyInterface(1936)]);
+        assert_eq!(
+            c.http,
+            [
+                ListenAddr::AnyInterface(8081),
+                ListenAddr::Addr("[::1]:8082".parse().unwrap())
+            ]
+        );
+        for text in ["listen = 70000\n", "listen = [70000]\n", "listen = -1\n"] {
+            let e = load(text).unwrap_err();
+            assert!(
+                e.contains("listen: ") && e.contains("must be a port"),
+                "{e}"
+            );
+        }
         let e = load("listen = []\n").unwrap_err();
         assert!(e.contains("listen: an empty list"), "{e}");
         let e = load("max_connections = [1]\n").unwrap_err();
@@ -422,7 +474,6 @@ mod tests {
             .unwrap_err()
             .contains("empty"));
         assert!(load("gop_cache = \n").is_err());
-        assert!(load("listen = 5\n").is_err(), "an address is a string");
         assert!(load("gop_cache = 1\n").is_err(), "on/off is a boolean");
     }
 

@@ -535,6 +535,12 @@ impl Setting {
         matches!(self.kind, Kind::Record | Kind::Push)
     }
 
+    /// Whether the value is a listener's addresses, of which a bare port is one
+    /// (`listen = 1935` in a file is `-l 1935`).
+    pub fn takes_addresses(&self) -> bool {
+        matches!(self.kind, Kind::Listen { .. })
+    }
+
     /// Whether the value is a number of seconds (fractions allowed).
     pub fn takes_seconds(&self) -> bool {
         matches!(self.kind, Kind::Seconds(_))
