@@ -193,6 +193,99 @@ fn signed_urls_valid_expired_other_key_and_play_token_for_publish() {
     wait_success(publisher, FINISH, "publisher");
 }
 
+/// `rtmpd sign ARGS` (the real binary): (success, stdout trimmed, stderr).
+fn rtmpd_sign(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rtmpd"))
+        .arg("sign")
+        .args(args)
+        .output()
+        .expect("running rtmpd sign");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The URL `rtmpd sign ARGS` prints for `url`: `url` with a token appended,
+/// expiring `expires_in` seconds after the call. Returns it and its query.
+fn signed_by_rtmpd(args: &[&str], url: &str, expires_in: u64) -> (String, String) {
+    let before = now();
+    let mut all = args.to_vec();
+    all.push(url);
+    let (ok, signed, stderr) = rtmpd_sign(&all);
+    assert!(ok, "rtmpd sign {all:?}: {stderr}");
+    let query = signed
+        .strip_prefix(&format!("{url}?"))
+        .unwrap_or_else(|| panic!("{signed:?} is not {url} with a query"))
+        .to_owned();
+    let expires: u64 = query
+        .strip_prefix("expires=")
+        .and_then(|q| q.split('&').next())
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| panic!("no expires in {signed:?}"));
+    assert!(
+        (before + expires_in..=now() + expires_in).contains(&expires),
+        "{signed:?}: expires {expires}, asked for {expires_in} s after {before}"
+    );
+    (signed, query)
+}
+
+/// `rtmpd sign` makes URLs the server admits: a publish URL with `--secret`, a
+/// play URL from the config file's play secret (`--play` for RTMP, implied for
+/// HTTP-FLV), each for its verb only, with the expiry asked for (3600 s unless
+/// told); an app the file gives no such secret is an error, not a useless URL.
+#[test]
+fn rtmpd_sign_makes_urls_the_server_admits() {
+    let rules = "publish_secret = \"pub\"\n[app.live]\nplay_secret = \"ply\"\n";
+    let server = start_with_rules(rules);
+    let dir = TempDir::new("sign");
+    let config = dir.join("rtmpd.toml");
+    std::fs::write(&config, rules).unwrap();
+    let config = config.to_str().unwrap();
+
+    let (publish_url, publish_query) = signed_by_rtmpd(
+        &["--secret", "pub", "--expires-in", "120"],
+        &server.url("live/s"),
+        120,
+    );
+    let (play_rtmp, _) =
+        signed_by_rtmpd(&["--config", config, "--play"], &server.url("live/s"), 3600);
+    let (play_http, play_query) =
+        signed_by_rtmpd(&["--config", config], &server.http_url("live/s.flv"), 3600);
+
+    // A play token never publishes.
+    let stderr = publish_refused(&server, &format!("live/s?{play_query}"));
+    assert!(stderr.contains("signature does not match"), "{stderr}");
+
+    let played = dir.join("rtmpdump.flv");
+    let rtmp_player = play_rtmpdump(&play_rtmp, &played);
+    server.wait_for_players("live/s", 1, SUBSCRIBE);
+    let publisher = publish_ffmpeg(&publish_url, &fixture("av.flv"), true);
+    server.wait_for_frames("live/s", SUBSCRIBE);
+    // A publish token never plays.
+    let http = server.http_url("live/s.flv");
+    assert_eq!(curl_status(&format!("{http}?{publish_query}")), 403);
+    let curled = dir.join("curl.flv");
+    let status = Command::new("curl")
+        .args(["-s", "--max-time", "15", "-o"])
+        .arg(&curled)
+        .arg(&play_http)
+        .status()
+        .expect("running curl");
+    assert!(status.success(), "curl {play_http}: {status}");
+    wait_success(publisher, FINISH, "ffmpeg with the signed publish URL");
+    wait_success(rtmp_player, FINISH, "rtmpdump with the signed play URL");
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&played), true);
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&curled), false);
+
+    let (ok, _, stderr) = rtmpd_sign(&["--config", config, "--play", &server.url("other/s")]);
+    assert!(
+        !ok && stderr.contains("sets no play_secret for app \"other\""),
+        "{stderr}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Hooks
 
