@@ -10,6 +10,9 @@
 //! past three target durations a playlist wait answers 503 and a part wait 404.
 //! A request for a segment more than two ahead of the live edge is refused at
 //! once (400 for the playlist, 404 for media).
+//!
+//! On an edge app (`origin`), a viewer's request for a stream that is not live
+//! here pulls it from the origin first, as an RTMP player's play does.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use crate::hls::playlist;
 use crate::hls::sessions::SessionRef;
 use crate::lifecycle::ConnectionKind;
 use crate::registry::{PlayerInfo, PlayerProtocol};
+use crate::relay;
 use crate::stream_key::StreamKey;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -48,7 +52,16 @@ pub(super) fn serve(
     let Some(session) = session(conn, req, &key, token, file, head) else {
         return false;
     };
-    let Some(stream) = conn.ctx.hls.stream(&session.key) else {
+    let mut stream = conn.ctx.hls.stream(&session.key);
+    if !head && stream.as_ref().is_none_or(|s| s.read(|s, _| s.is_ended())) {
+        if let Err(why) = pull_if_edge(conn, &session.key) {
+            info!("{}: {}: {why}", conn.peer, session.key);
+            let message = format!("no stream {} is being published: {why}", session.key);
+            return reply_error(conn, 404, &message, head);
+        }
+        stream = conn.ctx.hls.stream(&session.key);
+    }
+    let Some(stream) = stream else {
         let message = format!("no stream {} is being published", session.key);
         return reply_error(conn, 404, &message, head);
     };
@@ -131,6 +144,17 @@ pub(super) fn serve(
             reply_error(conn, 404, &message, head)
         }
     }
+}
+
+/// On an edge app with HLS, a viewer asking for a stream that is not live here
+/// pulls it from the origin and waits for it, as RTMP and HTTP-FLV players do
+/// (see `relay::edge_wait`). The session's viewer, registered already, is the
+/// audience that keeps the pull going until it expires.
+fn pull_if_edge(conn: &Conn, key: &StreamKey) -> Result<(), String> {
+    if conn.ctx.admission.policy().app(&key.app).hls().is_none() {
+        return Ok(());
+    }
+    relay::edge_wait(&conn.ctx, key).map(drop)
 }
 
 /// Whether waiting for segment `msn` is pointless: ended, or more than two

@@ -79,7 +79,7 @@ fn sha256(data: &[u8]) -> String {
 
 /// A frame as MP4 carries it: track, presentation time in ms, SHA-256 of the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Sample {
+pub struct Sample {
     track: &'static str,
     pts_ms: i64,
     key: bool,
@@ -89,7 +89,7 @@ struct Sample {
 /// The media frames of an FLV fixture as HLS must carry them: from the first
 /// video keyframe on (audio too), sequence headers and end-of-sequence left out,
 /// timestamps counted from that keyframe.
-fn expected_samples(tags: &[FlvTag]) -> Vec<Sample> {
+pub fn expected_samples(tags: &[FlvTag]) -> Vec<Sample> {
     let start = tags
         .iter()
         .find(|t| is_keyframe(t))
@@ -162,7 +162,14 @@ fn every_published_frame_is_in_the_segments_byte_for_byte_in_order() {
     let mut publisher = new_publisher(&server, path);
     send_tags(&mut publisher, &tags);
     publisher.close();
-    let addr = server.http_addr();
+    let got = ended_stream_samples(server.http_addr(), path, "hls-frames");
+    assert_samples_match(&expected_samples(&tags), &got);
+}
+
+/// Waits for the HLS of `path` to end, then reads every segment in its playlist
+/// with ffprobe (checking that each starts with a keyframe and that the parts
+/// still listed put together are their segment): every sample, in order.
+pub fn ended_stream_samples(addr: SocketAddr, path: &str, label: &str) -> Vec<Sample> {
     let media = format!("/{path}/media.m3u8");
     wait_for("the playlist to end", TIMEOUT, || {
         let resp = get(addr, &media);
@@ -174,7 +181,7 @@ fn every_published_frame_is_in_the_segments_byte_for_byte_in_order() {
         "{playlist}"
     );
     let init = fetch(addr, &format!("/{path}/init-0.mp4"));
-    let dir = TempDir::new("hls-frames");
+    let dir = TempDir::new(label);
     let mut got = Vec::new();
     let segments = segment_uris(&playlist);
     assert!(segments.len() >= 2, "4 s in 2 s segments: {playlist}");
@@ -187,7 +194,6 @@ fn every_published_frame_is_in_the_segments_byte_for_byte_in_order() {
             "{uri} starts with a keyframe: {samples:?}"
         );
         got.extend(samples);
-        // The parts still listed put together are the segment.
         let msn: u64 = uri[4..uri.len() - 4].parse().unwrap();
         let parts = part_uris(&playlist, msn);
         if !parts.is_empty() {
@@ -198,9 +204,13 @@ fn every_published_frame_is_in_the_segments_byte_for_byte_in_order() {
             assert!(joined == bytes, "the parts of {uri} are the segment");
         }
     }
-    let want = expected_samples(&tags);
+    got
+}
+
+/// `got` is `want`, track by track, sample by sample.
+pub fn assert_samples_match(want: &[Sample], got: &[Sample]) {
     for track in ["video", "audio"] {
-        let (want, got) = (by_track(&want, track), by_track(&got, track));
+        let (want, got) = (by_track(want, track), by_track(got, track));
         assert_eq!(
             want.len(),
             got.len(),

@@ -1,7 +1,7 @@
 //! Relays between rtmpd servers, with real clients at both ends, byte for byte:
-//! pushes (restream), edge pulls (RTMP and HTTP-FLV players), static pulls, and
-//! what goes wrong (an origin that is not there, refusals). rtmps:// relays are
-//! in `tls`.
+//! pushes (restream), edge pulls (RTMP, HTTP-FLV and HLS players), static pulls,
+//! and what goes wrong (an origin that is not there, refusals). rtmps:// relays
+//! are in `tls`.
 
 use std::net::SocketAddr;
 use std::thread;
@@ -13,7 +13,7 @@ use rtmpd::config::relay::PullEntry;
 use rtmpd::config::ListenAddr;
 
 use crate::client_support::{connect_with, new_publisher, options, send_tags};
-use crate::http_support::exchange;
+use crate::http_support::{exchange, get};
 use crate::relay_support::*;
 use crate::support::*;
 
@@ -131,6 +131,37 @@ fn an_edge_pulls_once_for_all_its_players_and_lets_go_when_they_leave() {
                 .as_array()
                 .is_some_and(|p| p.is_empty())
     });
+}
+
+/// An HLS viewer of an edge pulls the stream as an RTMP player does: its first
+/// playlist request starts the pull and waits for the stream, the origin sees one
+/// player, and every frame published there is in the edge's segments, byte for
+/// byte. A viewer of a key the origin does not have gets a 404 that says so.
+#[test]
+fn an_hls_viewer_of_an_edge_pulls_the_stream() {
+    let (origin, edge) = origin_and_edge(AppKeys {
+        origin_timeout: Some(Seconds(Duration::from_secs(1))),
+        ..AppKeys::default()
+    });
+    let addr = edge.http_addr();
+    let missing = get(addr, "/live/nobody/index.m3u8");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert!(missing.text().contains("origin"), "{}", missing.text());
+
+    let path = "live/hls-cam";
+    let viewer = thread::spawn(move || get(addr, "/live/hls-cam/index.m3u8"));
+    origin.wait_for_players(path, 1, SUBSCRIBE);
+    let tags = fixture_tags("av.flv");
+    let mut publisher = new_publisher(&origin, path);
+    send_tags(&mut publisher, &tags);
+    let first = viewer.join().unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.text().contains("media.m3u8"), "{}", first.text());
+    assert_eq!(origin.players(path), 1, "the origin serves the edge once");
+    assert_eq!(relays(&edge)["pulls"][0]["state"], "live");
+    publisher.close();
+    let got = crate::hls::ended_stream_samples(addr, path, "edge-hls");
+    crate::hls::assert_samples_match(&crate::hls::expected_samples(&tags), &got);
 }
 
 /// With the origin unreachable, a player is told StreamNotFound after
