@@ -14,7 +14,7 @@ use crate::connections::{ConnectionCounts, Context};
 use crate::lifecycle::ConnectionKind;
 use crate::procfs;
 use crate::registry::{PlayerProtocol, StreamStats};
-use crate::relay::status::{Direction, RelaySnapshot};
+use crate::relay::status::{Direction, RelaySnapshot, RelayState};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -408,15 +408,33 @@ fn relay_metrics(m: &mut Exposition, relays: &[RelaySnapshot]) {
         for (family, kind, help, value) in families {
             m.family(&family, kind, help);
             for r in &ours {
-                let labels = [
-                    ("app", r.key.app.as_str()),
-                    ("key", r.key.name.as_str()),
-                    ("url", r.url.as_str()),
-                ];
-                m.sample(&family, &labels, value(r));
+                m.sample(&family, &relay_labels(r), value(r));
+            }
+        }
+        // One sample per state, 1 for the one it is in: an alert can tell a
+        // destination backing off from one still connecting.
+        let family = format!("rtmpd_{name}_state");
+        m.family(
+            &family,
+            "gauge",
+            "1 for the state it is in (connecting, live, waiting, backing_off, disabled).",
+        );
+        for r in &ours {
+            for state in RelayState::NAMES {
+                let [app, key, url] = relay_labels(r);
+                let labels = [app, key, url, ("state", state)];
+                m.sample(&family, &labels, f64::from(u8::from(r.state == state)));
             }
         }
     }
+}
+
+fn relay_labels(r: &RelaySnapshot) -> [(&'static str, &str); 3] {
+    [
+        ("app", r.key.app.as_str()),
+        ("key", r.key.name.as_str()),
+        ("url", r.url.as_str()),
+    ]
 }
 
 /// Builds the text format: `# HELP`/`# TYPE` lines, then samples.
@@ -499,6 +517,9 @@ pub(super) fn process_info() -> ProcessInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::stream_key::StreamKey;
 
     #[test]
     fn samples_and_escaping() {
@@ -513,6 +534,51 @@ mod tests {
         );
         assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_value(1e20), "100000000000000000000");
+    }
+
+    #[test]
+    fn each_relay_has_its_numbers_and_one_state_set() {
+        let relay = |direction, url: &str, state, bytes, reconnects| RelaySnapshot {
+            direction,
+            key: StreamKey {
+                app: "live".into(),
+                name: "cam".into(),
+            },
+            url: url.into(),
+            state,
+            state_for: Duration::from_secs(1),
+            retry_in: None,
+            last_error: None,
+            bytes,
+            reconnects,
+        };
+        let mut m = Exposition::default();
+        relay_metrics(
+            &mut m,
+            &[
+                relay(Direction::Push, "rtmp://a/x/{key}", "backing_off", 10, 3),
+                relay(Direction::Pull, "rtmp://o", "live", 2000, 0),
+            ],
+        );
+        let lines: Vec<&str> = m.out.lines().filter(|l| !l.starts_with('#')).collect();
+        let push = r#"app="live",key="cam",url="rtmp://a/x/{key}""#;
+        let pull = r#"app="live",key="cam",url="rtmp://o""#;
+        for want in [
+            format!("rtmpd_push_up{{{push}}} 0"),
+            format!("rtmpd_push_sent_bytes_total{{{push}}} 10"),
+            format!("rtmpd_push_reconnects_total{{{push}}} 3"),
+            format!("rtmpd_push_state{{{push},state=\"backing_off\"}} 1"),
+            format!("rtmpd_push_state{{{push},state=\"live\"}} 0"),
+            format!("rtmpd_pull_up{{{pull}}} 1"),
+            format!("rtmpd_pull_received_bytes_total{{{pull}}} 2000"),
+            format!("rtmpd_pull_state{{{pull},state=\"live\"}} 1"),
+            format!("rtmpd_pull_state{{{pull},state=\"waiting\"}} 0"),
+        ] {
+            assert!(lines.contains(&want.as_str()), "{want} in\n{}", m.out);
+        }
+        let states = |family: &str| lines.iter().filter(|l| l.starts_with(family)).count();
+        assert_eq!(states("rtmpd_push_state{"), RelayState::NAMES.len());
+        assert_eq!(states("rtmpd_pull_state{"), RelayState::NAMES.len());
     }
 
     #[test]

@@ -169,7 +169,7 @@ fn api_and_metrics_describe_the_live_stream_and_its_players() {
 /// `_total` naming of counters), names and labels are well formed, counters end in
 /// `_total`, values are numbers, and no series appears twice. Returns series →
 /// value, keyed by the sample text before the value.
-fn parse_metrics(resp: &crate::http_support::HttpResponse) -> HashMap<String, f64> {
+pub fn parse_metrics(resp: &crate::http_support::HttpResponse) -> HashMap<String, f64> {
     assert_eq!(resp.status, 200);
     assert_eq!(
         resp.header("content-type"),

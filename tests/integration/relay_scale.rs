@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rtmpd::config::policy::{AppKeys, Seconds};
 
-use crate::http_support::{get_json, publish_looped};
+use crate::http_support::{get, get_json, publish_looped};
 use crate::process::{settled_status, ServerProcess};
 use crate::relay_support::*;
 use crate::support::*;
@@ -164,6 +164,25 @@ fn five_destinations_one_dead_and_a_hundred_local_players() {
             (&"live".into(), &0.into()),
             "{p}"
         );
+    }
+    // /metrics says the same.
+    let metrics = crate::http_api::parse_metrics(&get(source.http_addr(), "/metrics"));
+    let series = |family: &str, url: &str, state: Option<&str>| {
+        let state = state.map(|s| format!(",state=\"{s}\"")).unwrap_or_default();
+        let name = format!("{family}{{app=\"live\",key=\"show\",url=\"{url}\"{state}}}");
+        *metrics
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} in /metrics: {metrics:?}"))
+    };
+    let dead_url = format!("rtmp://127.0.0.1:{dead}/dead/{{key}}");
+    assert!(series("rtmpd_push_reconnects_total", &dead_url, None) >= 3.0);
+    assert_eq!(series("rtmpd_push_up", &dead_url, None), 0.0);
+    assert_eq!(series("rtmpd_push_state", &dead_url, Some("live")), 0.0);
+    for url in &live {
+        assert_eq!(series("rtmpd_push_up", url, None), 1.0, "{url}");
+        assert_eq!(series("rtmpd_push_state", url, Some("live")), 1.0, "{url}");
+        assert_eq!(series("rtmpd_push_reconnects_total", url, None), 0.0);
+        assert!(series("rtmpd_push_sent_bytes_total", url, None) > 0.0);
     }
     wait_success(publisher, FINISH, "publisher");
     let published = fixture_tags("av.flv");
