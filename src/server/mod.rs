@@ -18,7 +18,7 @@ mod listeners;
 use listeners::Listener;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -282,8 +282,9 @@ impl Server {
             };
             info!("listening for {} on {addr}", service.name());
             serving.push(format!("{} on {addr}", service.name()));
+            let waker = socket.try_clone()?;
             let thread = spawn_accept_loop(socket, &ctx, service, serve)?;
-            accepting.push((addr, thread));
+            accepting.push((addr, waker, thread));
         }
         crate::relay::start_static_pulls(&ctx);
         if serves_http(&ctx.config) {
@@ -305,11 +306,16 @@ impl Server {
         let lifecycle = &ctx.lifecycle;
         lifecycle.wait_stopping(None);
         let deadline = Instant::now() + ctx.config.shutdown_timeout;
-        for (addr, thread) in accepting {
+        for (addr, waker, thread) in accepting {
             // accept() blocks; a connection of our own makes it return and see the
-            // flag (unless a client's connection already did).
+            // flag (unless a client's connection already did). Where none can reach
+            // the socket (`[::]` on a host whose IPv6 a sysctl turned off: the
+            // wildcard binds, ::1 does not exist), shutting the listening socket
+            // makes accept() fail (Linux), which the loop takes as the stop.
             let woken = thread.is_finished()
-                || TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1))
+                || TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1)).is_ok()
+                || socket2::SockRef::from(&waker)
+                    .shutdown(Shutdown::Read)
                     .map_err(|e| warn!("could not wake the accept loop on {addr}: {e}"))
                     .is_ok();
             if woken {

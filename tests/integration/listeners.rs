@@ -1,10 +1,12 @@
 //! Listeners (issue 16): `-l` and `--http` given more than once, a bare port on
 //! IPv4 and IPv6 as two sockets, IPv6 clients served and named as they are, IPv4
 //! clients that arrive mapped (`::ffff:a.b.c.d`) named as plain IPv4, the backlog
-//! set. Each test first checks for an IPv6 loopback (see `ipv6_loopback`).
+//! set. Each test first checks for an IPv6 loopback (see `ipv6_loopback`), but
+//! the last, which makes a host whose IPv6 is off in a network namespace.
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use rtmpd::client::{Client, RtmpUrl};
 use rtmpd::config::ListenAddr;
@@ -160,4 +162,62 @@ fn a_bare_port_is_an_ipv4_and_an_ipv6_socket_each_naming_its_own_clients() {
         .map(|(k, a)| (k.to_owned(), a))
     );
     assert_eq!(backlogs(port), ["77", "77"], "--listen-backlog");
+}
+
+/// A host whose IPv6 a sysctl turned off (`net.ipv6.conf.all.disable_ipv6=1`,
+/// common on VPSes and in containers): the IPv6 wildcard still binds, but
+/// nothing reaches it, not even the server's own wake-up connection at a stop.
+/// The stop must still end every accept loop, exit 0 at once, and say nothing
+/// alarming. The real binary in a network namespace of its own (root and
+/// `unshare`; RTMPD_TEST_SKIP_NETNS=1 skips it, like the keepalive test).
+#[test]
+fn a_stop_is_clean_where_a_sysctl_turned_ipv6_off() {
+    let sysctl = "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+                  net.ipv6.conf.lo.disable_ipv6=1";
+    let isolated = Command::new("unshare")
+        .args(["-n", "sh", "-c", &format!("sysctl -qw {sysctl}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !isolated {
+        assert!(
+            std::env::var_os("RTMPD_TEST_SKIP_NETNS").is_some(),
+            "cannot make a network namespace without IPv6 (needs root, unshare and sysctl), \
+             or set RTMPD_TEST_SKIP_NETNS=1 to skip it"
+        );
+        eprintln!("SKIPPED: RTMPD_TEST_SKIP_NETNS is set: a stop without IPv6 was not checked");
+        return;
+    }
+    let dir = TempDir::new("no-ipv6");
+    let log_path = dir.join("rtmpd.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // unshare and sh exec: the child is rtmpd itself.
+    let script = format!(
+        "ip link set lo up && sysctl -qw {sysctl} && exec '{}' -l 0 --http 0",
+        env!("CARGO_BIN_EXE_rtmpd")
+    );
+    let child = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting rtmpd in a namespace");
+    let pid = child.id().to_string();
+    let child = ChildGuard::new(child);
+    let read_log = || std::fs::read_to_string(&log_path).unwrap();
+    wait_for("four listeners", Duration::from_secs(20), || {
+        read_log().matches("listening for ").count() == 4
+    });
+    let text = read_log();
+    for wanted in ["RTMP on [::]:", "HTTP on [::]:", "RTMP on 0.0.0.0:"] {
+        assert!(text.contains(wanted), "{wanted}: {text}");
+    }
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let status = wait_with_timeout(child.take(), Duration::from_secs(10));
+    let text = read_log();
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("stopped: every connection closed"), "{text}");
+    assert!(!text.contains("WARN") && !text.contains("ERROR"), "{text}");
 }
