@@ -567,6 +567,68 @@ fn done_hooks_never_delay_teardown_or_the_next_publisher() {
     server.wait_for_frames("live/cam", SUBSCRIBE);
 }
 
+/// Each refusal is one warning in the log (the real binary's) that names the
+/// client's address and port and the rule that refused it, and for a hook that
+/// failed, why: its answer, its timeout or its error.
+#[test]
+fn the_log_names_the_address_and_the_rule_of_each_refusal() {
+    let hooks = HookServer::start();
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let dir = TempDir::new("refusal-log");
+    let config = dir.join("rtmpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hook_timeout = 0.5\n[app.ip]\ndeny_publish = [\"127.0.0.0/8\"]\n\
+             [app.sec]\npublish_secret = \"s\"\n[app.deny]\non_publish = \"{}\"\n\
+             [app.slow]\non_publish = \"{}\"\n[app.dead]\non_publish = \"http://{dead}/x\"\n",
+            hooks.url("deny"),
+            hooks.url("slow"),
+        ),
+    )
+    .unwrap();
+    let server = crate::process::ServerProcess::start(
+        "refusal-log",
+        false,
+        &["--config", config.to_str().unwrap()],
+    );
+    for (target, rule, why) in [
+        ("ip/cam", "deny_publish 127.0.0.0/8", ""),
+        ("sec/cam?secret=no", "publish_secret", "wrong secret"),
+        ("deny/cam", "on_publish", "403"),
+        (
+            "slow/cam",
+            "on_publish",
+            "no answer within 0.5 s (hook_timeout)",
+        ),
+        ("dead/cam", "on_publish", "Connection refused"),
+    ] {
+        let url = server.rtmp_url(target);
+        let mut client = rtmpd::client::Client::connect(&url, &options())
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        let local = client.local_addr().unwrap();
+        let name = client.url().name.clone();
+        assert!(client.publish(&name).is_err(), "{target} must be refused");
+        let key = target.split('?').next().unwrap();
+        let needle = format!("{local}: publish {key} refused by {rule}");
+        let mut line = String::new();
+        wait_for(&needle, REFUSAL, || {
+            line = server
+                .log()
+                .lines()
+                .find(|l| l.contains(&needle))
+                .unwrap_or_default()
+                .to_owned();
+            !line.is_empty()
+        });
+        assert!(line.contains("WARN") && line.contains(why), "{line}");
+        assert_eq!(server.log().matches(&needle).count(), 1, "once");
+    }
+}
+
 #[test]
 fn a_slow_or_unreachable_hook_refuses_unless_fail_open() {
     let hooks = HookServer::start();
