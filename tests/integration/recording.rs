@@ -278,6 +278,46 @@ fn the_file_holds_the_published_stream_byte_for_byte() {
     assert_eq!(doc["truncated"], false);
 }
 
+/// While a stream records, `/api/streams` shows the file it is writing and the
+/// bytes so far, growing; once it ends, `/api/recordings` lists that file with
+/// the size it has on disk.
+#[test]
+fn the_api_shows_the_recording_in_progress_then_the_finished_file() {
+    let dir = TempDir::new("rec-api");
+    let server = start_server_with(recording_into(dir.path(), |_| {}));
+    let publisher = publish_ffmpeg(&server.url("live/api"), &fixture("av.flv"), true);
+    let mut recording = serde_json::Value::Null;
+    wait_for("a recording with bytes", TIMEOUT, || {
+        recording = stream_recording(&server, "live/api");
+        recording["bytes"].as_u64().is_some_and(|b| b > 0)
+    });
+    let path = PathBuf::from(recording["path"].as_str().unwrap());
+    assert!(
+        path.starts_with(dir.join("live/api")) && path.is_file(),
+        "{recording}"
+    );
+    assert_eq!(recording["failed"], false, "{recording}");
+    let first = recording["bytes"].as_u64().unwrap();
+    wait_for("the recorded bytes to grow", TIMEOUT, || {
+        let now = stream_recording(&server, "live/api");
+        assert_eq!(now["path"], recording["path"], "one file");
+        now["bytes"].as_u64().is_some_and(|b| b > first)
+    });
+    wait_success(publisher, TIMEOUT, "publisher");
+    let mut listed = serde_json::Value::Null;
+    wait_for("the file in /api/recordings", TIMEOUT, || {
+        let (_, doc) = get_json(server.http_addr(), "/api/recordings");
+        listed = doc["recordings"][0].clone();
+        !listed.is_null()
+    });
+    assert_eq!(listed["path"], path.display().to_string());
+    assert_eq!(listed["size"], std::fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        (&listed["app"], &listed["key"]),
+        (&"live".into(), &"api".into())
+    );
+}
+
 #[test]
 fn segments_are_cut_at_keyframes_and_each_plays_alone() {
     let dir = TempDir::new("rec-segments");
