@@ -6,7 +6,6 @@
 
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
 use rtmpd::amf::amf0::Amf0Value;
 use rtmpd::client::{Client, ClientError, ClientEvent, ClientOptions};
@@ -69,7 +68,7 @@ fn connect_as_amf3_command_works() {
     );
     // The session goes on normally.
     client.play("amf3").expect("play after an AMF3 connect");
-    server.wait_for_players("live/amf3", 1, Duration::from_secs(5));
+    server.wait_for_players("live/amf3", 1, EVENT_TIMEOUT);
 }
 
 #[test]
@@ -455,8 +454,8 @@ fn two_streams_played_on_one_connection_both_get_media() {
     wait_event(&mut client, "Play.Start on the second stream", |e| {
         status(e, "NetStream.Play.Start").is_some_and(|s| s.stream_id == second)
     });
-    server.wait_for_players("live/first", 1, Duration::from_secs(5));
-    server.wait_for_players("live/second", 1, Duration::from_secs(5));
+    server.wait_for_players("live/first", 1, EVENT_TIMEOUT);
+    server.wait_for_players("live/second", 1, EVENT_TIMEOUT);
 
     let mut publishers = [
         new_publisher(&server, "live/first"),

@@ -3,8 +3,6 @@
 //! work, a player survives a republish with a timeline that keeps going forward,
 //! and players get the status sequence Flash expects before any media.
 
-use std::time::Duration;
-
 use rtmpd::amf::amf0::Amf0Value;
 use rtmpd::client::{ClientEvent, ClientOptions};
 use rtmpd::rtmp::handshake::HandshakeKind;
@@ -24,7 +22,7 @@ fn fixture_reaches_players_intact(chunk_size: u32) {
     let dump = ChildGuard::new(play_rtmpdump(&server.url(&path), &dump_file));
     let mut player = new_player(&server, &path);
     // Both must be subscribed before publishing, or they would start mid-stream.
-    server.wait_for_players(&path, 2, Duration::from_secs(5));
+    server.wait_for_players(&path, 2, EVENT_TIMEOUT);
 
     let opts = ClientOptions {
         chunk_size,
@@ -38,7 +36,7 @@ fn fixture_reaches_players_intact(chunk_size: u32) {
         is_status(e, "NetStream.Play.UnpublishNotify")
     });
     // rtmpdump ends by itself on UnpublishNotify.
-    wait_with_timeout(dump.take(), Duration::from_secs(8));
+    wait_with_timeout(dump.take(), EVENT_TIMEOUT);
     assert_received_matches(&tags, &read_flv(&dump_file), true);
 
     assert_same_media(&av_tags(&tags), &media(&events), "our player");
@@ -247,7 +245,7 @@ fn players_get_the_status_sequence_before_any_media() {
     // A live stream: the same sequence comes before the fast-start burst.
     let mut publisher = new_publisher(&server, path);
     send_tags(&mut publisher, &tags[..8]);
-    server.wait_for_frames(path, Duration::from_secs(5));
+    server.wait_for_frames(path, EVENT_TIMEOUT);
     let mut late = new_player(&server, path);
     let id = late.play_stream().expect("playing");
     let want = av_tags(&tags[..8]);

@@ -13,8 +13,10 @@ use rtmpd::media::flv::{FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 
 use crate::support::TestServer;
 
-/// Socket timeout of test clients, and how long a test waits for one event.
-pub const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Socket timeout of test clients, and how long a test waits for one event: a
+/// bound on a hang, generous for a busy machine (events the server sends at once
+/// come within milliseconds on a quiet one).
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Client options for tests: simple defaults with the test timeout; an
 /// `rtmps://` test server's certificate is taken as it is (it is made for the
@@ -75,6 +77,73 @@ pub fn send_tags(client: &mut Client, tags: &[FlvTag]) {
             t => client.send_media(t, tag.timestamp, &tag.data),
         };
         sent.unwrap_or_else(|e| panic!("sending tag {i}: {e}"));
+    }
+}
+
+/// How long a test server lets a publisher sit idle when the test pauses it (see
+/// [`SteppedPublisher`]): far longer than any test waits for its players to start.
+pub const HELD_PUBLISH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Our client publishing a fixture's tags in steps, so that players join at a
+/// chosen point of the stream rather than wherever a real-time publisher has got
+/// to by the time they are going, which on a busy machine can be anywhere (or past
+/// the end). The test server must not drop the publisher while it pauses: start it
+/// with `publish_timeout` [`HELD_PUBLISH_TIMEOUT`].
+pub struct SteppedPublisher<'a> {
+    client: Client,
+    server: &'a TestServer,
+    path: String,
+    tags: Vec<FlvTag>,
+    sent: usize,
+}
+
+impl<'a> SteppedPublisher<'a> {
+    /// Publishes `tags` on `path`, with the duration in their onMetaData set to 0 as
+    /// a live encoder (ffmpeg, say) sends it: given a file's duration, rtmpdump takes
+    /// it as a promise and exits 2 ("may be incomplete") when the last frame's
+    /// timestamp falls short of it, as it does by one frame's length.
+    pub fn start(server: &'a TestServer, path: &str, mut tags: Vec<FlvTag>) -> Self {
+        const DURATION: &[u8] = b"\x00\x08duration\x00";
+        for tag in tags.iter_mut().filter(|t| t.tag_type == TAG_SCRIPT) {
+            if let Some(at) = tag.data.windows(DURATION.len()).position(|w| w == DURATION) {
+                let value = at + DURATION.len();
+                tag.data[value..value + 8].copy_from_slice(&0f64.to_be_bytes());
+            }
+        }
+        SteppedPublisher {
+            client: new_publisher(server, path),
+            server,
+            path: path.to_owned(),
+            tags,
+            sent: 0,
+        }
+    }
+
+    /// Sends the tags before stream time `ms` (the metadata and sequence headers at
+    /// 0 among them) that were not sent yet, and waits until the server has taken
+    /// them all in (its count of the publisher's payload bytes): a player that
+    /// joins now joins at this point of the stream, not at one the server's thread
+    /// had reached when a busy machine let it run.
+    pub fn send_until(&mut self, ms: u32) {
+        let end = self.sent
+            + self.tags[self.sent..]
+                .iter()
+                .take_while(|t| t.timestamp < ms)
+                .count();
+        send_tags(&mut self.client, &self.tags[self.sent..end]);
+        self.sent = end;
+        self.server.wait_for_taken_in(&self.path, self.sent());
+    }
+
+    /// The tags sent so far.
+    pub fn sent(&self) -> &[FlvTag] {
+        &self.tags[..self.sent]
+    }
+
+    /// Sends the rest (as fast as the server takes it) and ends the publish.
+    pub fn finish(mut self) {
+        send_tags(&mut self.client, &self.tags[self.sent..]);
+        self.client.close();
     }
 }
 

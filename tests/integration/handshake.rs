@@ -16,6 +16,8 @@ use crate::support::*;
 /// fetching anything.
 const SWF_HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SWF_SIZE: &str = "12345";
+/// A bound on hangs only, generous for a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn rtmpdump_digest_handshake_is_verified_and_plays() {
@@ -29,6 +31,8 @@ fn rtmpdump_digest_handshake_is_verified_and_plays() {
     let mut cmd = Command::new("rtmpdump");
     cmd.args([
         "--live",
+        "--timeout",
+        RTMPDUMP_TIMEOUT,
         "-V",
         "-r",
         &server.url(path),
@@ -43,11 +47,11 @@ fn rtmpdump_digest_handshake_is_verified_and_plays() {
     .stdout(Stdio::null())
     .stderr(File::create(&log_path).expect("creating the log"));
     let player = cmd.spawn().expect("starting rtmpdump");
-    server.wait_for_players(path, 1, Duration::from_secs(10));
+    server.wait_for_players(path, 1, TIMEOUT);
 
     let publisher = publish_ffmpeg(&server.url(path), &fixture("av.flv"), false);
-    wait_success(publisher, Duration::from_secs(15), "publisher");
-    let status = wait_with_timeout(player, Duration::from_secs(15));
+    wait_success(publisher, TIMEOUT, "publisher");
+    let status = wait_with_timeout(player, TIMEOUT);
     let log = std::fs::read_to_string(&log_path).expect("reading the rtmpdump log");
     assert!(status.success(), "rtmpdump failed with {status}:\n{log}");
 

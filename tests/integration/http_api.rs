@@ -14,15 +14,17 @@ use serde_json::Value;
 use crate::http_support::{get, get_json, publish_looped};
 use crate::support::*;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+/// A bound on hangs only, generous for a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn api_and_metrics_describe_the_live_stream_and_its_players() {
     let server = start_server();
     let addr = server.http_addr();
     let dir = TempDir::new("http-api");
-    // Loop the fixture so the stream stays live for the whole test.
-    let publisher = publish_looped(&server.url("live/api"), &fixture("av.flv"), 3);
+    // Loop the fixture so the stream stays live for the whole test, however slow
+    // the machine (it is stopped at the end).
+    let publisher = publish_looped(&server.url("live/api"), &fixture("av.flv"), 1000);
     server.wait_for_frames("live/api", TIMEOUT);
 
     // HTTP-FLV player: reads and discards on a thread.
@@ -50,17 +52,31 @@ fn api_and_metrics_describe_the_live_stream_and_its_players() {
     let rtmp_player = play_ffmpeg(&server.url("live/api"), &dir.join("rtmp.flv"));
     server.wait_for_players("live/api", 3, TIMEOUT);
     // Let a couple of seconds of media through, for the bitrate and byte counts.
-    wait_for("2 s of publishing", TIMEOUT, || {
-        let (_, doc) = get_json(addr, "/api/streams/live/api");
-        doc["uptime_seconds"].as_f64().unwrap_or(0.0) >= 2.0
+    // The bitrate is over the last 4 s of the wall clock, so a publisher that a busy
+    // machine held up, then let catch up, is momentarily off the fixture's ~320
+    // kbit/s: wait for a reading in range (one in bytes or kbit/s never is).
+    let mut s = Value::Null;
+    wait_for("the stream's counters and bitrate", TIMEOUT, || {
+        let (status, doc) = get_json(addr, "/api/streams/live/api");
+        assert_eq!(status, 200);
+        let players = doc["players"].as_array().cloned().unwrap_or_default();
+        let counted = doc["uptime_seconds"].as_f64().unwrap_or(0.0) >= 2.0
+            && doc["bytes_in"].as_u64() > Some(50_000)
+            && players.len() == 3
+            && players
+                .iter()
+                .all(|p| p["bytes_out"].as_u64() > Some(50_000))
+            && doc["ingress_bitrate_bps"]
+                .as_u64()
+                .is_some_and(|b| (150_000..1_000_000).contains(&b));
+        s = doc;
+        counted
     });
 
     let (status, all) = get_json(addr, "/api/streams");
     assert_eq!(status, 200);
     let streams = all["streams"].as_array().expect("a streams array");
     assert_eq!(streams.len(), 1, "{all}");
-    let (status, s) = get_json(addr, "/api/streams/live/api");
-    assert_eq!(status, 200);
     assert_eq!(s["app"], "live");
     assert_eq!(s["key"], "api");
     assert_eq!(s["live"], true);
@@ -74,10 +90,7 @@ fn api_and_metrics_describe_the_live_stream_and_its_players() {
     assert_eq!(s["audio"]["codec"], "aac");
     assert_eq!(s["audio"]["sample_rate"], 44100);
     assert_eq!(s["audio"]["channels"], 2);
-    // The fixture is ~320 kbit/s of media.
-    let bitrate = s["ingress_bitrate_bps"].as_u64().unwrap();
-    assert!((150_000..1_000_000).contains(&bitrate), "bitrate {bitrate}");
-    assert!(s["bytes_in"].as_u64().unwrap() > 50_000, "{s}");
+    // The bitrate and bytes in were checked above.
     assert!(s["bytes_out"].as_u64().unwrap() > 50_000, "{s}");
     assert_eq!(s["player_count"], 3);
 

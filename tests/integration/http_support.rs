@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rtmpd::media::flv::{self, FlvTag};
 use tungstenite::WebSocket;
 
 /// A response as received: the body is de-chunked when it was chunked.
@@ -111,7 +112,8 @@ pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
 
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> HttpResponse {
     let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    exchange(addr, req.as_bytes(), Duration::from_secs(10))
+    // A bound on a hang, generous for a busy machine.
+    exchange(addr, req.as_bytes(), Duration::from_secs(30))
 }
 
 /// `GET path`, expecting JSON; returns the status and the document.
@@ -196,6 +198,144 @@ pub fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
         body.extend_from_slice(&data[..size]);
         assert_eq!(&data[size..size + 2], b"\r\n", "chunk data ends with CRLF");
         data = &data[size + 2..];
+    }
+}
+
+/// An HTTP-FLV stream read tag by tag as it arrives (a chunked HTTP/1.1 response):
+/// for tests that act on what a viewer has received so far. Nothing is read until
+/// the first [`LiveFlv::next_tag`], so a viewer that has asked and reads nothing yet
+/// is one of these too.
+pub struct LiveFlv {
+    socket: TcpStream,
+    what: String,
+    /// Bytes after the response head not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked body bytes not yet parsed into tags.
+    body: Vec<u8>,
+    head_done: bool,
+    flv_header_done: bool,
+    /// The last (zero-length) chunk has arrived.
+    ended: bool,
+}
+
+impl LiveFlv {
+    /// Sends `GET path` (HTTP/1.1, so the body is chunked).
+    pub fn get(addr: SocketAddr, path: &str) -> LiveFlv {
+        let mut socket = TcpStream::connect(addr).expect("connecting to the HTTP listener");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        socket
+            .write_all(req.as_bytes())
+            .expect("sending the request");
+        LiveFlv {
+            socket,
+            what: format!("GET {path}"),
+            raw: Vec::new(),
+            body: Vec::new(),
+            head_done: false,
+            flv_header_done: false,
+            ended: false,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// The next whole tag, or `None` once the response has ended (after its last
+    /// chunk, and with no bytes left over). Panics if nothing arrives for `timeout`.
+    pub fn next_tag(&mut self, timeout: Duration) -> Option<FlvTag> {
+        loop {
+            if let Some(tag) = self.parse_tag() {
+                return Some(tag);
+            }
+            if self.ended {
+                assert!(
+                    self.body.is_empty() && self.raw.is_empty(),
+                    "{}: {} bytes of a cut tag, {} after the last chunk",
+                    self.what,
+                    self.body.len(),
+                    self.raw.len()
+                );
+                return None;
+            }
+            self.receive(timeout);
+            self.dechunk();
+        }
+    }
+
+    fn receive(&mut self, timeout: Duration) {
+        let mut buf = [0u8; 64 * 1024];
+        self.socket.set_read_timeout(Some(timeout)).unwrap();
+        let n = match self.socket.read(&mut buf) {
+            Ok(0) => panic!("{}: the connection closed before the last chunk", self.what),
+            Ok(n) => n,
+            Err(e) => panic!("{}: nothing received within {timeout:?}: {e}", self.what),
+        };
+        self.raw.extend_from_slice(&buf[..n]);
+        if !self.head_done {
+            let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            let head = parse_response(&self.raw[..end + 4]);
+            assert_eq!(head.status, 200, "{}", self.what);
+            assert_eq!(
+                head.header("transfer-encoding"),
+                Some("chunked"),
+                "{}",
+                self.what
+            );
+            self.raw.drain(..end + 4);
+            self.head_done = true;
+        }
+    }
+
+    /// Moves the data of every complete chunk from `raw` to `body`.
+    fn dechunk(&mut self) {
+        while self.head_done && !self.ended {
+            let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size_text = std::str::from_utf8(&self.raw[..eol]).expect("chunk size is text");
+            let size = usize::from_str_radix(size_text.trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size line {size_text:?}"));
+            if self.raw.len() < eol + 2 + size + 2 {
+                return;
+            }
+            let data = eol + 2..eol + 2 + size;
+            assert_eq!(
+                &self.raw[data.end..data.end + 2],
+                b"\r\n",
+                "chunk data ends with CRLF"
+            );
+            self.body.extend_from_slice(&self.raw[data.clone()]);
+            self.raw.drain(..data.end + 2);
+            self.ended = size == 0;
+        }
+    }
+
+    fn parse_tag(&mut self) -> Option<FlvTag> {
+        if !self.flv_header_done {
+            let header_len = flv::HEADER_LEN + 4;
+            if self.body.len() < header_len {
+                return None;
+            }
+            assert_eq!(&self.body[..3], b"FLV", "{}: no FLV header", self.what);
+            self.body.drain(..header_len);
+            self.flv_header_done = true;
+        }
+        let header = self.body.get(..flv::TAG_HEADER_LEN)?;
+        let len = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+        let whole = flv::TAG_HEADER_LEN + len + 4;
+        if self.body.len() < whole {
+            return None;
+        }
+        // Strictly, with its PreviousTagSize, behind a minimal FLV file header.
+        const FILE_HEADER: [u8; 13] = [b'F', b'L', b'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0];
+        let one = [&FILE_HEADER[..], &self.body[..whole]].concat();
+        let (_, mut tags) = flv::parse(&one).unwrap_or_else(|e| panic!("{}: {e}", self.what));
+        self.body.drain(..whole);
+        assert_eq!(tags.len(), 1, "{}: one tag", self.what);
+        tags.pop()
     }
 }
 

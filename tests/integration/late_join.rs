@@ -1,104 +1,114 @@
-//! Players and probes that join a stream already live (published in realtime):
-//! they must be fast-started from the GOP cache with a stream decoders accept.
+//! Players and probes that join a stream already live: they must be fast-started
+//! from the GOP cache with a stream decoders accept. The stream is a fixture our
+//! client publishes up to the middle of a GOP, where it pauses until the players
+//! have joined, then sends the rest: so every player joins at that point of the
+//! stream, however long it takes to start on a busy machine.
 
-use std::process::Command;
-use std::thread;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use rtmpd::media::flv::FlvTag;
-use rtmpd::media::frame::FrameKind;
 
+use crate::client_support::{SteppedPublisher, HELD_PUBLISH_TIMEOUT};
 use crate::support::*;
 
-const PUBLISH_START: Duration = Duration::from_secs(10);
-const SUBSCRIBE: Duration = Duration::from_secs(10);
-/// The fixtures last 3-4 s in realtime; the rest is slack for a loaded machine.
-const FINISH: Duration = Duration::from_secs(15);
-/// When players join, counted from the publisher's first frame: halfway through
-/// the second GOP of av.flv (keyframes about every 1000 ms), so the cached
-/// keyframe is ~500 ms old and the next one ~500 ms away.
-const JOIN_AT: Duration = Duration::from_millis(1500);
+/// Bounds on hangs only, generous for a busy machine.
+const SUBSCRIBE: Duration = Duration::from_secs(60);
+const FINISH: Duration = Duration::from_secs(60);
+/// Where the players join: halfway through the second GOP of av.flv (keyframes
+/// every 1000 ms), so the cached keyframe is 500 ms old and the next one 500 ms
+/// away; for audio.flv, well past its first second.
+const JOIN_AT_MS: u32 = 1500;
 
-/// A realtime publisher of `fixture_name` on `path`, with a timeline spy that
-/// subscribed first; returns once the first frames are in and `JOIN_AT` has passed
-/// since.
-fn publish_and_wait_to_join(
+/// Starts a player on the URL it is given.
+type StartPlayer<'a> = Box<dyn FnOnce(&str) -> Child + 'a>;
+
+/// A server that holds a paused publisher, with `configure` applied on top.
+fn server_with(configure: impl FnOnce(&mut rtmpd::config::Config)) -> TestServer {
+    start_server_with(|c| {
+        c.publish_timeout = HELD_PUBLISH_TIMEOUT;
+        configure(c);
+    })
+}
+
+/// Publishes `fixture_name` on `path` up to `JOIN_AT_MS`, runs `players` (each
+/// started by its function on the stream's URL) and waits until the server has
+/// subscribed them all (the only plays on the server), then publishes the rest and
+/// ends the publish. Returns the players
+/// and the tags published before they joined.
+fn join_mid_stream(
     server: &TestServer,
     path: &str,
     fixture_name: &str,
-) -> (std::process::Child, PublishTimeline) {
-    let timeline = PublishTimeline::record(server, path);
-    let publisher = publish_ffmpeg(&server.url(path), &fixture(fixture_name), true);
-    let first_frames = timeline.wait_for_first_frame(PUBLISH_START);
-    // The join point is a moment in the stream, not a condition. The assertions
-    // only need it to fall between keyframes, which a 500 ms margin either side
-    // leaves room for even on a loaded machine.
-    thread::sleep(JOIN_AT.saturating_sub(first_frames.elapsed()));
-    (publisher, timeline)
+    players: Vec<StartPlayer<'_>>,
+) -> (Vec<Child>, Vec<FlvTag>) {
+    let mut publisher = SteppedPublisher::start(server, path, fixture_tags(fixture_name));
+    publisher.send_until(JOIN_AT_MS);
+    let before_join = publisher.sent().to_vec();
+    let url = server.url(path);
+    let count = players.len();
+    let players: Vec<Child> = players.into_iter().map(|start| start(&url)).collect();
+    server.wait_for_plays(count as u64, SUBSCRIBE);
+    publisher.finish();
+    (players, before_join)
 }
 
-/// Waits until the server has subscribed `player`, the `nth` player of the key
-/// (the timeline spy included); returns it with `nth`.
-fn join(
-    server: &TestServer,
-    path: &str,
-    nth: usize,
-    player: std::process::Child,
-) -> (std::process::Child, usize) {
-    server.wait_for_players(path, nth, SUBSCRIBE);
-    (player, nth)
-}
-
-/// Checks that the `nth` player started from the fast-start cache: the first tag of
-/// the `kind` track it received had been published before it subscribed, and its
-/// publish timestamp is earlier than the stream time at that moment (it did not
-/// wait for the next keyframe). `same_timestamps`: the player keeps the server's
-/// timestamps (rtmpdump does; ffmpeg rebases them to 0).
+/// Checks that a player started from the fast-start cache: the first tag of its
+/// `kind` track (audio or video, by FLV tag type) is one published before it joined
+/// and, for video, the last keyframe before that (it did not wait for the next one);
+/// for audio, older than the newest frame then (it got a cached stretch, not just the
+/// latest frame). `same_timestamps`: the player keeps the server's timestamps
+/// (rtmpdump does; ffmpeg rebases them to 0).
 fn assert_fast_started(
-    timeline: &PublishTimeline,
+    before_join: &[FlvTag],
     received: &[FlvTag],
-    nth: usize,
-    kind: FrameKind,
+    tag_type: u8,
     same_timestamps: bool,
     who: &str,
 ) {
     let (audio, video) = media_tracks(received);
-    let track = if kind == FrameKind::Video {
-        video
+    let (published_audio, published_video) = media_tracks(before_join);
+    let (track, published) = if tag_type == rtmpd::media::flv::TAG_VIDEO {
+        (video, published_video)
     } else {
-        audio
+        (audio, published_audio)
     };
     let first = track
         .first()
-        .unwrap_or_else(|| panic!("{who}: no {kind:?} received"));
-    let published = timeline
-        .find(|f| {
-            f.kind == kind
-                && f.payload == first.data
-                && (!same_timestamps || f.timestamp == first.timestamp)
-        })
-        .unwrap_or_else(|| panic!("{who}: the first {kind:?} tag received was never published"));
-    let ts = published.frame.timestamp;
-    let stream_time = timeline
-        .stream_time_before(nth)
-        .expect("frames were published before the player joined");
-    assert!(
-        published.players_after < nth,
-        "{who}: the first {kind:?} frame received (published ts {ts}) was published after \
-         the player subscribed (stream time {stream_time} ms then): it did not start from \
-         the cache"
-    );
-    // Equal when the player joined right after that keyframe was published, before
-    // any other frame: it is still the cached one (published before the player
-    // subscribed, as checked above), not the next.
-    assert!(
-        ts <= stream_time,
-        "{who}: the first {kind:?} frame received has published ts {ts}, later than \
-         the stream time {stream_time} ms when the player subscribed"
-    );
+        .unwrap_or_else(|| panic!("{who}: no tag of type {tag_type} received"));
+    let at = published
+        .iter()
+        .rposition(|t| t.data == first.data)
+        .unwrap_or_else(|| {
+            panic!(
+                "{who}: the first tag of type {tag_type} received (ts {}) was not published \
+                 before the player joined at {JOIN_AT_MS} ms: it did not start from the cache",
+                first.timestamp
+            )
+        });
+    let cached = &published[at];
+    if tag_type == rtmpd::media::flv::TAG_VIDEO {
+        let last_keyframe = published
+            .iter()
+            .rposition(is_keyframe)
+            .expect("a keyframe before the join");
+        assert_eq!(
+            at, last_keyframe,
+            "{who}: the first video tag received (published ts {}) is not the last keyframe \
+             before the join (ts {})",
+            cached.timestamp, published[last_keyframe].timestamp
+        );
+    } else {
+        assert!(
+            at + 1 < published.len(),
+            "{who}: the first audio tag received is the newest one published before the \
+             join (ts {}): nothing older came from the cache",
+            cached.timestamp
+        );
+    }
     if same_timestamps {
         assert_eq!(
-            first.timestamp, ts,
+            first.timestamp, cached.timestamp,
             "{who}: a late joiner gets the publisher's timestamps"
         );
     }
@@ -106,48 +116,37 @@ fn assert_fast_started(
 
 #[test]
 fn late_joiners_start_from_the_cached_keyframe() {
-    let server = start_server();
+    let server = server_with(|_| {});
     let dir = TempDir::new("late-join");
     let path = "live/late";
-    let (publisher, mut timeline) = publish_and_wait_to_join(&server, path, "av.flv");
-
     let dump_out = dir.join("rtmpdump.flv");
-    let (dumper, dumper_nth) = join(
+    let ff_out = dir.join("ffmpeg.flv");
+    let (players, before_join) = join_mid_stream(
         &server,
         path,
-        2,
-        play_rtmpdump(&server.url(path), &dump_out),
+        "av.flv",
+        vec![
+            Box::new(|url: &str| play_rtmpdump(url, &dump_out)),
+            Box::new(|url: &str| play_ffmpeg(url, &ff_out)),
+        ],
     );
-    let ff_out = dir.join("ffmpeg.flv");
-    let (ff, ff_nth) = join(&server, path, 3, play_ffmpeg(&server.url(path), &ff_out));
-
-    wait_success(publisher, FINISH, "publisher");
-    wait_success(dumper, FINISH, "rtmpdump");
-    wait_success(ff, FINISH, "ffmpeg player");
-    timeline.finish(FINISH);
+    for (player, what) in players.into_iter().zip(["rtmpdump", "ffmpeg player"]) {
+        wait_success(player, FINISH, what);
+    }
 
     let published = fixture_tags("av.flv");
-    for (who, out, nth, same_timestamps) in [
-        ("rtmpdump", &dump_out, dumper_nth, true),
-        ("ffmpeg", &ff_out, ff_nth, false),
-    ] {
+    for (who, out, same_timestamps) in [("rtmpdump", &dump_out, true), ("ffmpeg", &ff_out, false)] {
         let received = read_flv(out);
         let (audio_sh, video_sh) = sequence_headers(&received);
         assert!(
             !audio_sh.is_empty() && !video_sh.is_empty(),
             "{who}: both sequence headers must be received"
         );
-        let (_, video) = media_tracks(&received);
-        assert!(
-            video.first().is_some_and(is_keyframe),
-            "{who}: the first video tag must be a keyframe"
-        );
         assert_received_matches(&published, &received, false);
         assert_fast_started(
-            &timeline,
+            &before_join,
             &received,
-            nth,
-            FrameKind::Video,
+            rtmpd::media::flv::TAG_VIDEO,
             same_timestamps,
             who,
         );
@@ -156,22 +155,19 @@ fn late_joiners_start_from_the_cached_keyframe() {
 
 #[test]
 fn late_joiner_remuxes_without_timestamp_warnings() {
-    let server = start_server();
+    let server = server_with(|_| {});
     let dir = TempDir::new("late-remux");
     let path = "live/remux";
-    let (publisher, mut timeline) = publish_and_wait_to_join(&server, path, "av.flv");
-
     let out = dir.join("remux.flv");
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "warning", "-y", "-i"])
-        .arg(server.url(path))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(&out);
-    let (player, _) = join(&server, path, 2, spawn(cmd));
-
-    wait_success(publisher, FINISH, "publisher");
-    let (status, stderr) = wait_with_stderr(player, FINISH);
-    timeline.finish(FINISH);
+    let remux = |url: &str| {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "warning", "-y", "-i", url])
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(&out);
+        spawn(cmd)
+    };
+    let (mut players, _) = join_mid_stream(&server, path, "av.flv", vec![Box::new(remux)]);
+    let (status, stderr) = wait_with_stderr(players.remove(0), FINISH);
     assert!(status.success(), "ffmpeg failed with {status}:\n{stderr}");
     // ffmpeg 5.1 says "Non-monotonous DTS in output stream ..." (older and newer
     // versions "non monotonically increasing dts" / "Non-monotonic DTS"), and its FLV
@@ -221,43 +217,38 @@ fn assert_av_streams(streams: &[std::collections::BTreeMap<String, String>], wha
 }
 
 /// ffprobe joins the live stream like a late player, probes it and disconnects.
-fn probe_live(path: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    let server = start_server();
-    let publisher = publish_ffmpeg(&server.url(path), &fixture("av.flv"), true);
-    server.wait_for_publisher(path, PUBLISH_START);
-    let streams = ffprobe_streams(&server.url(path), FINISH);
-    // The publisher has done its part; it need not run to the end.
-    stop(publisher, Duration::from_secs(5));
-    streams
-}
-
 #[test]
 fn ffprobe_on_the_live_url_sees_both_tracks() {
-    let streams = probe_live("live/probe");
+    let server = server_with(|_| {});
+    let path = "live/probe";
+    let probe = |url: &str| spawn_ffprobe_streams(url);
+    let (mut players, _) = join_mid_stream(&server, path, "av.flv", vec![Box::new(probe)]);
+    let streams = ffprobe_report(players.remove(0), &server.url(path), FINISH);
     assert_av_streams(&streams, "ffprobe on the live URL");
 }
 
 #[test]
 fn audio_only_late_joiner_gets_audio_at_once() {
-    let server = start_server();
+    let server = server_with(|_| {});
     let dir = TempDir::new("late-audio");
     let path = "live/radio";
-    let (publisher, mut timeline) = publish_and_wait_to_join(&server, path, "audio.flv");
     let out = dir.join("rtmpdump.flv");
-    let (player, nth) = join(&server, path, 2, play_rtmpdump(&server.url(path), &out));
-    wait_success(publisher, FINISH, "publisher");
-    wait_success(player, FINISH, "rtmpdump");
-    timeline.finish(FINISH);
+    let (mut players, before_join) = join_mid_stream(
+        &server,
+        path,
+        "audio.flv",
+        vec![Box::new(|url: &str| play_rtmpdump(url, &out))],
+    );
+    wait_success(players.remove(0), FINISH, "rtmpdump");
 
     let received = read_flv(&out);
     let (audio_sh, _) = sequence_headers(&received);
     assert!(!audio_sh.is_empty(), "the AAC sequence header is received");
     assert_received_matches(&fixture_tags("audio.flv"), &received, false);
     assert_fast_started(
-        &timeline,
+        &before_join,
         &received,
-        nth,
-        FrameKind::Audio,
+        rtmpd::media::flv::TAG_AUDIO,
         true,
         "rtmpdump",
     );
@@ -268,15 +259,17 @@ fn audio_only_late_joiner_gets_audio_at_once() {
 /// rather than be sent inter frames it cannot decode.
 #[test]
 fn late_joiner_without_gop_cache_starts_at_a_keyframe() {
-    let server = start_server_with(|c| c.gop_cache = false);
+    let server = server_with(|c| c.gop_cache = false);
     let dir = TempDir::new("late-nocache");
     let path = "live/nocache";
-    let (publisher, mut timeline) = publish_and_wait_to_join(&server, path, "av.flv");
     let out = dir.join("rtmpdump.flv");
-    let (player, _) = join(&server, path, 2, play_rtmpdump(&server.url(path), &out));
-    wait_success(publisher, FINISH, "publisher");
-    wait_success(player, FINISH, "rtmpdump");
-    timeline.finish(FINISH);
+    let (mut players, before_join) = join_mid_stream(
+        &server,
+        path,
+        "av.flv",
+        vec![Box::new(|url: &str| play_rtmpdump(url, &out))],
+    );
+    wait_success(players.remove(0), FINISH, "rtmpdump");
 
     let received = read_flv(&out);
     let (_, video) = media_tracks(&received);
@@ -285,6 +278,15 @@ fn late_joiner_without_gop_cache_starts_at_a_keyframe() {
         "the first video tag a late joiner gets must be a keyframe; it got {} video tags \
          before the first keyframe",
         video.iter().take_while(|t| !is_keyframe(t)).count()
+    );
+    // The next keyframe, not one from the cache that is off.
+    let (_, published_before) = media_tracks(&before_join);
+    assert!(
+        video
+            .first()
+            .is_some_and(|first| first.timestamp >= JOIN_AT_MS
+                && !published_before.iter().any(|t| t.data == first.data)),
+        "the first video tag was published before the player joined: the cache is off"
     );
     assert_received_matches(&fixture_tags("av.flv"), &received, false);
 }

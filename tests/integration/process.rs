@@ -14,6 +14,10 @@ use rtmpd::procfs;
 
 use crate::support::*;
 
+/// How long to wait for what the server does at once: a bound on hangs only,
+/// generous for a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
 /// `rtmpd` started by the test, on 127.0.0.1 and free ports, logging at info level
 /// to a file. Killed when dropped.
 pub struct ServerProcess {
@@ -87,7 +91,7 @@ impl ServerProcess {
     /// Waits until the log says where the server listens (HTTP too if `http`).
     pub fn wait_listening(&mut self, http: bool) {
         let mut found = None;
-        wait_for("rtmpd to listen", Duration::from_secs(10), || {
+        wait_for("rtmpd to listen", TIMEOUT, || {
             let log = self.log();
             found = listening(&log, "RTMP").zip(Some(listening(&log, "HTTP")));
             matches!(found, Some((_, h)) if h.is_some() || !http)
@@ -168,7 +172,7 @@ impl ServerProcess {
         let needle = format!("{peer}: ");
         wait_for(
             &format!("a warning naming {peer} with {text:?}"),
-            Duration::from_secs(5),
+            TIMEOUT,
             || {
                 self.log()
                     .lines()
@@ -180,11 +184,9 @@ impl ServerProcess {
     /// Waits until the log says "PEER: WHAT PATH" (play, publish).
     pub fn wait_for_log(&self, what: &str, path: &str) {
         let needle = format!(": {what} {path}");
-        wait_for(
-            &format!("{what} {path} in the log"),
-            Duration::from_secs(10),
-            || self.log().contains(&needle),
-        );
+        wait_for(&format!("{what} {path} in the log"), TIMEOUT, || {
+            self.log().contains(&needle)
+        });
     }
 }
 
@@ -214,17 +216,13 @@ impl Drop for ServerProcess {
 pub fn settled_status(server: &ServerProcess) -> ProcStatus {
     let mut last = server.status();
     let mut since = Instant::now();
-    wait_for(
-        "the thread count to settle",
-        Duration::from_secs(10),
-        || {
-            let now = server.status();
-            if now.threads != last.threads {
-                (last, since) = (now, Instant::now());
-            }
-            since.elapsed() >= Duration::from_millis(200)
-        },
-    );
+    wait_for("the thread count to settle", TIMEOUT, || {
+        let now = server.status();
+        if now.threads != last.threads {
+            (last, since) = (now, Instant::now());
+        }
+        since.elapsed() >= Duration::from_millis(200)
+    });
     server.status()
 }
 

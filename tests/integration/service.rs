@@ -15,6 +15,10 @@ use std::time::Duration;
 use crate::process::ServerProcess;
 use crate::support::{wait_for, TempDir};
 
+/// How long to wait for what the server does at once: a bound on hangs only,
+/// generous for a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
 fn rtmpd_output(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rtmpd"))
         .args(args)
@@ -98,15 +102,13 @@ fn log_of_a_run(
     let mut server = ServerProcess::start_with(label, false, args, configure);
     let mut not_rtmp = TcpStream::connect(server.addr).unwrap();
     not_rtmp.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    not_rtmp
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    not_rtmp.set_read_timeout(Some(TIMEOUT)).unwrap();
     let _ = not_rtmp.read_to_end(&mut Vec::new());
-    wait_for("the close in the log", Duration::from_secs(10), || {
+    wait_for("the close in the log", TIMEOUT, || {
         server.log().contains("closed after")
     });
     server.signal("TERM");
-    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    assert!(server.wait_exit(TIMEOUT).success());
     let log = server.log();
     (server, log)
 }
@@ -257,9 +259,7 @@ fn systemd_hears_ready_once_every_listener_accepts_reloading_on_sighup_and_stopp
     let dir = TempDir::new("notify");
     let path = dir.join("notify.sock");
     let systemd = UnixDatagram::bind(&path).unwrap();
-    systemd
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    systemd.set_read_timeout(Some(TIMEOUT)).unwrap();
     let config = dir.join("rtmpd.toml");
     std::fs::write(&config, "hook_timeout = 3\n").unwrap();
     let config_arg = ["--config", config.to_str().unwrap()];
@@ -314,7 +314,7 @@ fn systemd_hears_ready_once_every_listener_accepts_reloading_on_sighup_and_stopp
     server.signal("TERM");
     let stopping = notification(&systemd);
     assert_eq!(field(&stopping, "STOPPING"), Some("1"), "{stopping:?}");
-    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    assert!(server.wait_exit(TIMEOUT).success());
     assert_no_notification(&systemd, "the exit");
 }
 
@@ -324,12 +324,10 @@ fn a_notify_socket_that_fails_is_logged_and_the_server_runs_on() {
     let mut server = ServerProcess::start_with("notify-missing", false, &[], |cmd, _| {
         cmd.env("NOTIFY_SOCKET", "/nonexistent/rtmpd-test/notify");
     });
-    wait_for(
-        "the failed READY=1 in the log",
-        Duration::from_secs(10),
-        || server.log().contains("cannot tell systemd READY=1"),
-    );
+    wait_for("the failed READY=1 in the log", TIMEOUT, || {
+        server.log().contains("cannot tell systemd READY=1")
+    });
     TcpStream::connect(server.addr).expect("still serving");
     server.signal("TERM");
-    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    assert!(server.wait_exit(TIMEOUT).success());
 }

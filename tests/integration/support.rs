@@ -13,14 +13,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rtmpd::config::Config;
 use rtmpd::media::flv::{self, FlvTag, TAG_AUDIO, TAG_VIDEO};
-use rtmpd::media::frame::{Frame, FrameKind, FrameRole};
-use rtmpd::registry::{Next, PlayerItem, Registry, StreamInfo};
+use rtmpd::media::frame::FrameRole;
+use rtmpd::registry::{PlayerProtocol, Registry, StreamInfo};
 use rtmpd::server::{Server, ServerHandle, Service};
 use rtmpd::stream_key::StreamKey;
 
@@ -187,6 +187,43 @@ impl TestServer {
         });
     }
 
+    /// Waits until `n` plays have started on this server since it started, players
+    /// still subscribed or not: a probe may have had what it wanted from the
+    /// fast-start burst and gone before a count of current players would see it.
+    pub fn wait_for_plays(&self, n: u64, timeout: Duration) {
+        wait_for(&format!("{n} plays"), timeout, || {
+            let totals = self.registry.totals();
+            PlayerProtocol::ALL
+                .iter()
+                .map(|p| totals.plays(*p))
+                .sum::<u64>()
+                >= n
+        });
+    }
+
+    /// Waits until the server has taken in every frame of `sent`, the tags the
+    /// publisher of `app/name` has sent so far (by its count of their payload
+    /// bytes): a player that joins then joins at that point of the stream.
+    pub fn wait_for_taken_in(&self, path: &str, sent: &[FlvTag]) {
+        let sent_bytes: u64 = sent.iter().map(|t| t.data.len() as u64).sum();
+        let key = stream_key(path);
+        let taken_in = || {
+            self.registry
+                .stream_stats_for(&key)
+                .and_then(|s| s.publisher)
+                .map_or(0, |p| p.bytes_in)
+        };
+        wait_for(
+            &format!(
+                "the server to take in the {} tags published on {path}",
+                sent.len()
+            ),
+            Duration::from_secs(60),
+            || taken_in() >= sent_bytes,
+        );
+        assert_eq!(taken_in(), sent_bytes, "payload bytes published on {path}");
+    }
+
     /// Waits until a publisher holds `app/name`.
     pub fn wait_for_publisher(&self, path: &str, timeout: Duration) {
         wait_for(&format!("a publisher on {path}"), timeout, || {
@@ -198,9 +235,14 @@ impl TestServer {
     /// (the fast-start cache is no longer empty).
     pub fn wait_for_frames(&self, path: &str, timeout: Duration) {
         wait_for(&format!("frames published on {path}"), timeout, || {
-            self.stream_info(path)
-                .is_some_and(|i| i.publisher.is_some() && i.cached_frames > 0)
+            self.has_frames(path)
         });
+    }
+
+    /// Whether a publisher holds `app/name` and the server has taken in frames of it.
+    pub fn has_frames(&self, path: &str) -> bool {
+        self.stream_info(path)
+            .is_some_and(|i| i.publisher.is_some() && i.cached_frames > 0)
     }
 }
 
@@ -232,6 +274,34 @@ pub fn fixture_tags(name: &str) -> Vec<FlvTag> {
         Ok((_, tags)) => tags,
         Err(e) => panic!("fixture {}: {e}", path.display()),
     }
+}
+
+/// `name` looped `loops` extra times into `dir` as one FLV file (ffmpeg's
+/// `-stream_loop`, stream copy), and the file's tags: what publishing that file
+/// sends. For a live stream that must outlast whatever runs alongside it, however
+/// slow the machine; the test stops the publisher when it is done.
+pub fn looped_fixture(dir: &TempDir, name: &str, loops: u32) -> (PathBuf, Vec<FlvTag>) {
+    let looped = dir.join(&format!("{name}-looped-{loops}.flv"));
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-stream_loop", &loops.to_string(), "-i"])
+        .arg(fixture(name))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(&looped);
+    wait_success(
+        spawn(cmd),
+        Duration::from_secs(60),
+        "ffmpeg looping a fixture",
+    );
+    let bytes =
+        std::fs::read(&looped).unwrap_or_else(|e| panic!("reading {}: {e}", looped.display()));
+    let (_, tags) = flv::parse(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "the looped fixture {} does not parse: {e}",
+            looped.display()
+        )
+    });
+    (looped, tags)
 }
 
 /// The complete tags of an FLV file a player wrote; a tag cut off because the player
@@ -266,10 +336,24 @@ pub fn publish_ffmpeg(url: &str, input: &Path, realtime: bool) -> Child {
     spawn(cmd)
 }
 
+/// rtmpdump's `--timeout`: it gives up on a stream that sends nothing for this
+/// long, 30 s by default, which a player waiting for a publisher can reach on a busy
+/// machine. The tests bound their waits themselves.
+pub const RTMPDUMP_TIMEOUT: &str = "600";
+
 /// Plays `url` with rtmpdump, writing the received stream to `out` as FLV.
 pub fn play_rtmpdump(url: &str, out: &Path) -> Child {
     let mut cmd = Command::new("rtmpdump");
-    cmd.args(["--live", "-q", "-r", url, "-o"]).arg(out);
+    cmd.args([
+        "--live",
+        "-q",
+        "--timeout",
+        RTMPDUMP_TIMEOUT,
+        "-r",
+        url,
+        "-o",
+    ])
+    .arg(out);
     spawn(cmd)
 }
 
@@ -342,6 +426,24 @@ fn run_ffprobe(
     feed: Option<StdinFeed>,
     timeout: Duration,
 ) -> Vec<BTreeMap<String, String>> {
+    let mut cmd = ffprobe_command(entries, target);
+    if feed.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let feeder = feed.map(|feed| feed_stdin(&mut child, feed));
+    let report = ffprobe_report(child, target, timeout);
+    if let Some(feeder) = feeder {
+        feeder.join().expect("the thread feeding ffprobe panicked");
+    }
+    report
+}
+
+/// `ffprobe -show_entries ENTRIES TARGET` with its report and stderr piped, for
+/// [`ffprobe_report`].
+fn ffprobe_command(entries: &str, target: &str) -> Command {
     let mut cmd = Command::new("ffprobe");
     // `entries` may carry further options after the entries themselves.
     let mut entries = entries.split(' ');
@@ -353,17 +455,28 @@ fn run_ffprobe(
     ])
     .args(entries)
     .args(["-of", "compact=p=0", target])
-    .stdin(if feed.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
+    .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let feeder = feed.map(|feed| feed_stdin(&mut child, feed));
+    cmd
+}
+
+/// Like [`ffprobe_streams`], in two steps: start ffprobe now (on `target`), read
+/// its report later with [`ffprobe_report`].
+pub fn spawn_ffprobe_streams(target: &str) -> Child {
+    let mut cmd = ffprobe_command(STREAM_ENTRIES, target);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e} (run scripts/test.sh to install it)"))
+}
+
+/// Waits for an ffprobe started by [`spawn_ffprobe_streams`] (on `target`) and returns
+/// its report, one map per section printed. Panics if ffprobe fails or takes longer
+/// than `timeout`.
+pub fn ffprobe_report(
+    mut child: Child,
+    target: &str,
+    timeout: Duration,
+) -> Vec<BTreeMap<String, String>> {
     // A packet list can outgrow the pipe: read it while ffprobe runs.
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let reader = thread::spawn(move || {
@@ -379,9 +492,6 @@ fn run_ffprobe(
             take_stderr(&mut child)
         );
     };
-    if let Some(feeder) = feeder {
-        feeder.join().expect("the thread feeding ffprobe panicked");
-    }
     let report = reader
         .join()
         .expect("the thread reading ffprobe's report panicked");
@@ -539,101 +649,6 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 }
 
 // ---------------------------------------------------------------------------------
-// Publish timeline
-
-/// A frame the publisher fanned out, as the spy saw it.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub at: Instant,
-    /// Players subscribed to the key (the spy included) just after this frame was
-    /// handed out. Fewer than N: the N-th player was not subscribed yet when the
-    /// frame was published, so it can only have had it from the fast-start cache.
-    pub players_after: usize,
-    pub frame: Arc<Frame>,
-}
-
-/// A spy player subscribed through the registry API (no socket) that records every
-/// frame the publisher fans out, with when it went out and how many players were
-/// subscribed by then. Tells which frames a late joiner can only have received from
-/// the fast-start cache. It counts as one player of its key.
-pub struct PublishTimeline {
-    frames: Arc<Mutex<Vec<Published>>>,
-    done: Option<thread::JoinHandle<()>>,
-}
-
-impl PublishTimeline {
-    /// Subscribes to `app/name` (before the publisher starts, to see every frame) and
-    /// records until the publisher stops, or 20 s pass.
-    pub fn record(server: &TestServer, path: &str) -> PublishTimeline {
-        let key = stream_key(path);
-        let registry = server.registry.clone();
-        let subscription = registry.play(&key, SocketAddr::from(([127, 0, 0, 1], 9)));
-        let frames = Arc::new(Mutex::new(Vec::new()));
-        let sink = frames.clone();
-        let done = thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut started = false;
-            while let Next::Item(item) = subscription.next(deadline) {
-                match item {
-                    PlayerItem::Frame(frame) => {
-                        // Counted after the push that queued this frame: a player
-                        // not counted yet subscribed after the frame went out.
-                        let players_after = registry.stream_info(&key).map_or(0, |i| i.players);
-                        sink.lock().unwrap().push(Published {
-                            at: Instant::now(),
-                            players_after,
-                            frame,
-                        });
-                    }
-                    PlayerItem::PublishStart => started = true,
-                    PlayerItem::PublishStop if started => break,
-                    PlayerItem::PublishStop | PlayerItem::Dropped(_) => {}
-                }
-            }
-            drop(subscription);
-        });
-        PublishTimeline {
-            frames,
-            done: Some(done),
-        }
-    }
-
-    /// Waits until the first frame has been published; returns when the spy saw it.
-    pub fn wait_for_first_frame(&self, timeout: Duration) -> Instant {
-        wait_for("the first published frame", timeout, || {
-            !self.frames.lock().unwrap().is_empty()
-        });
-        self.frames.lock().unwrap()[0].at
-    }
-
-    /// The latest media timestamp published while fewer than `players` players were
-    /// subscribed: the stream's clock just before the `players`-th one joined.
-    pub fn stream_time_before(&self, players: usize) -> Option<u32> {
-        let frames = self.frames.lock().unwrap();
-        frames
-            .iter()
-            .filter(|p| p.players_after < players && p.frame.kind != FrameKind::Data)
-            .map(|p| p.frame.timestamp)
-            .max()
-    }
-
-    /// The first published frame that `matches`.
-    pub fn find(&self, matches: impl Fn(&Frame) -> bool) -> Option<Published> {
-        let frames = self.frames.lock().unwrap();
-        frames.iter().find(|p| matches(&p.frame)).cloned()
-    }
-
-    /// Waits (up to `timeout`) for the publisher to stop and the spy to unsubscribe.
-    pub fn finish(&mut self, timeout: Duration) {
-        let Some(done) = self.done.take() else { return };
-        wait_for("the publish timeline to end", timeout, || {
-            done.is_finished()
-        });
-        done.join().expect("the timeline thread panicked");
-    }
-}
-
-// ---------------------------------------------------------------------------------
 // Temp dir
 
 /// A fresh directory under the system temp dir, removed on drop (kept, with its path
@@ -737,6 +752,33 @@ pub fn sequence_headers(tags: &[FlvTag]) -> (Vec<FlvTag>, Vec<FlvTag>) {
 /// - with `expect_from_start`, each run covers the whole published track; otherwise
 ///   at least [`MIN_RECEIVED_MS`] of it.
 pub fn assert_received_matches(published: &[FlvTag], received: &[FlvTag], expect_from_start: bool) {
+    let coverage = if expect_from_start {
+        Coverage::Whole
+    } else {
+        Coverage::Run
+    };
+    assert_received_covers(published, received, coverage);
+}
+
+/// Like [`assert_received_matches`] for a publisher that was stopped part of the
+/// way through `published`: each track's run starts with its first published tag
+/// and goes on, without a gap, for at least [`MIN_RECEIVED_MS`].
+pub fn assert_received_from_start(published: &[FlvTag], received: &[FlvTag]) {
+    assert_received_covers(published, received, Coverage::Prefix);
+}
+
+/// How much of each published track a player must have received.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    /// All of it.
+    Whole,
+    /// A run from its first tag on.
+    Prefix,
+    /// A run from anywhere.
+    Run,
+}
+
+fn assert_received_covers(published: &[FlvTag], received: &[FlvTag], coverage: Coverage) {
     let (pub_audio, pub_video) = media_tracks(published);
     let (recv_audio, recv_video) = media_tracks(received);
     let (pub_audio_sh, pub_video_sh) = sequence_headers(published);
@@ -745,8 +787,8 @@ pub fn assert_received_matches(published: &[FlvTag], received: &[FlvTag], expect
     check_sequence_headers("audio", TAG_AUDIO, &pub_audio_sh, &recv_audio_sh, received);
     check_sequence_headers("video", TAG_VIDEO, &pub_video_sh, &recv_video_sh, received);
 
-    let audio = check_track("audio", &pub_audio, &recv_audio, expect_from_start);
-    let video = check_track("video", &pub_video, &recv_video, expect_from_start);
+    let audio = check_track("audio", &pub_audio, &recv_audio, coverage);
+    let video = check_track("video", &pub_video, &recv_video, coverage);
 
     if let Some(first) = recv_video.first() {
         assert!(
@@ -828,7 +870,7 @@ fn check_track(
     track: &str,
     published: &[FlvTag],
     received: &[FlvTag],
-    expect_from_start: bool,
+    coverage: Coverage,
 ) -> Option<u32> {
     if published.is_empty() {
         assert!(
@@ -867,7 +909,7 @@ fn check_track(
             )
         });
 
-    if expect_from_start {
+    if coverage != Coverage::Run {
         assert!(
             start == 0,
             "{track}: expected the stream from the start, but the first received tag is \
@@ -907,7 +949,7 @@ fn check_track(
             );
         }
     }
-    if expect_from_start {
+    if coverage == Coverage::Whole {
         assert!(
             received.len() == published.len(),
             "{track}: received {} of {} published tags; the first missing is published tag {}: {}",
@@ -1048,6 +1090,13 @@ mod self_tests {
             .cloned()
             .collect();
         assert_received_matches(&audio, &audio, true);
+        // A publisher stopped part of the way: the start without the end.
+        let cut: Vec<FlvTag> = published
+            .iter()
+            .filter(|t| t.timestamp < 1500)
+            .cloned()
+            .collect();
+        assert_received_from_start(&published, &cut);
     }
 
     #[test]
@@ -1063,6 +1112,9 @@ mod self_tests {
         assert_fails(r, true, "differs from published tag");
 
         assert_fails(late_join(&p), true, "expected the stream from the start");
+        let joined = late_join(&p);
+        let msg = panic_message(|| assert_received_from_start(&published(), &joined));
+        assert!(msg.contains("expected the stream from the start"), "{msg}");
 
         let mut r = p.clone();
         r.truncate(r.len() - 3);
@@ -1105,7 +1157,7 @@ mod self_tests {
     #[test]
     fn wait_with_timeout_kills_hung_processes() {
         let child = Command::new("sleep")
-            .arg("30")
+            .arg("120")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -1114,6 +1166,7 @@ mod self_tests {
             wait_with_timeout(child, Duration::from_millis(200));
         });
         assert!(msg.contains("did not finish within 200ms"), "{msg}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Killed, not waited out: far less than the sleep, however busy the machine.
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 }

@@ -104,12 +104,7 @@ fn a_renewed_certificate_reaches_new_connections_and_running_streams_go_on() {
     assert_eq!(served_certificate(tls_addr), first.der);
 
     let path = "live/renewal";
-    let healthy = HealthyStream::start(
-        &server.rtmps_url(path),
-        || server.wait_for_players(path, 1, Duration::from_secs(10)),
-        || server.wait_for_frames(path, Duration::from_secs(10)),
-    );
-    let mut healthy = healthy;
+    let healthy = HealthyStream::on(&server, &server.rtmps_url(path), path);
 
     second.write_to(&cert, &key);
     assert!(server.handle.reload("test"), "the reload took");
@@ -129,9 +124,8 @@ fn a_renewed_certificate_reaches_new_connections_and_running_streams_go_on() {
         "{doc}"
     );
 
-    healthy.assert_still_running("the renewals");
     assert_eq!(server.players(path), 1);
-    healthy.finish();
+    healthy.finish("the renewals");
 
     // A renewal that only replaces the files is loaded once they hold still.
     third.write_to(&cert, &key);
@@ -190,11 +184,7 @@ fn what_is_not_tls_on_the_rtmps_port_is_closed_and_streams_go_on() {
     let (server, ca) = rtmps_server(&dir, |c| c.setup_timeout = Duration::from_secs(60));
     let addr = server.listener(Service::Rtmps);
     let path = "live/healthy";
-    let mut healthy = HealthyStream::start(
-        &server.rtmps_url(path),
-        || server.wait_for_players(path, 1, Duration::from_secs(10)),
-        || server.wait_for_frames(path, Duration::from_secs(10)),
-    );
+    let healthy = HealthyStream::on(&server, &server.rtmps_url(path), path);
 
     let mut noise = vec![0u8; 64 * 1024];
     Rng::new(13).fill(&mut noise);
@@ -261,8 +251,7 @@ fn what_is_not_tls_on_the_rtmps_port_is_closed_and_streams_go_on() {
     let failures = doc["tls"]["handshake_failures"].as_u64().unwrap();
     assert_eq!(failures, 6, "each bad handshake counted once: {doc}");
     assert!(server.is_live(path) && server.players(path) == 1);
-    healthy.assert_still_running("the bad-bytes cases");
-    healthy.finish();
+    healthy.finish("the bad-bytes cases");
 }
 
 /// A client silent after connecting, one that stops halfway through its

@@ -142,8 +142,8 @@ pub fn tls_connect(
     config: Arc<ClientConfig>,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, std::io::Error> {
     let socket = TcpStream::connect(addr)?;
-    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
-    socket.set_write_timeout(Some(Duration::from_secs(10)))?;
+    socket.set_read_timeout(Some(Duration::from_secs(60)))?;
+    socket.set_write_timeout(Some(Duration::from_secs(60)))?;
     let conn = ClientConnection::new(config, "localhost".try_into().unwrap())
         .map_err(std::io::Error::other)?;
     let mut stream = StreamOwned::new(conn, socket);
