@@ -335,12 +335,7 @@ impl Worker {
                 "pull {key} from {shown}: {why}; retrying in {:.1} s",
                 wait.as_secs_f64()
             );
-            self.status.failed(
-                why,
-                RelayState::BackingOff {
-                    retry_at: Instant::now() + wait,
-                },
-            );
+            self.status.backing_off(why, wait);
             if !self.ctx.relay.sleep(wait, &self.stop) {
                 break;
             }

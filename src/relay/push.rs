@@ -180,8 +180,7 @@ impl Worker {
                 "push {key} to {shown}: {why}; retrying in {:.1} s",
                 wait.as_secs_f64()
             );
-            let retry_at = Instant::now() + wait;
-            self.status.failed(why, RelayState::BackingOff { retry_at });
+            self.status.backing_off(why, wait);
             if !self.ctx.relay.sleep(wait, &self.stop) {
                 break;
             }

@@ -109,6 +109,19 @@ impl RelayStatus {
         self.set(state);
     }
 
+    /// Failed with `error`; the next attempt is `wait` from now. One clock
+    /// reading starts the state and sets the retry, so the API's
+    /// `state_seconds + retry_in_seconds` is the wait chosen.
+    pub fn backing_off(&self, error: String, wait: Duration) {
+        let now = Instant::now();
+        let mut inner = self.inner.lock();
+        inner.last_error = Some(error);
+        inner.state = RelayState::BackingOff {
+            retry_at: now + wait,
+        };
+        inner.since = now;
+    }
+
     pub fn state(&self) -> RelayState {
         self.inner.lock().state
     }
@@ -149,4 +162,28 @@ pub struct RelaySnapshot {
     pub last_error: Option<String>,
     pub bytes: u64,
     pub reconnects: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_in_backoff_plus_time_left_is_the_wait_chosen() {
+        let key = StreamKey::new("live", "cam").unwrap();
+        let status = RelayStatus::new(Direction::Push, key, "rtmp://x/live/cam".into());
+        let wait = Duration::from_millis(1600);
+        status.backing_off("refused".into(), wait);
+        // Read now and later: the two parts move, their sum does not.
+        for later in [Duration::ZERO, Duration::from_millis(700)] {
+            let snap = status.snapshot(Instant::now() + later);
+            assert_eq!(snap.state, "backing_off");
+            let left = snap.retry_in.expect("backing off");
+            assert_eq!(snap.state_for + left, wait, "read {later:?} later");
+        }
+        assert_eq!(
+            status.snapshot(Instant::now()).last_error.as_deref(),
+            Some("refused")
+        );
+    }
 }

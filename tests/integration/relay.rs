@@ -5,24 +5,28 @@
 
 use std::net::SocketAddr;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtmpd::client::ClientError;
 use rtmpd::config::policy::{AppKeys, IpRange, Seconds, Secret};
 use rtmpd::config::relay::PullEntry;
 use rtmpd::config::ListenAddr;
 
-use crate::client_support::{connect_with, new_publisher, options, send_tags};
+use crate::client_support::{
+    connect_with, new_publisher, options, send_tags, SteppedPublisher, HELD_PUBLISH_TIMEOUT,
+};
 use crate::http_support::{exchange, get};
 use crate::relay_support::*;
 use crate::support::*;
 
-const SUBSCRIBE: Duration = Duration::from_secs(10);
-const FINISH: Duration = Duration::from_secs(20);
+// Bounds on a hang only, generous for a busy machine.
+const SUBSCRIBE: Duration = Duration::from_secs(60);
+const FINISH: Duration = Duration::from_secs(60);
 
 /// An origin and an edge whose app `live` pulls from it, with `edge_keys` added.
+/// The origin lets a publisher of ours pause ([`SteppedPublisher`]).
 fn origin_and_edge(edge_keys: AppKeys) -> (TestServer, TestServer) {
-    let origin = start_server();
+    let origin = start_server_with(|c| c.publish_timeout = HELD_PUBLISH_TIMEOUT);
     let origin_url = format!("rtmp://{}", origin.addr);
     let edge = start_server_with(|c| {
         with_app(
@@ -87,6 +91,8 @@ fn a_push_to_another_rtmpd_arrives_whole_and_byte_exact() {
 fn an_edge_pulls_once_for_all_its_players_and_lets_go_when_they_leave() {
     let (origin, edge) = origin_and_edge(AppKeys {
         origin_idle: Some(Seconds(Duration::from_millis(500))),
+        // The first player waits for the publisher, however slowly it starts.
+        origin_timeout: Some(Seconds(Duration::from_secs(300))),
         ..AppKeys::default()
     });
     let dir = TempDir::new("edge");
@@ -96,7 +102,10 @@ fn an_edge_pulls_once_for_all_its_players_and_lets_go_when_they_leave() {
     let first = dir.join("first.flv");
     let waiting = play_rtmpdump(&edge.url(path), &first);
     origin.wait_for_players(path, 1, SUBSCRIBE);
-    let publisher = publish_ffmpeg(&origin.url(path), &fixture("av.flv"), true);
+    // Half the stream, held until the late players are on.
+    let published = fixture_tags("av.flv");
+    let mut publisher = SteppedPublisher::start(&origin, path, published.clone());
+    publisher.send_until(2000);
     edge.wait_for_frames(path, SUBSCRIBE);
     let outs: Vec<_> = (0..2).map(|i| dir.join(&format!("late-{i}.flv"))).collect();
     let late: Vec<_> = outs
@@ -110,12 +119,11 @@ fn an_edge_pulls_once_for_all_its_players_and_lets_go_when_they_leave() {
     });
     edge.wait_for_players(path, 4, SUBSCRIBE);
     assert_eq!(origin.players(path), 1, "the origin serves the edge once");
-    wait_success(publisher, FINISH, "publisher");
+    publisher.finish();
     wait_success(waiting, FINISH, "first player");
     for (i, player) in late.into_iter().enumerate() {
         wait_success(player, FINISH, &format!("late player {i}"));
     }
-    let published = fixture_tags("av.flv");
     assert_received_matches(&published, &read_flv(&first), false);
     for out in &outs {
         assert_received_matches(&published, &read_flv(out), false);
@@ -182,7 +190,7 @@ fn an_edge_without_its_origin_says_not_found_and_the_next_player_tries_again() {
             },
         )
     });
-    let asked = Instant::now();
+    // Refused at once: the player is told (not left to its own timeout).
     match play_answer(&edge, "live/cam") {
         Err(ClientError::Status(s)) => {
             assert_eq!(s.code, "NetStream.Play.StreamNotFound");
@@ -190,10 +198,6 @@ fn an_edge_without_its_origin_says_not_found_and_the_next_player_tries_again() {
         }
         other => panic!("expected StreamNotFound, got {other:?}"),
     }
-    assert!(
-        asked.elapsed() < Duration::from_secs(8),
-        "answered within the timeout"
-    );
     assert!(
         relays(&edge)["pulls"].as_array().unwrap().is_empty(),
         "forgotten"
@@ -334,13 +338,7 @@ fn refused_destinations_are_reported_without_spinning() {
     send_tags(&mut publisher, &published[..10]);
     // The refused push: each wait is double the last, up to the maximum.
     let waits = observe_backoff(&source, "live/cam", "dest/{key}", 5);
-    let schedule = [0.2, 0.4, 0.8, 1.6, 2.0];
-    for ((n, left), want) in waits.iter().zip(schedule) {
-        assert!(
-            *left <= want && *left > want - 0.15,
-            "attempt {n}: next in {left} s, expected just under {want} s ({waits:?})"
-        );
-    }
+    assert_backoff(&waits, 0.2, 2.0);
     let p = push_status(&source, "live/cam", "dest/{key}").unwrap();
     assert!(
         p["last_error"].as_str().unwrap().contains("Unauthorized"),

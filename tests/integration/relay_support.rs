@@ -19,8 +19,9 @@ use rtmpd::config::policy::{AppKeys, Policy};
 use rtmpd::config::relay::{Origin, PushEntry, UpstreamUrl};
 use rtmpd::config::Config;
 use rtmpd::media::flv::{FlvTag, TAG_SCRIPT};
+use rtmpd::rtmp::message::UserControl;
 
-use crate::client_support::{options, send_tags};
+use crate::client_support::{is_status, options, send_tags};
 use crate::http_support::get_json;
 use crate::support::*;
 
@@ -87,9 +88,13 @@ pub fn wait_push_state(
     );
 }
 
-/// The waits a failing push chose, as the API shows them: for each of its next
-/// `n` attempts, (reconnects so far, seconds until the next one) as first seen
-/// while it backs off. Polls every 20 ms, for at most 20 s.
+/// The waits a failing push chose, as the API shows them: (reconnects so far,
+/// seconds from its failure to its next attempt), once for each failure seen
+/// while it backs off, until one after at least `n - 1` reconnects. The server
+/// starts the state and sets the retry from one clock reading, so
+/// `state_seconds + retry_in_seconds` is the wait it chose, exactly (to the API's
+/// milliseconds), however late the poll; a failure a busy machine kept the poll
+/// from seeing is left out, not guessed.
 pub fn observe_backoff(
     server: &TestServer,
     path: &str,
@@ -97,21 +102,44 @@ pub fn observe_backoff(
     n: usize,
 ) -> Vec<(u64, f64)> {
     let mut waits: Vec<(u64, f64)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while waits.len() < n && Instant::now() < deadline {
-        if let Some(p) = push_status(server, path, url_part) {
-            let reconnects = p["reconnects"].as_u64().unwrap_or_default();
-            if p["state"] == "backing_off" && waits.last().is_none_or(|(m, _)| *m != reconnects) {
-                waits.push((
-                    reconnects,
-                    p["retry_in_seconds"].as_f64().unwrap_or_default(),
-                ));
+    let last = n as u64 - 1;
+    wait_for(
+        &format!("the push to {url_part} to back off {n} times"),
+        Duration::from_secs(120),
+        || {
+            if let Some(p) = push_status(server, path, url_part) {
+                let reconnects = p["reconnects"].as_u64().unwrap_or_default();
+                let left = p["retry_in_seconds"].as_f64().unwrap_or_default();
+                // Past its retry time, the state is on its way out.
+                if p["state"] == "backing_off"
+                    && left > 0.0
+                    && waits.last().is_none_or(|(m, _)| *m != reconnects)
+                {
+                    let since = p["state_seconds"].as_f64().unwrap_or_default();
+                    waits.push((reconnects, since + left));
+                }
             }
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(waits.len(), n, "backoff waits seen: {waits:?}");
+            waits.last().is_some_and(|(m, _)| *m >= last)
+        },
+    );
     waits
+}
+
+/// Asserts that `waits` ([`observe_backoff`]) double from `min` seconds with
+/// each reconnect, up to `max`, and that the maximum was reached.
+pub fn assert_backoff(waits: &[(u64, f64)], min: f64, max: f64) {
+    for &(n, wait) in waits {
+        let want = (min * 2f64.powi(n as i32)).min(max);
+        assert!(
+            (wait - want).abs() <= 0.002,
+            "after {n} reconnects: a wait of {wait} s, expected {want} s ({waits:?})"
+        );
+    }
+    let (n, _) = *waits.last().expect("waits seen");
+    assert!(
+        min * 2f64.powi(n as i32) >= max,
+        "the maximum wait was not reached ({waits:?})"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -175,6 +203,31 @@ pub fn publish_paced(url: &str, tags: Vec<FlvTag>) -> thread::JoinHandle<Result<
 /// data of `last` (or `timeout` passes), then leaves. Unlike a player writing a
 /// file, nothing it got can be stuck in a buffer.
 pub fn play_until(url: &str, last: FlvTag, timeout: Duration) -> thread::JoinHandle<Vec<FlvTag>> {
+    play_collecting(url, timeout, move |event, _| {
+        matches!(event, ClientEvent::Media { type_id, payload, .. }
+            if *type_id == last.tag_type && *payload == last.data)
+    })
+}
+
+/// Like [`play_until`], until the server says, after some media, that the
+/// publisher has gone (StreamEOF, as nginx-rtmp says it, or
+/// `NetStream.Play.UnpublishNotify`): for a stream whose last tag is no mark of
+/// its end (a looped one repeats it).
+pub fn play_until_unpublished(url: &str, timeout: Duration) -> thread::JoinHandle<Vec<FlvTag>> {
+    play_collecting(url, timeout, |event, tags| {
+        !tags.is_empty()
+            && (matches!(event, ClientEvent::UserControl(UserControl::StreamEof(_)))
+                || is_status(event, "NetStream.Play.UnpublishNotify"))
+    })
+}
+
+/// Plays `url` (returning once the play is answered), keeping the media and data
+/// it receives as FLV tags, until an event satisfies `done` or `timeout` passes.
+fn play_collecting(
+    url: &str,
+    timeout: Duration,
+    done: impl Fn(&ClientEvent, &[FlvTag]) -> bool + Send + 'static,
+) -> thread::JoinHandle<Vec<FlvTag>> {
     let url = RtmpUrl::parse(url).unwrap();
     let (playing_tx, playing) = crossbeam_channel::bounded(1);
     let handle = thread::spawn(move || {
@@ -184,30 +237,32 @@ pub fn play_until(url: &str, last: FlvTag, timeout: Duration) -> thread::JoinHan
         let deadline = Instant::now() + timeout;
         let mut tags = Vec::new();
         while Instant::now() < deadline {
-            let tag = match client.next_event_within(Duration::from_millis(200)) {
-                Ok(Some(ClientEvent::Media {
+            let event = match client.next_event_within(Duration::from_millis(200)) {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(e) => panic!("the player of {url}: {e}"),
+            };
+            match &event {
+                ClientEvent::Media {
                     type_id,
                     timestamp,
                     payload,
                     ..
-                })) => FlvTag {
-                    tag_type: type_id,
-                    timestamp,
-                    data: payload,
-                },
-                Ok(Some(ClientEvent::Data {
+                } => tags.push(FlvTag {
+                    tag_type: *type_id,
+                    timestamp: *timestamp,
+                    data: payload.clone(),
+                }),
+                ClientEvent::Data {
                     timestamp, payload, ..
-                })) => FlvTag {
+                } => tags.push(FlvTag {
                     tag_type: TAG_SCRIPT,
-                    timestamp,
-                    data: payload,
-                },
-                Ok(_) => continue,
-                Err(e) => panic!("the player of {url}: {e}"),
-            };
-            let done = tag.tag_type == last.tag_type && tag.data == last.data;
-            tags.push(tag);
-            if done {
+                    timestamp: *timestamp,
+                    data: payload.clone(),
+                }),
+                _ => {}
+            }
+            if done(&event, &tags) {
                 break;
             }
         }
@@ -215,7 +270,7 @@ pub fn play_until(url: &str, last: FlvTag, timeout: Duration) -> thread::JoinHan
         tags
     });
     playing
-        .recv_timeout(Duration::from_secs(10))
+        .recv_timeout(Duration::from_secs(60))
         .expect("the player to start playing");
     handle
 }
@@ -277,7 +332,9 @@ impl Nginx {
         nginx
     }
 
-    fn run(&mut self) {
+    /// Starts nginx (again, after [`Nginx::kill`]) on its port; returns once it
+    /// listens.
+    pub fn run(&mut self) {
         let path = self.dir.path();
         let child = Command::new("nginx")
             .arg("-c")
@@ -293,7 +350,7 @@ impl Nginx {
             .expect("starting nginx (scripts/test.sh installs it)");
         self.child = Some(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(
                 Instant::now() < deadline,

@@ -64,6 +64,11 @@ pub fn test_config(configure: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()],
         http: vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()],
+        // A client a busy machine holds up between its steps (a publisher of ours
+        // waiting for players to start, a player set up while ffmpeg starts) is
+        // not cut by the 10 s defaults; the tests of these timeouts set their own.
+        setup_timeout: Duration::from_secs(60),
+        publish_timeout: crate::client_support::HELD_PUBLISH_TIMEOUT,
         ..Config::default()
     };
     configure(&mut config);
@@ -699,6 +704,29 @@ impl Drop for TempDir {
 /// A player must receive at least this much of the video track (of the audio track
 /// for audio-only streams), measured between its first and last timestamp.
 pub const MIN_RECEIVED_MS: u32 = 1000;
+
+/// Waits until the FLV a player is still writing to `out` holds more than
+/// [`MIN_RECEIVED_MS`] of the video track (the audio track for audio-only
+/// streams): enough to compare once the test stops a looped publisher, which
+/// need not wait for a real-time stream to reach any point on a busy machine.
+pub fn wait_for_received(out: &Path, timeout: Duration) {
+    wait_for(
+        &format!("{} to hold a second of stream", out.display()),
+        timeout,
+        || {
+            let (_, tags) = flv::parse_lenient(&std::fs::read(out).unwrap_or_default());
+            let (audio, video) = media_tracks(&tags);
+            let track = if video.is_empty() { audio } else { video };
+            match (track.first(), track.last()) {
+                // A margin for the tags a player may still buffer.
+                (Some(a), Some(b)) => {
+                    b.timestamp.wrapping_sub(a.timestamp) > MIN_RECEIVED_MS + 1000
+                }
+                _ => false,
+            }
+        },
+    );
+}
 
 /// An audio or video sequence header (AAC AudioSpecificConfig, AVC decoder
 /// configuration, ...).
