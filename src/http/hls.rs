@@ -130,7 +130,12 @@ pub(super) fn serve(
         ),
         HlsFile::Part(msn, index) => stream.wait(
             now + hold,
-            |s| s.part(msn, index).is_some() || beyond_edge(s, msn),
+            // A part past the end of a complete segment will never exist.
+            |s| {
+                s.part(msn, index).is_some()
+                    || beyond_edge(s, msn)
+                    || s.segment(msn).is_some_and(|seg| seg.complete)
+            },
             |s, _, _| {
                 s.part(msn, index)
                     .map(|p| Reply::media(vec![Bytes::Part(p)]))

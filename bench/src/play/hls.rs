@@ -42,6 +42,7 @@ pub struct HlsViewer {
 }
 
 impl HlsViewer {
+    /// Plays `path` (`/APP/NAME`).
     pub fn open(socket: TcpStream, host: &str, path: &str) -> Result<HlsViewer, PlayError> {
         let mut v = HlsViewer {
             socket,
@@ -56,12 +57,13 @@ impl HlsViewer {
         let index = v.fetch(&format!("{path}/index.m3u8"))?;
         let media = String::from_utf8_lossy(&index);
         let media = media.lines().last().unwrap_or("").to_owned();
-        let app_name = path.trim_end_matches("/index.m3u8");
+        let app_name = path;
         let session = media.rsplit_once('/').map_or("", |(s, _)| s);
         v.base = format!("{app_name}/{session}/");
         let playlist = v.fetch(&format!("{}media.m3u8", v.base))?;
         let playlist = String::from_utf8_lossy(&playlist).into_owned();
-        v.next = preload_hint(&playlist).ok_or_else(|| PlayError::Failed("no preload hint".into()))?;
+        v.next =
+            preload_hint(&playlist).ok_or_else(|| PlayError::Failed("no preload hint".into()))?;
         let init = v.fetch(&format!("{}init-0.mp4", v.base))?;
         v.tracks = if find(&init, b"vide").is_some() {
             vec![TAG_VIDEO, TAG_AUDIO]
@@ -179,7 +181,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize)>, PlayError> {
 }
 
 fn preload_hint(playlist: &str) -> Option<(u64, usize)> {
-    let line = playlist.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))?;
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))?;
     let uri = line.split("part-").nth(1)?.split(".m4s").next()?;
     let (msn, part) = uri.split_once('.')?;
     Some((msn.parse().ok()?, part.parse().ok()?))
@@ -235,7 +239,13 @@ fn samples(part: &[u8], tracks: &[u8], on_tag: &mut dyn FnMut(u8, &[u8])) -> Res
                             payload.clear();
                             if kind == TAG_VIDEO {
                                 let key = flags & 0x0001_0000 == 0;
-                                payload.extend_from_slice(&[if key { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
+                                payload.extend_from_slice(&[
+                                    if key { 0x17 } else { 0x27 },
+                                    1,
+                                    0,
+                                    0,
+                                    0,
+                                ]);
                             } else {
                                 payload.extend_from_slice(&[0xaf, 1]);
                             }

@@ -6,8 +6,10 @@
 //! parse the FLV body as it arrives with `rtmpd::media::flv::FlvReader`.
 //!
 //! A protocol is a [`Protocol`] variant (its name and URL form) and a connection
-//! type with `connect` and `read`; RTMPS and HLS viewers would be two more.
+//! type with `connect` and `read`. An HLS viewer (`hls`) plays Low-Latency HLS the
+//! way hls.js does and hands on each fMP4 sample as an FLV payload.
 
+mod hls;
 mod http;
 mod ws;
 
@@ -31,14 +33,17 @@ pub enum Protocol {
     HttpFlv,
     /// `ws://HOST:PORT/APP/NAME.flv`, the FLV stream in binary messages.
     WsFlv,
+    /// `http://HOST:PORT/APP/NAME/index.m3u8`, Low-Latency HLS (blocking reloads).
+    Hls,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; 5] = [
         Protocol::Rtmp,
         Protocol::Rtmps,
         Protocol::HttpFlv,
         Protocol::WsFlv,
+        Protocol::Hls,
     ];
 
     /// The name on the command line and in reports.
@@ -48,6 +53,7 @@ impl Protocol {
             Protocol::Rtmps => "rtmps",
             Protocol::HttpFlv => "http-flv",
             Protocol::WsFlv => "ws-flv",
+            Protocol::Hls => "hls",
         }
     }
 
@@ -93,6 +99,7 @@ impl PlayTarget {
             Protocol::Rtmps => format!("rtmps://{host}:{port}/{app}/{name}"),
             Protocol::HttpFlv => format!("http://{host}:{port}/{app}/{name}.flv"),
             Protocol::WsFlv => format!("ws://{host}:{port}/{app}/{name}.flv"),
+            Protocol::Hls => format!("http://{host}:{port}/{app}/{name}/index.m3u8"),
         }
     }
 
@@ -166,6 +173,7 @@ pub enum Player {
     Rtmp(Box<Client>),
     HttpFlv(Box<http::HttpFlvPlayer>),
     WsFlv(Box<ws::WsFlvPlayer>),
+    Hls(Box<hls::HlsViewer>),
 }
 
 impl Player {
@@ -199,6 +207,12 @@ impl Player {
                 let socket = dial(&target.host, target.port, opts.timeout)?;
                 ws::WsFlvPlayer::open(socket, &target.url(name)).map(|p| Player::WsFlv(Box::new(p)))
             }
+            Protocol::Hls => {
+                let socket = dial(&target.host, target.port, opts.timeout)?;
+                let path = format!("/{}/{name}", target.app);
+                let host = format!("{}:{}", target.host, target.port);
+                hls::HlsViewer::open(socket, &host, &path).map(|p| Player::Hls(Box::new(p)))
+            }
         }
     }
 
@@ -208,6 +222,7 @@ impl Player {
             Player::Rtmp(c) => c.set_timeout(timeout).map_err(PlayError::from),
             Player::HttpFlv(p) => p.set_timeout(timeout),
             Player::WsFlv(p) => p.set_timeout(timeout),
+            Player::Hls(p) => p.set_timeout(timeout),
         }
     }
 
@@ -226,6 +241,7 @@ impl Player {
             }
             Player::HttpFlv(p) => p.read(on_tag),
             Player::WsFlv(p) => p.read(on_tag),
+            Player::Hls(p) => p.read(on_tag),
         }
     }
 }
@@ -276,8 +292,8 @@ mod tests {
             assert_eq!(Protocol::parse(p.name()), Ok(p));
         }
         assert_eq!(Protocol::parse("HTTP-FLV"), Ok(Protocol::HttpFlv));
-        let e = Protocol::parse("hls").unwrap_err();
-        assert!(e.contains("rtmp, rtmps, http-flv, ws-flv"), "{e}");
+        let e = Protocol::parse("dash").unwrap_err();
+        assert!(e.contains("rtmp, rtmps, http-flv, ws-flv, hls"), "{e}");
         let mut t = PlayTarget {
             protocol: Protocol::HttpFlv,
             host: "127.0.0.1".into(),
