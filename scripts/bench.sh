@@ -26,13 +26,15 @@
 #  12. 2500 kbit/s -> 500 RTMP players (100): rtmpd --merge-writes-ms 350 (fixed) / nginx-rtmp
 #  13. 2500 kbit/s -> 20 pushes (20) to a second rtmpd / 20 RTMP players: rtmpd's CPU
 #      seconds, the first pushing and playing to nobody, the second playing to 20
+#  14. 2500 kbit/s -> 500 Low-Latency HLS viewers (100): rtmpd hls / rtmpd (500 RTMP players)
 # "fixed" adds --merge-mode fixed when rtmpd has that flag (issue 10); until then the
 # one mode rtmpd has is the fixed window. Targets (issue 10) are checked at the end:
 # scenarios 1, 2 and 6 default vs nginx-rtmp, 7 and 8 HTTP-FLV/WS-FLV vs RTMP, 9 and
 # 12 the windows vs nginx-rtmp, 10 added latency, 11 adaptive vs fixed. The next
 # issues' scenarios go beside them as contenders: RTMPS players / RTMP players
-# (issue 13), HLS viewers / RTMP players (issue 15), each with its targets; scenario
-# 13 is issue 12's (pushes).
+# (issue 13), each with its targets; scenario 13 is issue 12's (pushes), 14 issue
+# 15's (HLS viewers, each polling with blocking playlist reloads and fetching every
+# part, vs RTMP players of the same stream).
 #
 # Each contender gets a fresh server for each scenario on free loopback ports (so
 # peak RSS is per run), stopped afterwards; rtmpd from this tree's release build
@@ -71,11 +73,11 @@ note() { log "$*"; notes+=("$*"); }
 if ((quick)); then
     duration=${BENCH_DURATION:-4}
     warmup=${BENCH_WARMUP:-1}
-    players=(100 300 500 50 16 300 100 100 100 10 100 100 20)
+    players=(100 300 500 50 16 300 100 100 100 10 100 100 20 100)
 else
     duration=${BENCH_DURATION:-15}
     warmup=${BENCH_WARMUP:-3}
-    players=(500 2000 5000 200 64 2000 500 500 500 10 500 500 20)
+    players=(500 2000 5000 200 64 2000 500 500 500 10 500 500 20 500)
 fi
 
 # --- limits -----------------------------------------------------------------
@@ -263,7 +265,7 @@ server_label() {
 results=()
 # scenario ID LABEL PLAYERS_NEEDED CONTENDER... -- BENCH_ARGS...
 # A CONTENDER is "NAME|SERVER|PROTOCOL|RTMPD FLAGS": its column in the tables, the
-# server (rtmpd or nginx), how its players play (rtmp, http-flv, ws-flv) and extra
+# server (rtmpd or nginx), how its players play (rtmp, http-flv, ws-flv, hls) and extra
 # flags for rtmpd. The first contender is the subject, the second its yardstick:
 # ratios and targets read first / second.
 scenario() {
@@ -423,6 +425,19 @@ if [[ ,$servers, == *,rtmpd,* && ( -z $only || ,$only, == *,13,* ) ]]; then
     wait "$sink_pid" 2>/dev/null || true
     sink_pid=""
 fi
+
+# Low-Latency HLS viewers (blocking reloads, every part) against RTMP players of the
+# same server. HLS memory is the segments kept (hls_segments), shared by every
+# viewer: a viewer costs only its connection and session, no queue. RSS per viewer
+# counts the segments too (7 of 2 s at 2.6 Mbit/s, ~4.5 MB, ~9 KB of each of 500
+# viewers' share) and must stay at most an RTMP player's, whose queue is its own.
+n=${p[13]}
+scenario 14 "2500 kbit/s -> $n HLS viewers vs $n RTMP players" "$n" \
+    "rtmpd hls|rtmpd|hls|" "$rtmpd" -- \
+    --publishers 1 --players "$n" --bitrate 2500
+target "14: ratio /server/cpu_s_per_gb <= 1.2 # issue 15: 500 HLS viewers vs 500 RTMP players"
+target "14: ratio /server/rss_per_player_kb <= 1 # issue 15: memory grows with segments, not viewers"
+target "14: $full_rate"
 
 note "loadavg at end $(cut -d' ' -f1-3 /proc/loadavg)"
 if ((${#results[@]} == 0)); then

@@ -28,9 +28,10 @@ Usage: rtmpd-bench [run] --url rtmp://HOST:PORT/APP/NAME [options]
        rtmpd-bench compare [--json FILE] [--note TEXT]... [--target SPEC]... RUN.json...
 
 run: publishes synthetic H.264+AAC over RTMP (or --flv FILE, looping in real
-time) and opens players (RTMP, RTMPS, HTTP-FLV or WebSocket-FLV: --protocol) that verify
-order, gaps and keyframes, measuring server-added latency (synthetic tags carry
-their send time), connect-to-first-keyframe time and, with --server-pid, the
+time) and opens players (RTMP, RTMPS, HTTP-FLV, WebSocket-FLV or Low-Latency HLS:
+--protocol) that verify order, gaps and keyframes, measuring server-added
+latency (synthetic tags carry their send time), connect-to-first-keyframe time
+and, with --server-pid, the
 server's CPU seconds, RSS and threads from /proc. With --churn N, N workers
 connect, play until the first media frame and disconnect in a loop instead. Only
 the window of --duration seconds after all players have connected and --warmup
@@ -57,13 +58,13 @@ fn run_options() -> Options {
     o.optopt(
         "",
         "protocol",
-        "how players and churn workers play: rtmp, rtmps (over TLS, any certificate taken), http-flv (GET http://ADDR/APP/NAME.flv) or ws-flv (ws://ADDR/APP/NAME.flv) (default rtmp)",
+        "how players and churn workers play: rtmp, rtmps (over TLS, any certificate taken), http-flv (GET http://ADDR/APP/NAME.flv), ws-flv (ws://ADDR/APP/NAME.flv) or hls (http://ADDR/APP/NAME/index.m3u8, blocking reloads and parts) (default rtmp)",
         "NAME",
     );
     o.optopt(
         "",
         "play-addr",
-        "server the players play from (default: --url's for rtmp, its host with port 443 for rtmps and 8080 for http-flv and ws-flv)",
+        "server the players play from (default: --url's for rtmp, its host with port 443 for rtmps and 8080 for http-flv, ws-flv and hls)",
         "HOST:PORT",
     );
     o.optopt(
