@@ -9,8 +9,9 @@
 //! - **Pull**: an edge app (`origin`) pulls a key that is not live here from its
 //!   origin when a player asks for it, once whatever the number of players, and
 //!   lets go `origin_idle` after the last player left; a static pull (`pull`)
-//!   runs as long as the server does (`pull`). A pulled stream is published here
-//!   through admission like any publisher (IP rules and hooks; not the secret).
+//!   runs as long as the server does, or until a reload takes its entry out
+//!   (`pull`). A pulled stream is published here through admission like any
+//!   publisher (IP rules and hooks; not the secret).
 //!
 //! Connections are set up by `crate::client` (the sans-IO `ClientSession` over a
 //! socket), which talks like ffmpeg and OBS do; a push then runs as a sink of the
@@ -40,7 +41,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::client::ClientOptions;
 use crate::connections::THREAD_STACK;
 use crate::stream_key::StreamKey;
-pub(crate) use pull::{edge_wait, start_static_pulls, Interest};
+pub(crate) use pull::{apply_static_pulls, edge_wait, Interest};
 pub(crate) use push::{start_pushes, Pushes};
 use status::{Direction, RelaySnapshot, RelayStatus};
 
@@ -69,6 +70,8 @@ fn client_options(timeout: Duration, tls_verify: bool) -> ClientOptions {
 pub struct Relay {
     /// Pulls by local key: edge pulls while they run, static pulls always.
     pulls: Mutex<HashMap<StreamKey, Arc<pull::Pull>>>,
+    /// The static pulls of the config in force, as last applied.
+    statics: Mutex<Vec<pull::StaticPull>>,
     statuses: Mutex<Vec<Arc<RelayStatus>>>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
     stopping: AtomicBool,

@@ -12,7 +12,9 @@
 //! connection breaks, and ends `origin_idle` after the last player left.
 //!
 //! A **static pull** (`pull = [{ from, as }]`) starts with the server and runs
-//! until it stops, reconnecting with backoff (an IP camera, a remote encoder).
+//! until it stops, reconnecting with backoff (an IP camera, a remote encoder). A
+//! reload applies the file's list: pulls of entries gone or changed stop, new
+//! entries start, the others run on untouched ([`apply_static_pulls`]).
 //!
 //! Either way the stream is published here through admission, as a publisher
 //! from the upstream's address, and is recorded and pushed like any publish. A
@@ -32,6 +34,7 @@ use super::status::{Direction, RelayState, RelayStatus};
 use super::{client_options, Pushes, RELAY_TIMEOUT};
 use crate::admission::{ClientInfo, Decision, Request, Ticket};
 use crate::client::{Client, ClientError, ClientEvent, RtmpUrl};
+use crate::config::relay::PullEntry;
 use crate::config::Verb;
 use crate::connections::Context;
 use crate::media::frame::{Frame, FrameKind, FrameRole};
@@ -68,6 +71,8 @@ enum Outcome {
 /// One pull, shared by its worker, the relay's map and the waiting players.
 pub(super) struct Pull {
     key: StreamKey,
+    /// Set when a reload dropped the (static) pull's entry: its worker ends.
+    stop: AtomicBool,
     /// Players between [`edge_wait`] and their subscription.
     waiters: AtomicUsize,
     outcome: Mutex<Outcome>,
@@ -78,6 +83,7 @@ impl Pull {
     fn new(key: StreamKey) -> Arc<Pull> {
         Arc::new(Pull {
             key,
+            stop: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
             outcome: Mutex::new(Outcome::Pending),
             changed: Condvar::new(),
@@ -189,39 +195,81 @@ pub fn edge_wait(ctx: &Arc<Context>, key: &StreamKey) -> Result<Option<Interest>
     }
 }
 
-/// Starts every static pull of the policy in force (at the server's start).
-pub fn start_static_pulls(ctx: &Arc<Context>) {
+/// A static pull as the config file gave it, and what runs for it: its pull,
+/// or (an entry that cannot run) only its status.
+pub(super) struct StaticPull {
+    entry: PullEntry,
+    key: StreamKey,
+    pull: Option<Arc<Pull>>,
+    status: Arc<RelayStatus>,
+}
+
+/// Brings the static pulls in line with the policy in force: at the server's
+/// start every entry starts; at a reload, the pulls of entries no longer there
+/// (or changed) stop and new entries start, while unchanged ones run on.
+pub fn apply_static_pulls(ctx: &Arc<Context>) {
     let policy = ctx.admission.policy();
     // Checked when the file was read; an error here cannot happen.
-    let pulls = policy.static_pulls().unwrap_or_default();
-    for (entry, key) in pulls {
+    let mut wanted = policy.static_pulls().unwrap_or_default();
+    let relay = &ctx.relay;
+    let mut running = relay.statics.lock();
+    running.retain(|s| {
+        if let Some(at) = wanted
+            .iter()
+            .position(|(entry, key)| *entry == s.entry && *key == s.key)
+        {
+            wanted.remove(at);
+            return true;
+        }
+        info!(
+            "pull {} from {}: no longer in the configuration, stopping",
+            s.key, s.status.url
+        );
+        match &s.pull {
+            // The worker takes its status and its map entry with it.
+            Some(pull) => pull.stop.store(true, Ordering::SeqCst),
+            None => relay.remove_status(&s.status),
+        }
+        false
+    });
+    relay.ring();
+    for (entry, key) in wanted {
         let app = policy.app(&key.app);
         let shown = entry.from.redacted();
-        let status = ctx.relay.add_status(Direction::Pull, &key, shown.clone());
-        let source = match entry.from.resolve(&key) {
-            Ok(source) => source,
+        let status = relay.add_status(Direction::Pull, &key, shown.clone());
+        let mut started = StaticPull {
+            entry,
+            key,
+            pull: None,
+            status,
+        };
+        let (entry, key) = (&started.entry, &started.key);
+        match entry.from.resolve(key) {
+            Ok(source) => {
+                let (_, query) =
+                    crate::stream_key::split_query(entry.as_name.as_deref().unwrap_or_default());
+                let pull = Pull::new(key.clone());
+                let (min, max) = app.backoff();
+                let spec = Spec {
+                    source,
+                    tls_verify: entry.tls_verify.unwrap_or(true),
+                    kind: Kind::Static,
+                    first_frame: app.origin_timeout(),
+                    backoff: Backoff::new(min, max),
+                    query: query.map(str::to_owned),
+                };
+                let worker = Worker::new(ctx, pull.clone(), spec, started.status.clone());
+                info!("pull {key} from {shown}: starting");
+                relay.pulls.lock().insert(key.clone(), pull.clone());
+                relay.spawn(format!("pull {key}"), move || worker.run());
+                started.pull = Some(pull);
+            }
             Err(why) => {
                 warn!("pull {key} from {shown}: {why}; not pulled");
-                status.failed(why, RelayState::Disabled);
-                continue;
+                started.status.failed(why, RelayState::Disabled);
             }
-        };
-        let (_, query) =
-            crate::stream_key::split_query(entry.as_name.as_deref().unwrap_or_default());
-        let pull = Pull::new(key.clone());
-        let (min, max) = app.backoff();
-        let spec = Spec {
-            source,
-            tls_verify: entry.tls_verify.unwrap_or(true),
-            kind: Kind::Static,
-            first_frame: app.origin_timeout(),
-            backoff: Backoff::new(min, max),
-            query: query.map(str::to_owned),
-        };
-        let worker = Worker::new(ctx, pull.clone(), spec, status);
-        info!("pull {key} from {shown}: starting");
-        ctx.relay.pulls.lock().insert(key.clone(), pull);
-        ctx.relay.spawn(format!("pull {key}"), move || worker.run());
+        }
+        running.push(started);
     }
 }
 
@@ -266,7 +314,6 @@ struct Worker {
     local: Option<Local>,
     /// The stream has been here at least once.
     was_up: bool,
-    stop: AtomicBool,
 }
 
 /// How an attempt ended.
@@ -289,7 +336,6 @@ impl Worker {
             status,
             local: None,
             was_up: false,
-            stop: AtomicBool::new(false),
         }
     }
 
@@ -297,11 +343,16 @@ impl Worker {
         &self.pull.key
     }
 
+    /// The server stops, or a reload dropped this pull.
+    fn over(&self) -> bool {
+        self.ctx.relay.is_stopping() || self.pull.stop.load(Ordering::SeqCst)
+    }
+
     fn run(mut self) {
         let key = self.key().clone();
         let shown = self.status.url.clone();
         loop {
-            if self.ctx.relay.is_stopping() {
+            if self.over() {
                 break;
             }
             self.status.set(RelayState::Connecting);
@@ -310,7 +361,7 @@ impl Worker {
                 Ended::Failed { why, up_for } => (why, up_for),
             };
             self.local = None;
-            if self.ctx.relay.is_stopping() {
+            if self.over() {
                 break;
             }
             if let Kind::Edge { .. } = self.spec.kind {
@@ -336,7 +387,7 @@ impl Worker {
                 wait.as_secs_f64()
             );
             self.status.backing_off(why, wait);
-            if !self.ctx.relay.sleep(wait, &self.stop) {
+            if !self.ctx.relay.sleep(wait, &self.pull.stop) {
                 break;
             }
             self.status.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -389,7 +440,7 @@ impl Worker {
             if self.local.is_some() && up.is_none() {
                 up = Some(Instant::now());
             }
-            if self.ctx.relay.is_stopping() {
+            if self.over() {
                 break Ended::Over;
             }
             if up.is_none() && started.elapsed() >= self.spec.first_frame {

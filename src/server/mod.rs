@@ -141,6 +141,7 @@ impl ServerHandle {
             }
         }
         ctx.admission.set_policy(new.policy.clone());
+        crate::relay::apply_static_pulls(ctx);
         info!("{cause}: configuration reloaded from {}", path.display());
         Some(Ok(new))
     }
@@ -286,7 +287,7 @@ impl Server {
             let thread = spawn_accept_loop(socket, &ctx, service, serve)?;
             accepting.push((addr, waker, thread));
         }
-        crate::relay::start_static_pulls(&ctx);
+        crate::relay::apply_static_pulls(&ctx);
         if serves_http(&ctx.config) {
             spawn_hls_sweeper(&ctx)?;
         }

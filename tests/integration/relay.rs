@@ -309,6 +309,71 @@ fn a_static_pull_runs_without_players_and_reconnects() {
     assert!(relays(&edge)["pulls"][0]["reconnects"].as_u64().unwrap() >= 1);
 }
 
+/// The API's entry for the pull into `app/key`, if listed.
+fn pull_of(server: &TestServer, path: &str) -> Option<serde_json::Value> {
+    let (app, key) = path.split_once('/').unwrap();
+    relays(server)["pulls"]
+        .as_array()?
+        .iter()
+        .find(|p| p["app"] == app && p["key"] == key)
+        .cloned()
+}
+
+/// A reload applies the file's static pulls: an entry taken out stops pulling
+/// (the source loses its player), a new one starts, and one left alone runs on
+/// untouched, its stream live through the reload.
+#[test]
+fn a_reload_starts_new_static_pulls_and_stops_removed_ones() {
+    let origin = start_server();
+    let dir = TempDir::new("pull-reload");
+    let file = dir.join("edge.toml");
+    let pulls = |entries: &[(&str, &str)]| {
+        let list: Vec<String> = entries
+            .iter()
+            .map(|(from, to)| format!("{{ from = \"{}\", as = \"{to}\" }}", origin.url(from)))
+            .collect();
+        std::fs::write(&file, format!("pull = [{}]\n", list.join(", "))).unwrap();
+    };
+    pulls(&[("live/a", "tv/one"), ("live/c", "tv/three")]);
+    let source = rtmpd::config::Source {
+        file: Some(file.clone()),
+        flags: Vec::new(),
+    };
+    let edge = start_server_with(|c| {
+        c.policy = source.load().unwrap().policy;
+        c.source = source.clone();
+    });
+    let mut publisher = new_publisher(&origin, "live/c");
+    let published = fixture_tags("av.flv");
+    send_tags(&mut publisher, &published[..40]);
+    origin.wait_for_players("live/a", 1, SUBSCRIBE);
+    edge.wait_for_frames("tv/three", SUBSCRIBE);
+    wait_for("the pull of live/c to be live", SUBSCRIBE, || {
+        pull_of(&edge, "tv/three").is_some_and(|p| p["state"] == "live")
+    });
+    let before = pull_of(&edge, "tv/three").unwrap()["state_seconds"]
+        .as_f64()
+        .unwrap();
+
+    pulls(&[("live/b", "tv/two"), ("live/c", "tv/three")]);
+    assert!(edge.handle.reload("test"), "the reload took");
+    origin.wait_for_players("live/b", 1, SUBSCRIBE);
+    wait_for("the pull of live/a to stop", SUBSCRIBE, || {
+        origin.players("live/a") == 0 && pull_of(&edge, "tv/one").is_none()
+    });
+    assert!(pull_of(&edge, "tv/two").is_some());
+    let kept = pull_of(&edge, "tv/three").unwrap();
+    assert_eq!(
+        (&kept["state"], &kept["reconnects"]),
+        (&"live".into(), &0.into()),
+        "{kept}"
+    );
+    assert!(kept["state_seconds"].as_f64().unwrap() > before, "{kept}");
+    assert_eq!(origin.players("live/c"), 1, "still the one pull");
+    send_tags(&mut publisher, &published[40..]);
+    publisher.close();
+}
+
 /// A destination that refuses the publish is reported (log and API) and retried
 /// ever more slowly, never in a loop.
 #[test]
