@@ -57,6 +57,7 @@ fn relay_json(r: &RelaySnapshot) -> Value {
         "state": r.state,
         "state_seconds": seconds(r.state_for),
         "retry_in_seconds": r.retry_in.map(seconds),
+        "backoff_seconds": r.backoff.map(seconds),
         "last_error": r.last_error,
         bytes: r.bytes,
         "reconnects": r.reconnects,

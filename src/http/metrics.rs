@@ -548,6 +548,7 @@ mod tests {
             state,
             state_for: Duration::from_secs(1),
             retry_in: None,
+            backoff: None,
             last_error: None,
             bytes,
             reconnects,

@@ -390,7 +390,7 @@ impl Worker {
             if !self.ctx.relay.sleep(wait, &self.pull.stop) {
                 break;
             }
-            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.status.retrying();
         }
         self.local = None;
         self.retire_unconditionally();

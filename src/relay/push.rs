@@ -184,7 +184,7 @@ impl Worker {
             if !self.ctx.relay.sleep(wait, &self.stop) {
                 break;
             }
-            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.status.retrying();
             self.resume.reconnected();
         }
         self.ctx.relay.remove_status(&self.status);

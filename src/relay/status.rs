@@ -38,8 +38,8 @@ pub enum RelayState {
     Live,
     /// A pull whose source has no publisher right now; the connection stays.
     Waiting,
-    /// Failed; the next attempt is at `retry_at`.
-    BackingOff { retry_at: Instant },
+    /// Failed; the next attempt, after waiting `wait`, is at `retry_at`.
+    BackingOff { retry_at: Instant, wait: Duration },
     /// Will not run (a URL that cannot be made for the stream); the last error
     /// says why.
     Disabled,
@@ -65,6 +65,8 @@ struct Inner {
     state: RelayState,
     since: Instant,
     last_error: Option<String>,
+    /// Connections tried again after a failure (see [`RelayStatus::retrying`]).
+    reconnects: u64,
 }
 
 /// One relay's live numbers, shared by its worker and the readers.
@@ -76,7 +78,6 @@ pub struct RelayStatus {
     inner: Mutex<Inner>,
     /// Socket bytes sent (push) or received (pull), over every connection.
     pub bytes: Arc<AtomicU64>,
-    pub reconnects: AtomicU64,
 }
 
 impl RelayStatus {
@@ -89,18 +90,29 @@ impl RelayStatus {
                 state: RelayState::Connecting,
                 since: Instant::now(),
                 last_error: None,
+                reconnects: 0,
             }),
             bytes: Arc::new(AtomicU64::new(0)),
-            reconnects: AtomicU64::new(0),
         }
     }
 
     pub fn set(&self, state: RelayState) {
-        let mut inner = self.inner.lock();
+        Self::enter(&mut self.inner.lock(), state);
+    }
+
+    fn enter(inner: &mut Inner, state: RelayState) {
         if inner.state != state {
             inner.state = state;
             inner.since = Instant::now();
         }
+    }
+
+    /// The wait is over: connecting again, one reconnect more. Both change under
+    /// one lock, so a reader never sees the new count beside the previous wait.
+    pub fn retrying(&self) {
+        let mut inner = self.inner.lock();
+        inner.reconnects += 1;
+        Self::enter(&mut inner, RelayState::Connecting);
     }
 
     /// Failed with `error`; the state follows.
@@ -118,6 +130,7 @@ impl RelayStatus {
         inner.last_error = Some(error);
         inner.state = RelayState::BackingOff {
             retry_at: now + wait,
+            wait,
         };
         inner.since = now;
     }
@@ -135,14 +148,18 @@ impl RelayStatus {
             state: inner.state.as_str(),
             state_for: now.saturating_duration_since(inner.since),
             retry_in: match inner.state {
-                RelayState::BackingOff { retry_at } => {
+                RelayState::BackingOff { retry_at, .. } => {
                     Some(retry_at.saturating_duration_since(now))
                 }
                 _ => None,
             },
+            backoff: match inner.state {
+                RelayState::BackingOff { wait, .. } => Some(wait),
+                _ => None,
+            },
             last_error: inner.last_error.clone(),
             bytes: self.bytes.load(Ordering::Relaxed),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
+            reconnects: inner.reconnects,
         }
     }
 }
@@ -159,6 +176,8 @@ pub struct RelaySnapshot {
     pub state_for: Duration,
     /// Backing off: how long until the next attempt.
     pub retry_in: Option<Duration>,
+    /// Backing off: the whole wait chosen for it (the backoff's current step).
+    pub backoff: Option<Duration>,
     pub last_error: Option<String>,
     pub bytes: u64,
     pub reconnects: u64,
@@ -181,9 +200,16 @@ mod tests {
             let left = snap.retry_in.expect("backing off");
             assert_eq!(snap.state_for + left, wait, "read {later:?} later");
         }
+        let snap = status.snapshot(Instant::now());
+        assert_eq!(snap.last_error.as_deref(), Some("refused"));
+        assert_eq!((snap.backoff, snap.reconnects), (Some(wait), 0));
+        // The count moves with the state: never a new count beside the old wait.
+        status.retrying();
+        let snap = status.snapshot(Instant::now());
+        assert_eq!(snap.state, "connecting");
         assert_eq!(
-            status.snapshot(Instant::now()).last_error.as_deref(),
-            Some("refused")
+            (snap.retry_in, snap.backoff, snap.reconnects),
+            (None, None, 1)
         );
     }
 }
