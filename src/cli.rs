@@ -264,7 +264,14 @@ mod tests {
         assert_eq!(urls, ["rtmp://a/live/{key}", "rtmp://b:1936/x"]);
         let e = parse(["--push", "http://x/y"]).unwrap_err().to_string();
         assert!(
-            e.starts_with("--push: 'http://x/y' \"http://x/y\" is not"),
+            e.starts_with("--push: 'http://x/y' is not an rtmp:// or rtmps:// URL"),
+            "{e}"
+        );
+        let e = parse(["--push", "rtmp://a/live/{foo}"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--push: 'rtmp://a/live/{foo}' unknown placeholder {foo}"),
             "{e}"
         );
         assert!(run(&[]).policy.app("any").pushes().is_empty());

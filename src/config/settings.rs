@@ -674,7 +674,15 @@ fn set_pushes<'t>(config: &mut Config, texts: &[&'t str]) -> Result<(), (&'t str
     let mut pushes = Vec::new();
     if texts != ["off"] {
         for text in texts {
-            let url = UpstreamUrl::parse(text).map_err(|e| (*text, Problem(e)))?;
+            let url = UpstreamUrl::parse(text).map_err(|e| {
+                // The message quotes the URL, which the flag's error shows already.
+                let quoted = format!("{text:?}");
+                let why = e.strip_prefix(&quoted).unwrap_or(&e);
+                (
+                    *text,
+                    Problem(why.trim_start_matches(':').trim_start().to_owned()),
+                )
+            })?;
             pushes.push(PushEntry::new(url));
         }
     }

@@ -146,7 +146,6 @@ fn a_destination_restarted_mid_push_is_live_again_and_local_players_never_notice
     let waits = observe_backoff(&source, "src/cam", "live/{key}", 2);
     assert_backoff(&waits, 0.5, 1.0);
     nginx.run();
-    // Its new player waits there for the stream to come back.
     // Its new player waits there (subscribed before we go on) for the stream.
     let resumed = play_until_unpublished(&nginx.url("live/cam"), FINISH);
     wait_push_state(&source, "src/cam", "live/{key}", "live", SUBSCRIBE);
