@@ -1,8 +1,10 @@
 //! HLS from memory: what ffprobe reads segment by segment is every published
 //! frame, byte for byte and in order, with its timestamp; parts put together are
 //! their segment; a blocking playlist reload is answered once the part it asks
-//! for exists and not before; sessions are admitted once, listed in the API and
-//! metrics, and carry a signed URL's authority to the segment URLs.
+//! for exists and not before; sessions are admitted once (one `on_play`), listed
+//! in the API and metrics, carry a signed URL's authority to the segment URLs,
+//! and end (`on_play_done`) after 30 s without a request; the HTTPS listener
+//! serves the same bytes as the HTTP one.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -405,4 +407,157 @@ fn the_page_is_served_at_the_root() {
     assert_eq!(get(server.http_addr(), "/").status, 404);
     assert_eq!(get(server.api.unwrap(), "/").status, 200);
     thread::yield_now();
+}
+
+/// `on_play` is asked once per HLS session, at its first request, however many
+/// playlist, init, part and segment requests follow; `on_play_done` goes out
+/// when the session has made no request for 30 s (the stream still live), with
+/// the bytes the session was sent.
+#[test]
+fn on_play_once_per_session_and_on_play_done_after_30_s_without_a_request() {
+    use crate::access::HookServer;
+    let hooks = HookServer::start();
+    let server = crate::access::start_with_rules(&format!(
+        "on_play = \"{}\"\non_play_done = \"{}\"\n",
+        hooks.url("allow/play"),
+        hooks.url("allow/play_done"),
+    ));
+    let path = "live/hls-hooks";
+    let mut publisher = new_publisher(&server, path);
+    send_tags(&mut publisher, &fixture_tags("av.flv"));
+    let addr = server.http_addr();
+
+    let multivariant = fetch_text(addr, &format!("/{path}/index.m3u8"));
+    let session = multivariant
+        .lines()
+        .last()
+        .unwrap()
+        .trim_end_matches("media.m3u8");
+    let base = format!("/{path}/{session}");
+    let media = fetch_text(addr, &format!("{base}media.m3u8"));
+    let mut bodies = multivariant.len() + media.len();
+    let first_segment = &segment_uris(&media)[0];
+    let mut files = vec!["init-0.mp4".to_owned(), first_segment.clone()];
+    files.extend(part_uris(&media, 0));
+    for file in &files {
+        bodies += fetch(addr, &format!("{base}{file}")).len();
+    }
+    // A blocking reload (for a part that exists: the publisher has sent all it
+    // will), and a request without the token (matched by address and
+    // User-Agent): the same session.
+    let reload = format!("{base}media.m3u8?_HLS_msn=0&_HLS_part=0");
+    bodies += fetch(addr, &reload).len();
+    bodies += fetch(addr, &format!("/{path}/media.m3u8")).len();
+    let last_request = std::time::Instant::now();
+    let calls = |name: &str| {
+        hooks
+            .calls()
+            .into_iter()
+            .filter(|c| c.fields.iter().any(|(n, v)| n == "call" && v == name))
+            .collect::<Vec<_>>()
+    };
+    let plays = calls("play");
+    assert_eq!(
+        plays.len(),
+        1,
+        "one on_play for {} requests: {plays:?}",
+        files.len() + 4
+    );
+    assert_eq!(plays[0].field("name"), "hls-hooks");
+    assert!(calls("play_done").is_empty(), "the session is live");
+
+    let mut done = Vec::new();
+    wait_for("on_play_done", Duration::from_secs(60), || {
+        done = calls("play_done");
+        !done.is_empty()
+    });
+    let idle = last_request.elapsed();
+    // The server saw the last request before the test had its answer.
+    assert!(
+        idle >= Duration::from_secs(29),
+        "on_play_done {idle:?} after the last request"
+    );
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(server.is_live(path), "the stream is still live");
+    let bytes_out: usize = done[0].field("bytes_out").parse().unwrap();
+    // The bodies and a header (under 512 bytes) for each answer.
+    let answers = files.len() + 4;
+    assert!(
+        (bodies..bodies + 512 * answers).contains(&bytes_out),
+        "bytes_out {bytes_out} for {bodies} bytes of bodies in {answers} answers"
+    );
+    assert_eq!(calls("play").len(), 1, "{:?}", hooks.calls());
+    publisher.close();
+}
+
+/// HLS over the HTTPS listener: curl, verifying the chain by name, reads the
+/// playlists (the same tokens and relative URIs as over HTTP) and gets the same
+/// segment bytes as a plain HTTP client; ffprobe finds the published tracks.
+#[test]
+fn hls_over_https_serves_what_http_serves() {
+    use crate::tls_support::{with_rtmps, TestCa};
+    use rtmpd::server::Service;
+    let dir = TempDir::new("hls-https");
+    let ca = TestCa::new();
+    let leaf = ca.leaf();
+    let server = start_server_with(|c| {
+        with_rtmps(c, dir.path(), &leaf);
+        c.https = vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()];
+    });
+    let https = server.listener(Service::Https);
+    let ca_file = dir.join("ca.pem");
+    ca.write(&ca_file);
+    let path = "live/hls-tls";
+    let mut publisher = new_publisher(&server, path);
+    send_tags(&mut publisher, &fixture_tags("av.flv"));
+    publisher.close();
+    let addr = server.http_addr();
+    wait_for("the playlist to end", TIMEOUT, || {
+        get(addr, &format!("/{path}/media.m3u8"))
+            .text()
+            .contains("#EXT-X-ENDLIST")
+    });
+
+    let curl = |file: &str| -> Vec<u8> {
+        let url = format!("https://localhost:{}/{path}/{file}", https.port());
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "20", "--cacert"])
+            .arg(&ca_file)
+            .arg(&url)
+            .output()
+            .expect("running curl");
+        assert!(
+            out.status.success(),
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let multivariant = String::from_utf8(curl("index.m3u8")).unwrap();
+    assert!(
+        multivariant.contains("CODECS=\"avc1.42c00d,mp4a.40.2\""),
+        "{multivariant}"
+    );
+    let media_uri = multivariant.lines().last().unwrap();
+    let media = String::from_utf8(curl(media_uri)).unwrap();
+    assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
+    let segments = segment_uris(&media);
+    assert!(segments.len() >= 2, "{media}");
+    let session = media_uri.trim_end_matches("media.m3u8");
+    for file in ["init-0.mp4", segments[0].as_str(), segments[1].as_str()] {
+        let over_tls = curl(&format!("{session}{file}"));
+        assert!(
+            over_tls == fetch(addr, &format!("/{path}/{file}")),
+            "{file}: HTTPS and HTTP differ"
+        );
+    }
+
+    let url = format!("https://127.0.0.1:{}/{path}/index.m3u8", https.port());
+    let streams = ffprobe_streams(&url, TIMEOUT);
+    let mut tracks: Vec<String> = streams
+        .iter()
+        .map(|s| format!("{}:{}", s["codec_type"], s["codec_name"]))
+        .collect();
+    tracks.sort();
+    assert_eq!(tracks, ["audio:aac", "video:h264"], "{streams:?}");
 }
