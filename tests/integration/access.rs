@@ -76,7 +76,7 @@ fn send_keyframe(publisher: &mut rtmpd::client::Client) {
     publisher.send_media(9, 0, &[0x17, 1, 0, 0, 0, 9]).unwrap();
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -84,7 +84,7 @@ fn now() -> u64 {
 }
 
 /// `?expires=..&sig=..` for `verb` on `app/name`.
-fn token(secret: &str, verb: Verb, path: &str, expires: u64) -> String {
+pub fn token(secret: &str, verb: Verb, path: &str, expires: u64) -> String {
     let (app, name) = path.split_once('/').unwrap();
     let key = rtmpd::stream_key::StreamKey::new(app, name).unwrap();
     let sig = token::signature(&Secret::new(secret).unwrap(), verb, &key, expires);

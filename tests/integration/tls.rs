@@ -256,22 +256,39 @@ fn what_is_not_tls_on_the_rtmps_port_is_closed_and_streams_go_on() {
 
 /// A client silent after connecting, one that stops halfway through its
 /// ClientHello, and one that sends a whole ClientHello but never finishes the
-/// handshake: each is closed once `--handshake-timeout` has passed, not before.
+/// handshake, on the RTMPS port and on the HTTPS port: each is closed once
+/// `--handshake-timeout` has passed, not before.
 #[test]
 fn stalled_tls_handshakes_are_closed_at_the_handshake_timeout() {
     let dir = TempDir::new("rtmps-stall");
     let timeout = Duration::from_secs(1);
-    let (server, _ca) = rtmps_server(&dir, |c| c.setup_timeout = timeout);
-    let addr = server.listener(Service::Rtmps);
+    let (server, _ca) = rtmps_server(&dir, |c| {
+        c.setup_timeout = timeout;
+        c.https = vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()];
+    });
+    let (addr, https) = (
+        server.listener(Service::Rtmps),
+        server.listener(Service::Https),
+    );
     let hello = client_hello();
-    let cases: [(&str, Vec<u8>); 3] = [
-        ("a silent client", Vec::new()),
-        ("half a ClientHello", hello[..hello.len() / 2].to_vec()),
-        ("a ClientHello and nothing more", hello),
+    let cases: [(&str, SocketAddr, Vec<u8>); 5] = [
+        ("a silent client", addr, Vec::new()),
+        (
+            "half a ClientHello",
+            addr,
+            hello[..hello.len() / 2].to_vec(),
+        ),
+        ("a ClientHello and nothing more", addr, hello.clone()),
+        ("a silent client on the HTTPS port", https, Vec::new()),
+        (
+            "half a ClientHello on the HTTPS port",
+            https,
+            hello[..hello.len() / 2].to_vec(),
+        ),
     ];
     let threads: Vec<_> = cases
         .into_iter()
-        .map(|(what, bytes)| {
+        .map(|(what, addr, bytes)| {
             thread::spawn(move || {
                 let started = Instant::now();
                 let mut socket = raw_connect(addr);
@@ -289,7 +306,7 @@ fn stalled_tls_handshakes_are_closed_at_the_handshake_timeout() {
         t.join().unwrap();
     }
     let (_, doc) = get_json(server.http_addr(), "/api/server");
-    assert_eq!(doc["tls"]["handshake_failures"], 3, "{doc}");
+    assert_eq!(doc["tls"]["handshake_failures"], 5, "{doc}");
 }
 
 /// TLS handshakes are pending connections like any other: a flood of silent
@@ -532,8 +549,9 @@ fn https_hooks_verify_the_backend_against_the_system_roots() {
 /// Over `--https`, with the same certificate: curl reads HTTP-FLV (`-k`) and the
 /// API (verifying against the test CA by name), a WSS client (tungstenite over a
 /// rustls stream) reads WebSocket-FLV and has its ping answered; both players get
-/// the published tags byte for byte, as over plain HTTP. Plain HTTP on the HTTPS
-/// port is closed with at most an alert.
+/// the published tags byte for byte, as over plain HTTP; the page, the HLS
+/// playlist and its segments are the same bytes over HTTPS as over HTTP. Plain
+/// HTTP on the HTTPS port is closed with at most an alert.
 #[test]
 fn https_flv_wss_flv_and_the_api_over_tls() {
     let dir = TempDir::new("https");
@@ -596,6 +614,43 @@ fn https_flv_wss_flv_and_the_api_over_tls() {
     let doc: serde_json::Value = serde_json::from_slice(&api.stdout).unwrap();
     assert_eq!(doc["listen"]["https"], https.to_string(), "{doc}");
     assert_eq!(doc["tls"]["handshake_failures"], 0, "{doc}");
+
+    // The page and HLS, verified by name: what HTTPS serves is what HTTP does.
+    let both = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
+            .arg(&ca_file)
+            .arg(format!("https://localhost:{}{path}", https.port()))
+            .output()
+            .expect("running curl");
+        assert!(
+            out.status.success(),
+            "GET {path} over HTTPS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plain = crate::http_support::get(server.http_addr(), path);
+        assert_eq!(plain.status, 200, "GET {path} over HTTP");
+        (out.stdout, plain.body)
+    };
+    let (page, _) = both("/");
+    assert!(String::from_utf8_lossy(&page).contains("<title>rtmpd"));
+    let media = format!("/{path}/media.m3u8");
+    wait_for("the playlist to end", Duration::from_secs(10), || {
+        let plain = crate::http_support::get(server.http_addr(), &media);
+        plain.status == 200 && plain.text().contains("#EXT-X-ENDLIST")
+    });
+    let (playlist, plain) = both(&media);
+    assert_eq!(playlist, plain, "the playlist");
+    let playlist = String::from_utf8(playlist).unwrap();
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    let segment = playlist
+        .lines()
+        .find(|l| l.starts_with("seg-"))
+        .unwrap_or_else(|| panic!("no segment in {playlist}"));
+    for uri in ["init-0.mp4", segment] {
+        let (tls, plain) = both(&format!("/{path}/{uri}"));
+        assert!(!tls.is_empty() && tls == plain, "{uri} over HTTPS and HTTP");
+    }
 
     let mut socket = raw_connect(https);
     socket
@@ -727,4 +782,133 @@ fn a_verifying_rtmps_push_checks_the_chain_by_name() {
     let log = source.log();
     assert!(log.contains("push live/cam to rtmps://localhost"), "{log}");
     assert!(log.contains("system's 1 root certificates"), "{log}");
+}
+
+/// What RTMP does, RTMPS does the same way: a publisher needs its signed URL
+/// and a player the play secret or a play token (refused without, with the
+/// same status codes), the hooks are asked (their `tcurl` says `rtmps://`), a
+/// player waiting before the publisher gets the whole stream and one joining
+/// late starts at the cached keyframe, byte for byte (rtmpdump, over TLS).
+#[test]
+fn secrets_hooks_waiting_players_and_the_gop_cache_work_over_rtmps() {
+    use crate::access::{now, token, HookServer};
+    use crate::client_support::{
+        assert_player_receives, av_tags, options, play_preamble, send_tags,
+    };
+    use rtmpd::client::{Client, ClientError, RtmpUrl};
+    use rtmpd::config::Verb;
+
+    let dir = TempDir::new("rtmps-same");
+    let hooks = HookServer::start();
+    let rules = format!(
+        "publish_secret = \"pub\"\nplay_secret = \"ply\"\n\
+         on_publish = \"{}\"\non_play = \"{}\"\n",
+        hooks.url("allow/publish"),
+        hooks.url("allow/play"),
+    );
+    let (server, _ca) = rtmps_server(&dir, |c| {
+        rtmpd::config::file::apply(&rules, c).unwrap_or_else(|e| panic!("test config: {e}"))
+    });
+    let path = "live/same";
+    let url = |query: &str| RtmpUrl::parse(&format!("{}?{query}", server.rtmps_url(path)));
+    let later = now() + 600;
+    let connect = |query: &str| Client::connect(&url(query).unwrap(), &options()).unwrap();
+    let status = |result: Result<u32, ClientError>| match result {
+        Err(ClientError::Status(s)) => (s.code, s.description),
+        other => panic!("not refused with a status: {other:?}"),
+    };
+
+    // Refusals, as over RTMP.
+    let (code, why) = status(connect("").publish("same"));
+    assert_eq!(code, "NetStream.Publish.Unauthorized", "{why}");
+    let (code, why) = status(connect("").play("same?secret=pub"));
+    assert_eq!(
+        code, "NetStream.Play.Failed",
+        "a publish secret never plays: {why}"
+    );
+
+    // A player waits (the play secret) before the stream exists.
+    let mut waiting = connect("secret=ply");
+    waiting.play("same?secret=ply").unwrap();
+    play_preamble(&mut waiting);
+    server.wait_for_players(path, 1, Duration::from_secs(10));
+
+    // Without the file's onMetaData: its duration would make rtmpdump call a
+    // live stream joined late incomplete (a live encoder sends none).
+    let published: Vec<_> = fixture_tags("av.flv")
+        .into_iter()
+        .filter(|t| t.tag_type != rtmpd::media::flv::TAG_SCRIPT)
+        .collect();
+    let mut publisher = connect("");
+    let signed = token("pub", Verb::Publish, path, later);
+    publisher.publish(&format!("same?{signed}")).unwrap();
+    let call = hooks.wait_call("publish");
+    assert!(call.field("tcurl").starts_with("rtmps://"), "{call:?}");
+    assert_eq!(call.field("name"), "same");
+
+    // Half the stream, up to a few frames past its second keyframe; the waiting
+    // player has had all of it when the late one comes.
+    let keyframes: Vec<usize> = (0..published.len())
+        .filter(|&i| {
+            let t = &published[i];
+            t.tag_type == rtmpd::media::flv::TAG_VIDEO && is_keyframe(t) && !is_sequence_header(t)
+        })
+        .collect();
+    assert!(keyframes.len() >= 3, "av.flv has keyframes every second");
+    let split = keyframes[1] + 5;
+    send_tags(&mut publisher, &published[..split]);
+    let all = av_tags(&published);
+    let sent = av_tags(&published[..split]);
+    assert_player_receives(&mut waiting, &sent, "the waiting RTMPS player, first half");
+
+    let late_out = dir.join("late.flv");
+    let play_token = token("ply", Verb::Play, path, later);
+    let late = play_rtmpdump(
+        &format!("{}?{play_token}", server.rtmps_url(path)),
+        &late_out,
+    );
+    server.wait_for_players(path, 2, Duration::from_secs(10));
+    let plays = || {
+        let calls = hooks.calls();
+        calls
+            .into_iter()
+            .filter(|c| c.fields.iter().any(|(n, v)| n == "call" && v == "play"))
+            .collect::<Vec<_>>()
+    };
+    wait_for("both players' play hooks", Duration::from_secs(10), || {
+        plays().len() >= 2
+    });
+    for call in plays() {
+        assert!(call.field("tcurl").starts_with("rtmps://"), "{call:?}");
+    }
+
+    send_tags(&mut publisher, &published[split..]);
+    assert_player_receives(
+        &mut waiting,
+        &all[sent.len()..],
+        "the waiting RTMPS player, second half",
+    );
+    publisher.close();
+    wait_success(
+        late,
+        Duration::from_secs(20),
+        "rtmpdump joining late over RTMPS",
+    );
+    let received = read_flv(&late_out);
+    assert_received_matches(&published, &received, false);
+    let (_, video) = media_tracks(&received);
+    let cached = &published[keyframes[1]];
+    assert!(
+        video
+            .first()
+            .is_some_and(|first| first.data == cached.data && first.timestamp == cached.timestamp),
+        "the late player starts at the cached keyframe (ts {}), not at {:?}",
+        cached.timestamp,
+        video.first().map(|t| t.timestamp)
+    );
+    assert_eq!(
+        video.len(),
+        media_tracks(&published[keyframes[1]..]).1.len(),
+        "every video frame from the cached keyframe on"
+    );
 }
