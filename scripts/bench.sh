@@ -27,14 +27,17 @@
 #  13. 2500 kbit/s -> 20 pushes (20) to a second rtmpd / 20 RTMP players: rtmpd's CPU
 #      seconds, the first pushing and playing to nobody, the second playing to 20
 #  14. 2500 kbit/s -> 500 Low-Latency HLS viewers (100): rtmpd hls / rtmpd (500 RTMP players)
+#  15. 2500 kbit/s -> 500 RTMPS players (100): rtmpd rtmps / rtmpd (500 RTMP players),
+#      both with hls = false
 # "fixed" adds --merge-mode fixed when rtmpd has that flag (issue 10); until then the
 # one mode rtmpd has is the fixed window. Targets (issue 10) are checked at the end:
 # scenarios 1, 2 and 6 default vs nginx-rtmp, 7 and 8 HTTP-FLV/WS-FLV vs RTMP, 9 and
 # 12 the windows vs nginx-rtmp, 10 added latency, 11 adaptive vs fixed. The next
-# issues' scenarios go beside them as contenders: RTMPS players / RTMP players
-# (issue 13), each with its targets; scenario 13 is issue 12's (pushes), 14 issue
-# 15's (HLS viewers, each polling with blocking playlist reloads and fetching every
-# part, vs RTMP players of the same stream).
+# issues' scenarios go beside them as contenders, each with its targets: scenario 13
+# is issue 12's (pushes), 14 issue 15's (HLS viewers, each polling with blocking
+# playlist reloads and fetching every part, vs RTMP players of the same stream), 15
+# issue 13's (RTMPS players vs RTMP players; the server's certificate is a
+# self-signed one made with openssl for the run).
 #
 # Each contender gets a fresh server for each scenario on free loopback ports (so
 # peak RSS is per run), stopped afterwards; rtmpd from this tree's release build
@@ -69,15 +72,15 @@ log() { echo "bench.sh: $*" >&2; }
 notes=()
 note() { log "$*"; notes+=("$*"); }
 
-# Players per scenario 1..12 (index = id - 1).
+# Players per scenario 1..15 (index = id - 1).
 if ((quick)); then
     duration=${BENCH_DURATION:-4}
     warmup=${BENCH_WARMUP:-1}
-    players=(100 300 500 50 16 300 100 100 100 10 100 100 20 100)
+    players=(100 300 500 50 16 300 100 100 100 10 100 100 20 100 100)
 else
     duration=${BENCH_DURATION:-15}
     warmup=${BENCH_WARMUP:-3}
-    players=(500 2000 5000 200 64 2000 500 500 500 10 500 500 20 500)
+    players=(500 2000 5000 200 64 2000 500 500 500 10 500 500 20 500 500)
 fi
 
 # --- limits -----------------------------------------------------------------
@@ -255,6 +258,14 @@ stop_server() {
     fi
 }
 
+# The RTMPS contenders' certificate: self-signed EC P-256 (what most sites are
+# served with now), made once per run.
+tls_certificate() {
+    [[ -s $work/tls.crt ]] && return 0
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1
+}
+
 server_label() {
     case $1 in
     rtmpd) echo rtmpd ;;
@@ -265,8 +276,9 @@ server_label() {
 results=()
 # scenario ID LABEL PLAYERS_NEEDED CONTENDER... -- BENCH_ARGS...
 # A CONTENDER is "NAME|SERVER|PROTOCOL|RTMPD FLAGS": its column in the tables, the
-# server (rtmpd or nginx), how its players play (rtmp, http-flv, ws-flv, hls) and extra
-# flags for rtmpd. The first contender is the subject, the second its yardstick:
+# server (rtmpd or nginx), how its players play (rtmp, rtmps, http-flv, ws-flv, hls)
+# and extra flags for rtmpd (rtmps adds an RTMPS listener on a port of its own with
+# the run's certificate). The first contender is the subject, the second its yardstick:
 # ratios and targets read first / second.
 scenario() {
     local id=$1 label=$2 need=$3
@@ -300,14 +312,25 @@ scenario() {
         port=$(free_port)
         http_port=$(free_port)
         json=$runs_dir/$id-$i.json
-        log "scenario $id, $name (port $port): $label"
-        if ! start_server "$server" "$port" "$http_port" "$flags"; then
-            note "scenario $id: $name could not be started"
-            continue
-        fi
         local play_addr=127.0.0.1:$port
-        if [[ $protocol != rtmp ]]; then
-            play_addr=127.0.0.1:$http_port
+        case $protocol in
+        rtmp) ;;
+        rtmps)
+            if ! tls_certificate; then
+                note "scenario $id: $name skipped: no certificate (openssl missing or failed)"
+                continue
+            fi
+            play_addr=127.0.0.1:$(free_port)
+            flags+=" --rtmps-listen $play_addr --tls-cert $work/tls.crt --tls-key $work/tls.key"
+            ;;
+        *) play_addr=127.0.0.1:$http_port ;;
+        esac
+        log "scenario $id, $name (port $port): $label"
+        if ! start_server "$server" "$port" "$http_port" "$flags" ||
+            ! wait_listening "${play_addr##*:}"; then
+            note "scenario $id: $name could not be started"
+            stop_server
+            continue
         fi
         # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
         if "$bench_bin" run --url "rtmp://127.0.0.1:$port/live/bench" --label "$id. $label" \
@@ -438,6 +461,19 @@ scenario 14 "2500 kbit/s -> $n HLS viewers vs $n RTMP players" "$n" \
 target "14: ratio /server/cpu_s_per_gb <= 1.2 # issue 15: 500 HLS viewers vs 500 RTMP players"
 target "14: ratio /server/rss_per_player_kb <= 1 # issue 15: memory grows with segments, not viewers"
 target "14: $full_rate"
+
+# 15: RTMPS players against RTMP players of the same server (issue 13). Both
+# without HLS: its segments are the stream's (about 4 MB here), not the players',
+# and would count about 9 KB against each of 500 players in RSS per player.
+n=${p[14]}
+printf 'hls = false\n' >"$work/no-hls.toml"
+scenario 15 "2500 kbit/s -> $n RTMPS players vs $n RTMP players, no HLS" "$n" \
+    "rtmpd rtmps|rtmpd|rtmps|--config $work/no-hls.toml" \
+    "rtmpd|rtmpd|rtmp|--config $work/no-hls.toml" -- \
+    --publishers 1 --players "$n" --bitrate 2500
+target "15: ratio /server/cpu_s_per_gb <= 1.5 # issue 13: RTMPS at most 1.5x RTMP's CPU per GB"
+target "15: /server/rss_per_player_kb <= 64 # issue 13: TLS buffers included"
+target "15: /delivery/full_rate_share >= 1 # issue 13: every RTMPS player at full rate"
 
 note "loadavg at end $(cut -d' ' -f1-3 /proc/loadavg)"
 if ((${#results[@]} == 0)); then

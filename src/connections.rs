@@ -5,6 +5,7 @@
 //! and its stop, counters by kind of connection, the listeners). The RTMP and HTTP
 //! sides both build on this; `server` wires their listeners to it.
 
+use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::hls::Hls;
 use crate::lifecycle::{ConnectionKind, Lifecycle, Phase, Registration};
-use crate::net::{keepalive, Socket, TcpTransport, Transport};
+use crate::net::tls::HandshakeError;
+use crate::net::{keepalive, Socket, TcpTransport, TlsTransport, Transport};
 use crate::player::PlayerConfig;
 use crate::record::Recorders;
 use crate::registry::Registry;
@@ -244,7 +246,8 @@ pub(crate) fn accept_loop(
 /// The transport of an accepted connection: plain TCP, or TLS once its handshake
 /// is done, within `--handshake-timeout` (the connection is pending meanwhile,
 /// like any that has proven nothing yet). `None` if the handshake failed: the
-/// TLS side counts it and logs it once per address.
+/// TLS side counts it and logs it once per address (unless the peer closed
+/// without sending a byte: a port check).
 fn open(
     entry: &Registration,
     ctx: &Context,
@@ -261,10 +264,16 @@ fn open(
     let Some(tls) = tls else {
         return Some(Box::new(TcpTransport::over(socket, peer)));
     };
-    match tls.accept(socket, peer, ctx.config.setup_timeout) {
+    match handshake(tls, socket, peer, ctx.config.setup_timeout) {
         Ok(transport) => Some(Box::new(transport)),
         Err(_) if entry.phase() == Phase::Closing || ctx.lifecycle.is_stopping() => {
             debug!("{peer}: closed during the TLS handshake (a stop, or --max-pending)");
+            None
+        }
+        // Connected and closed without a byte: a port check (a load balancer's,
+        // a monitor's), not a failed handshake.
+        Err(e @ HandshakeError::Closed { received: 0 }) => {
+            debug!("{peer}: {e}");
             None
         }
         Err(e) => {
@@ -272,4 +281,37 @@ fn open(
             None
         }
     }
+}
+
+/// The helpers' stacks are more than four times a connection's, so glibc, which
+/// keeps the stacks of ended threads for reuse, never hands a helper's (whose
+/// top pages stay resident) to a connection thread.
+const HANDSHAKE_STACK: usize = 5 * THREAD_STACK;
+
+/// Runs the server's side of a TLS handshake on a helper thread of its own. The
+/// key exchange and the signature go about 12 KB deeper into the stack than a
+/// player ever does again, and a thread keeps every stack page it has touched
+/// resident for its life: on the helper, those pages are not the long-lived
+/// player's, so an RTMPS player costs what its own work needs.
+fn handshake(
+    tls: &ServerTls,
+    socket: Socket,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Result<TlsTransport, HandshakeError> {
+    thread::scope(|scope| {
+        let helper = thread::Builder::new()
+            .name(format!("tls {peer}"))
+            .stack_size(HANDSHAKE_STACK)
+            .spawn_scoped(scope, || tls.accept(socket, peer, timeout))
+            .map_err(|e| {
+                HandshakeError::Io(io::Error::new(
+                    e.kind(),
+                    format!("cannot start a thread for the handshake: {e}"),
+                ))
+            })?;
+        helper
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }

@@ -20,6 +20,13 @@ use std::time::{Duration, Instant};
 
 use super::transport::{in_groups, Socket, Transport};
 
+/// How much encrypted output rustls may hold before it is written: a write larger
+/// than this is encrypted and sent in pieces. Each piece is a fresh allocation
+/// that lives until the socket takes it, and hundreds of players write at the
+/// same moment (a keyframe, a tick group): rustls's default (64 KiB) let their
+/// in-flight records swell the heap by that much each.
+const SEND_BUFFER_LIMIT: usize = 32 * 1024;
+
 /// One TLS connection over one socket.
 pub struct TlsTransport {
     socket: Socket,
@@ -137,10 +144,12 @@ impl Read for SocketReader<'_> {
 impl TlsTransport {
     /// TLS over `socket` to `peer`; nothing is sent or read until the handshake.
     pub fn new(socket: Socket, peer: SocketAddr, conn: impl Into<rustls::Connection>) -> Self {
+        let mut conn = conn.into();
+        conn.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         TlsTransport {
             socket,
             peer,
-            conn: conn.into(),
+            conn,
             received: 0,
             first_byte: None,
         }
@@ -293,7 +302,7 @@ impl Transport for TlsTransport {
     fn write_all(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
         in_groups(parts, |mut slices| {
             while !slices.is_empty() {
-                // rustls encrypts what fits in its record buffer (64 KiB), in
+                // rustls encrypts what fits in its record buffer (SEND_BUFFER_LIMIT), in
                 // records that span slices.
                 let taken = io::Write::write_vectored(&mut self.conn.writer(), slices)?;
                 IoSlice::advance_slices(&mut slices, taken);
