@@ -349,6 +349,34 @@ mod tests {
         server.join().unwrap();
     }
 
+    /// An RSA key (signing with RSA-PSS in TLS 1.3) and an EC key, each in the
+    /// form openssl writes (PKCS#1, SEC1): each serves a handshake a verifying
+    /// client accepts.
+    #[test]
+    fn rsa_and_ec_certificates_serve_handshakes() {
+        let dir = TempDir::new("tls-keys");
+        for (label, pem) in [
+            ("rsa", crate::tls::testing::RSA_PKCS1),
+            ("ec", crate::tls::testing::EC_SEC1),
+        ] {
+            let cert = crate::tls::testing::TestCert::from_key_pem(pem);
+            let tls = Arc::new(ServerTls::load(cert.write(&dir, label)).unwrap());
+            let (addr, server) = serve_one(tls, move |transport| {
+                let mut t = transport.unwrap_or_else(|e| panic!("{label}: {e}"));
+                t.write_all(&mut [&b"ok"[..]].into_iter()).unwrap();
+                t.linger(Duration::from_secs(5), usize::MAX);
+            });
+            let mut client = connect(addr, client_config(&cert.cert_pem));
+            let mut got = [0u8; 2];
+            client
+                .read_exact(&mut got)
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert_eq!(&got, b"ok", "{label}");
+            drop(client);
+            server.join().unwrap();
+        }
+    }
+
     #[test]
     fn a_look_for_input_does_not_wait() {
         let dir = TempDir::new("tls-try");

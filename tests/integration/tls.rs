@@ -18,7 +18,8 @@ use crate::hostile::{
     c0_c1, closed_by_server, raw_connect, read_until_closed, HealthyStream, CLOSE_WITHIN,
 };
 use crate::http_support::{get_json, publish_looped};
-use crate::process::{listening, ServerProcess};
+use crate::process::ServerProcess;
+use crate::relay_support::free_port;
 use crate::support::*;
 use crate::tls_support::*;
 
@@ -373,9 +374,12 @@ fn handshake_failures_are_logged_once_per_address_and_counted() {
     let ca = TestCa::new();
     let (cert, key) = ca.leaf().write(dir.path());
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    // A bare port: every interface, as for -l.
+    let port = free_port();
+    let bare = port.to_string();
     let args = [
         "--rtmps-listen",
-        "127.0.0.1:0",
+        &bare,
         "--tls-cert",
         &cert,
         "--tls-key",
@@ -383,7 +387,11 @@ fn handshake_failures_are_logged_once_per_address_and_counted() {
     ];
     let server = ServerProcess::start("rtmps-log", true, &args);
     let log = server.log();
-    let addr: SocketAddr = listening(&log, "RTMPS").expect("an RTMPS listener in the log");
+    assert!(
+        log.contains(&format!("listening for RTMPS on 0.0.0.0:{port}\n")),
+        "{log}"
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     assert!(log.contains("TLS certificate from"), "{log}");
     // Port checks (connected, closed, not a byte sent) are no failures.
     for _ in 0..3 {
@@ -551,12 +559,13 @@ fn https_hooks_verify_the_backend_against_the_system_roots() {
     assert_eq!(hooks.calls().len(), 1, "the doubting server sent nothing");
 }
 
-/// Over `--https`, with the same certificate: curl reads HTTP-FLV (`-k`) and the
-/// API (verifying against the test CA by name), a WSS client (tungstenite over a
-/// rustls stream) reads WebSocket-FLV and has its ping answered; both players get
-/// the published tags byte for byte, as over plain HTTP; the page, the HLS
-/// playlist and its segments are the same bytes over HTTPS as over HTTP. Plain
-/// HTTP on the HTTPS port is closed with at most an alert.
+/// Over `--https`, with the same certificate: curl reads HTTP-FLV (`-k`), the API
+/// and the metrics (verifying against the test CA by name), a WSS client
+/// (tungstenite over a rustls stream) reads WebSocket-FLV and has its ping
+/// answered; both players get the published tags byte for byte, as over plain
+/// HTTP; the page, the HLS playlist and its segments are the same bytes over
+/// HTTPS as over HTTP. Plain HTTP on the HTTPS port is closed with at most an
+/// alert.
 #[test]
 fn https_flv_wss_flv_and_the_api_over_tls() {
     let dir = TempDir::new("https");
@@ -623,6 +632,11 @@ fn https_flv_wss_flv_and_the_api_over_tls() {
     let doc: serde_json::Value = serde_json::from_slice(&curl_https("/api/server")).unwrap();
     assert_eq!(doc["listen"]["https"], https.to_string(), "{doc}");
     assert_eq!(doc["tls"]["handshake_failures"], 0, "{doc}");
+    let metrics = String::from_utf8(curl_https("/metrics")).unwrap();
+    assert!(
+        metrics.contains("rtmpd_tls_certificate_expiry_timestamp_seconds{"),
+        "/metrics over HTTPS: {metrics}"
+    );
 
     // The page and HLS: what HTTPS serves is what HTTP does.
     let both = |path: &str| {
