@@ -367,7 +367,8 @@ fn tls_handshakes_count_against_the_connection_budgets() {
 
 /// A client that fails its handshakes over and over costs one warning line
 /// (each failure is counted; port checks that send nothing are not failures);
-/// the server stays up and serves RTMPS.
+/// the server stays up and serves RTMPS, and a SIGHUP to the real binary
+/// serves renewed certificate files.
 #[test]
 fn handshake_failures_are_logged_once_per_address_and_counted() {
     let dir = TempDir::new("rtmps-log");
@@ -428,6 +429,20 @@ fn handshake_failures_are_logged_once_per_address_and_counted() {
     let mut s0 = [0u8; 1];
     stream.read_exact(&mut s0).unwrap();
     assert_eq!(s0[0], 3, "an RTMP S0 over TLS");
+    // SIGHUP (systemctl reload) reads the renewed files at once.
+    let renewed = ca.leaf();
+    renewed.write(dir.path());
+    server.signal("HUP");
+    wait_for("the renewed certificate", Duration::from_secs(10), || {
+        served_certificate(addr) == renewed.der
+    });
+    assert!(
+        server
+            .log()
+            .contains("SIGHUP: TLS certificate reloaded from"),
+        "{}",
+        server.log()
+    );
     server.assert_no_panic();
 }
 
