@@ -1,7 +1,8 @@
 //! Players find exactly the published tracks. Real players (Debian's ffprobe and
 //! ffmpeg 5.1; ffmpeg 9 for the Enhanced RTMP codecs; VLC; GStreamer) play the server
 //! over RTMP, HTTP-FLV, WebSocket-FLV and HLS (fMP4) and must see each published audio and video
-//! track and nothing else. A stray data message in the answer to `play` once showed
+//! track and nothing else; each HLS variant names its codecs (RFC 6381) and
+//! resolution exactly. A stray data message in the answer to `play` once showed
 //! up in ffmpeg and VLC as an extra "Data" stream (and broke `ffmpeg -map 0` into
 //! Matroska) while every byte-level comparison passed.
 //!
@@ -38,12 +39,17 @@ const PUBLISH_START: Duration = Duration::from_secs(60);
 /// as they are done).
 const LOOPS: u32 = 1000;
 
-/// A fixture, the key it is published on, and the tracks players must find, as
-/// "type:codec" with ffmpeg's codec names, sorted.
+/// A fixture, the key it is published on, the tracks players must find, as
+/// "type:codec" with ffmpeg's codec names, sorted, and the HLS variant's CODECS
+/// (RFC 6381, from the fixture's own configuration: profile, level, constraint
+/// flags as ffmpeg's trace_headers reads them; ffmpeg's HLS muxer writes the same,
+/// or a shorter form) and RESOLUTION.
 struct Published {
     fixture: &'static str,
     path: &'static str,
     tracks: &'static [&'static str],
+    codecs: &'static str,
+    resolution: Option<&'static str>,
 }
 
 /// What Debian's ffmpeg 5.1 can publish and read.
@@ -52,16 +58,22 @@ static H264_AAC: [Published; 3] = [
         fixture: "av.flv",
         path: "live/av",
         tracks: &["audio:aac", "video:h264"],
+        codecs: "avc1.42c00d,mp4a.40.2",
+        resolution: Some("320x240"),
     },
     Published {
         fixture: "video.flv",
         path: "live/video",
         tracks: &["video:h264"],
+        codecs: "avc1.42c00d",
+        resolution: Some("320x240"),
     },
     Published {
         fixture: "audio.flv",
         path: "live/audio",
         tracks: &["audio:aac"],
+        codecs: "mp4a.40.2",
+        resolution: None,
     },
 ];
 
@@ -71,16 +83,26 @@ static ENHANCED: [Published; 3] = [
         fixture: "hevc_opus.flv",
         path: "live/hevc",
         tracks: &["audio:opus", "video:hevc"],
+        // HEVC Main (1), compatible with Main and Main 10 (flags 1 and 2, reversed
+        // 6), main tier, level 30 (1.0), progressive and frame-only (0x90).
+        codecs: "hvc1.1.6.L30.90,opus",
+        resolution: Some("160x120"),
     },
     Published {
         fixture: "av1_flac.flv",
         path: "live/av1",
         tracks: &["audio:flac", "video:av1"],
+        codecs: "av01.0.00M.08,fLaC",
+        resolution: Some("160x120"),
     },
     Published {
         fixture: "vp9_ac3.flv",
         path: "live/vp9",
         tracks: &["audio:ac3", "video:vp9"],
+        // ffmpeg 9 publishes this VP9 as 4:2:0 with matrix 0 (RGB), which the
+        // long form may not claim: the short one.
+        codecs: "vp09.00.10.08,ac-3",
+        resolution: Some("160x120"),
     },
 ];
 
@@ -120,6 +142,7 @@ fn ffprobe_and_ffmpeg_find_exactly_the_published_tracks() {
     }
     let remux = [Protocol::Rtmp, Protocol::HttpFlv, Protocol::Hls];
     checks.extend(live.remux_checks(ffmpeg, &H264_AAC, &remux, &dir));
+    checks.extend(live.hls_variant_checks(&H264_AAC));
     run_checks(checks);
 }
 
@@ -130,7 +153,9 @@ fn ffmpeg_9_finds_exactly_the_published_enhanced_rtmp_tracks() {
     let Some(ffmpeg9) = ffmpeg9() else { return };
     let live = LiveStreams::start(ffmpeg9, &ENHANCED);
     let dir = TempDir::new("tracks-ertmp");
-    run_checks(live.remux_checks(ffmpeg9, &ENHANCED, &PROTOCOLS, &dir));
+    let mut checks = live.remux_checks(ffmpeg9, &ENHANCED, &PROTOCOLS, &dir);
+    checks.extend(live.hls_variant_checks(&ENHANCED));
+    run_checks(checks);
 }
 
 /// VLC, waiting before the publisher, plays the whole stream into Matroska and ends
@@ -336,6 +361,37 @@ impl LiveStreams {
 }
 
 impl LiveStreams {
+    /// A check for each of `streams`: its HLS variant (`index.m3u8`) names its
+    /// codecs and resolution exactly.
+    fn hls_variant_checks<'a>(&self, streams: &'a [Published]) -> Vec<Check<'a>> {
+        let addr = self.server.http_addr();
+        streams
+            .iter()
+            .map(|published| {
+                let path = format!("/{}/index.m3u8", published.path);
+                check(format!("the HLS variant of {path}"), move || {
+                    let resp = crate::http_support::get(addr, &path);
+                    let text = resp.text();
+                    assert_eq!(resp.status, 200, "{text}");
+                    let inf = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("#EXT-X-STREAM-INF:"))
+                        .unwrap_or_else(|| panic!("no EXT-X-STREAM-INF in {text}"));
+                    let attr = |name: &str| {
+                        let at = inf.find(&format!("{name}="))? + name.len() + 1;
+                        let value = &inf[at..];
+                        Some(match value.strip_prefix('"') {
+                            Some(quoted) => quoted.split('"').next()?,
+                            None => value.split(',').next()?,
+                        })
+                    };
+                    assert_eq!(attr("CODECS"), Some(published.codecs), "{inf}");
+                    assert_eq!(attr("RESOLUTION"), published.resolution, "{inf}");
+                })
+            })
+            .collect()
+    }
+
     /// A check for each of `streams` over each of `protocols`: `ffmpeg` plays it into
     /// Matroska (see [`remux_to_mkv`]) in `dir`.
     fn remux_checks<'a>(

@@ -332,18 +332,7 @@ impl TrackConfig {
                 if record.len() < 12 || record[0] != 1 {
                     return Err(err("not a version 1 VPCodecConfigurationRecord"));
                 }
-                let r = &record[4..];
-                t.codec_string = format!(
-                    "vp09.{:02}.{:02}.{:02}.{:02}.{:02}.{:02}.{:02}.{:02}",
-                    r[0],
-                    r[1],
-                    r[2] >> 4,
-                    (r[2] >> 1) & 7,
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[2] & 1
-                );
+                t.codec_string = vp9_codec_string(&record[4..]);
                 t.sample_entry = visual_entry(b"vp09", &t, b"vpcC", record);
             }
             Codec::Aac => {
@@ -437,6 +426,24 @@ fn hevc_codec_string(r: &[u8]) -> String {
         .map_or(0, |i| i + 1);
     for b in &constraints[..used] {
         s.push_str(&format!(".{b:x}"));
+    }
+    s
+}
+
+/// `vp09.<profile>.<level>.<bit depth>` and, where they are consistent, the
+/// optional fields: chroma subsampling, colour primaries, transfer, matrix and
+/// full range (VP9 ISOBMFF binding, codecs parameter string). They go together
+/// or not at all, and matrix 0 (RGB) requires 4:4:4 (chroma 3); a record that
+/// breaks that (ffmpeg publishes 4:2:0 with matrix 0) gets the short form,
+/// which claims nothing it cannot back.
+fn vp9_codec_string(r: &[u8]) -> String {
+    let (depth, chroma, full_range) = (r[2] >> 4, (r[2] >> 1) & 7, r[2] & 1);
+    let mut s = format!("vp09.{:02}.{:02}.{depth:02}", r[0], r[1]);
+    let (primaries, transfer, matrix) = (r[3], r[4], r[5]);
+    if matrix != 0 || chroma == 3 {
+        s.push_str(&format!(
+            ".{chroma:02}.{primaries:02}.{transfer:02}.{matrix:02}.{full_range:02}"
+        ));
     }
     s
 }
@@ -780,6 +787,14 @@ mod tests {
         let vpcc = [1, 0, 0, 0, 0, 0x0a, 0x82, 2, 2, 2, 0, 0];
         let t = TrackConfig::new(Codec::Vp9, &vpcc, (0, 0)).unwrap();
         assert_eq!(t.codec_string, "vp09.00.10.08.01.02.02.02.00");
+        // As ffmpeg publishes it: 4:2:0 with matrix 0 (RGB), which the long form
+        // may not say; 4:4:4 RGB may.
+        let rgb = [1, 0, 0, 0, 0, 0x0a, 0x82, 2, 2, 0, 0, 0];
+        let t = TrackConfig::new(Codec::Vp9, &rgb, (0, 0)).unwrap();
+        assert_eq!(t.codec_string, "vp09.00.10.08");
+        let rgb444 = [1, 0, 0, 0, 1, 0x14, 0xa7, 1, 13, 0, 0, 0];
+        let t = TrackConfig::new(Codec::Vp9, &rgb444, (0, 0)).unwrap();
+        assert_eq!(t.codec_string, "vp09.01.20.10.03.01.13.00.01");
 
         let t = TrackConfig::new(Codec::Aac, &[0x12, 0x10], (0, 0)).unwrap();
         assert_eq!(t.codec_string, "mp4a.40.2");
