@@ -1,7 +1,8 @@
 //! A real browser: headless Chromium opens the web page at `/`, finds the stream
 //! listed, and its native `<video>` plays the stream's HLS (`currentTime`
 //! advances, `videoWidth` is the source's); the page does not shift while it
-//! refreshes and every button has an accessible name; with an API token the
+//! refreshes, every button has an accessible name and nothing sticks out on a
+//! phone's screen; served over HTTPS it plays the HTTPS HLS URL; with an API token the
 //! page asks for it. hls.js (test-only, installed by scripts/test.sh) plays the
 //! Low-Latency HLS within 2 s of the live edge. Chromium is driven over the
 //! DevTools protocol (a WebSocket, with tungstenite); a screenshot of the page is
@@ -53,6 +54,8 @@ impl Browser {
             "--allow-file-access-from-files",
             "--window-size=1280,900",
             "--remote-debugging-port=0",
+            // The HTTPS test's certificate is from a CA made in the test.
+            "--ignore-certificate-errors",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
@@ -207,15 +210,13 @@ fn wait_playing(browser: &mut Browser, seconds: f64) -> Value {
     )
 }
 
-#[test]
-fn the_page_lists_the_stream_and_its_video_plays_natively() {
-    let server = start_server();
-    let path = "live/page";
+/// Publishes av.flv (looped, in real time) on `path` until three segments are
+/// listed: Chromium's native HLS player fails on a live playlist of one or two
+/// segments (DEMUXER_ERROR_COULD_NOT_PARSE); it plays once a stream has three,
+/// as any stream live for six seconds has.
+fn publish_three_segments(server: &TestServer, path: &str) -> ChildGuard {
     let publisher = ChildGuard::new(publish_looped(&server.url(path), &fixture("av.flv"), 10));
     server.wait_for_frames(path, START);
-    // Chromium's native HLS player fails on a live playlist of one or two
-    // segments (DEMUXER_ERROR_COULD_NOT_PARSE); it plays once a stream has three,
-    // as any stream live for six seconds has.
     wait_for("three segments", START, || {
         let resp = get(server.http_addr(), &format!("/{path}/media.m3u8"));
         resp.text()
@@ -224,6 +225,14 @@ fn the_page_lists_the_stream_and_its_video_plays_natively() {
             .count()
             >= 3
     });
+    publisher
+}
+
+#[test]
+fn the_page_lists_the_stream_and_its_video_plays_natively() {
+    let server = start_server();
+    let path = "live/page";
+    let publisher = publish_three_segments(&server, path);
     let mut browser = Browser::open(&server.http_url("/"));
     browser.wait_for(
         "the stream in the list",
@@ -265,6 +274,47 @@ fn the_page_lists_the_stream_and_its_video_plays_natively() {
     assert_eq!(unnamed, 0, "controls without an accessible name");
     let shot = browser.screenshot("hls-page.png");
     eprintln!("screenshot of the page: {}", shot.display());
+    // On a phone's screen (360 CSS pixels) nothing sticks out sideways.
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 360, "height": 740, "deviceScaleFactor": 2, "mobile": true }),
+    );
+    let wide = browser.wait_for(
+        "the phone layout",
+        START,
+        "innerWidth === 360 && document.documentElement.scrollWidth",
+    );
+    assert!(
+        wide.as_u64().is_some_and(|w| w <= 360),
+        "the page is {wide} px wide on a 360 px screen"
+    );
+    let shot = browser.screenshot("hls-page-phone.png");
+    eprintln!("screenshot on a phone's screen: {}", shot.display());
+    drop(publisher);
+}
+
+/// Opened over HTTPS, the page's player plays the HTTPS HLS URL: a browser
+/// blocks http:// media on an https:// page.
+#[test]
+fn over_https_the_page_plays_the_https_hls_url() {
+    use crate::tls_support::{with_rtmps, TestCa};
+    let dir = TempDir::new("page-https");
+    let leaf = TestCa::new().leaf();
+    let server = start_server_with(|c| {
+        with_rtmps(c, dir.path(), &leaf);
+        c.https = vec![SocketAddr::from(([127, 0, 0, 1], 0)).into()];
+    });
+    let https = server.listener(rtmpd::server::Service::Https);
+    let path = "live/page-tls";
+    let publisher = publish_three_segments(&server, path);
+    let mut browser = Browser::open(&format!("https://localhost:{}/", https.port()));
+    let state = wait_playing(&mut browser, 1.0);
+    assert_eq!(state["w"].as_u64(), Some(320), "{state}");
+    let src = browser.eval("document.querySelector('video').src");
+    assert_eq!(
+        src.as_str(),
+        Some(format!("https://localhost:{}/{path}/index.m3u8", https.port()).as_str())
+    );
     drop(publisher);
 }
 
