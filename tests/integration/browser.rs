@@ -21,7 +21,7 @@ use tungstenite::{Message, WebSocket};
 use crate::http_support::*;
 use crate::support::*;
 
-const START: Duration = Duration::from_secs(20);
+const START: Duration = Duration::from_secs(60);
 
 /// Headless Chromium with a DevTools connection to its one page.
 struct Browser {
@@ -215,7 +215,7 @@ fn wait_playing(browser: &mut Browser, seconds: f64) -> Value {
 /// segments (DEMUXER_ERROR_COULD_NOT_PARSE); it plays once a stream has three,
 /// as any stream live for six seconds has.
 fn publish_three_segments(server: &TestServer, path: &str) -> ChildGuard {
-    let publisher = ChildGuard::new(publish_looped(&server.url(path), &fixture("av.flv"), 10));
+    let publisher = ChildGuard::new(publish_looped(&server.url(path), &fixture("av.flv"), 100));
     server.wait_for_frames(path, START);
     wait_for("three segments", START, || {
         let resp = get(server.http_addr(), &format!("/{path}/media.m3u8"));
@@ -361,7 +361,7 @@ fn hls_js_plays_low_latency_hls_within_two_seconds_of_the_live_edge() {
     };
     let server = start_server();
     let path = "live/latency";
-    let publisher = ChildGuard::new(publish_looped(&server.url(path), &fixture("av.flv"), 10));
+    let publisher = ChildGuard::new(publish_looped(&server.url(path), &fixture("av.flv"), 100));
     server.wait_for_frames(path, START);
     let dir = TempDir::new("hlsjs");
     let page = dir.join("latency.html");

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// A refusal is immediate; a server that started anyway is killed after this.
-const EXIT_WITHIN: Duration = Duration::from_secs(10);
+const EXIT_WITHIN: Duration = Duration::from_secs(60);
 
 /// Runs `rtmpd ARGS` to its exit (killing it after [`EXIT_WITHIN`]).
 fn rtmpd(args: &[&str]) -> Output {

@@ -11,7 +11,7 @@ use rtmpd::config::Verb;
 use crate::process::ServerProcess;
 use crate::support::*;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `rtmpd --check-config FILE`: (success, stdout + stderr).
 fn check_config(path: &Path) -> (bool, String) {

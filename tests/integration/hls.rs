@@ -23,7 +23,7 @@ use crate::client_support::*;
 use crate::http_support::*;
 use crate::support::*;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `GET path` expecting 200; the body.
 fn fetch(addr: SocketAddr, path: &str) -> Vec<u8> {

@@ -17,7 +17,7 @@ use crate::client_support::*;
 use crate::http_support::{exchange, get, get_json, websocket};
 use crate::support::*;
 
-const STREAM_TIMEOUT: Duration = Duration::from_secs(20);
+const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn http_flv(addr: SocketAddr, path: &str) -> Vec<FlvTag> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");

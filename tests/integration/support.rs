@@ -705,27 +705,27 @@ impl Drop for TempDir {
 /// for audio-only streams), measured between its first and last timestamp.
 pub const MIN_RECEIVED_MS: u32 = 1000;
 
-/// Waits until the FLV a player is still writing to `out` holds more than
-/// [`MIN_RECEIVED_MS`] of the video track (the audio track for audio-only
-/// streams): enough to compare once the test stops a looped publisher, which
-/// need not wait for a real-time stream to reach any point on a busy machine.
+/// Waits until the FLV a player is still writing to `out` [`holds_enough`]: then
+/// a test may stop a looped publisher, which need not wait for a real-time
+/// stream to reach any point on a busy machine.
 pub fn wait_for_received(out: &Path, timeout: Duration) {
     wait_for(
         &format!("{} to hold a second of stream", out.display()),
         timeout,
-        || {
-            let (_, tags) = flv::parse_lenient(&std::fs::read(out).unwrap_or_default());
-            let (audio, video) = media_tracks(&tags);
-            let track = if video.is_empty() { audio } else { video };
-            match (track.first(), track.last()) {
-                // A margin for the tags a player may still buffer.
-                (Some(a), Some(b)) => {
-                    b.timestamp.wrapping_sub(a.timestamp) > MIN_RECEIVED_MS + 1000
-                }
-                _ => false,
-            }
-        },
+        || holds_enough(&flv::parse_lenient(&std::fs::read(out).unwrap_or_default()).1),
     );
+}
+
+/// Whether `tags`, received so far, span more than [`MIN_RECEIVED_MS`] of the
+/// video track (the audio track for audio-only streams), with a second's margin
+/// for what a player may still hold back.
+pub fn holds_enough(tags: &[FlvTag]) -> bool {
+    let (audio, video) = media_tracks(tags);
+    let track = if video.is_empty() { audio } else { video };
+    match (track.first(), track.last()) {
+        (Some(a), Some(b)) => b.timestamp.wrapping_sub(a.timestamp) > MIN_RECEIVED_MS + 1000,
+        _ => false,
+    }
 }
 
 /// An audio or video sequence header (AAC AudioSpecificConfig, AVC decoder

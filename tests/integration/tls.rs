@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rtmpd::rng::Rng;
 use rtmpd::server::Service;
 
+use crate::client_support::SteppedPublisher;
 use crate::hostile::{
     c0_c1, closed_by_server, raw_connect, read_until_closed, HealthyStream, CLOSE_WITHIN,
 };
@@ -22,6 +23,9 @@ use crate::process::ServerProcess;
 use crate::relay_support::free_port;
 use crate::support::*;
 use crate::tls_support::*;
+
+/// A bound on a hang only, generous for a busy machine.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A server with an RTMPS listener serving a leaf of a fresh CA.
 fn rtmps_server(
@@ -51,7 +55,7 @@ fn ffmpeg_and_rtmpdump_publish_and_play_over_rtmps_byte_for_byte() {
     let (tls_out, plain_out) = (dir.join("rtmps.flv"), dir.join("rtmp.flv"));
     let tls_player = play_rtmpdump(&rtmps, &tls_out);
     let plain_player = play_rtmpdump(&server.url(path), &plain_out);
-    server.wait_for_players(path, 2, Duration::from_secs(10));
+    server.wait_for_players(path, 2, WAIT);
 
     // By name, so the certificate's name is checked too.
     let port = server.listener(Service::Rtmps).port();
@@ -62,21 +66,9 @@ fn ffmpeg_and_rtmpdump_publish_and_play_over_rtmps_byte_for_byte() {
         .args(["-c", "copy", "-f", "flv", "-tls_verify", "1", "-ca_file"])
         .arg(&ca_file)
         .arg(format!("rtmps://localhost:{port}/{path}"));
-    wait_success(
-        spawn(publish),
-        Duration::from_secs(20),
-        "ffmpeg publishing over RTMPS",
-    );
-    wait_success(
-        tls_player,
-        Duration::from_secs(20),
-        "rtmpdump playing over RTMPS",
-    );
-    wait_success(
-        plain_player,
-        Duration::from_secs(20),
-        "rtmpdump playing over RTMP",
-    );
+    wait_success(spawn(publish), WAIT, "ffmpeg publishing over RTMPS");
+    wait_success(tls_player, WAIT, "rtmpdump playing over RTMPS");
+    wait_success(plain_player, WAIT, "rtmpdump playing over RTMP");
     let published = fixture_tags("av.flv");
     assert_received_matches(&published, &read_flv(&tls_out), true);
     assert_received_matches(&published, &read_flv(&plain_out), true);
@@ -326,7 +318,7 @@ fn tls_handshakes_count_against_the_connection_budgets() {
     let flood: Vec<TcpStream> = (0..12).map(|_| raw_connect(addr)).collect();
     // The server closes the oldest for the newest (the API, itself a pending
     // connection from the same address, would be one of them: not asked here).
-    wait_for("the flood to be evicted", Duration::from_secs(10), || {
+    wait_for("the flood to be evicted", WAIT, || {
         flood.iter().filter(|s| closed_by_server(s)).count() >= 8
     });
 
@@ -334,10 +326,12 @@ fn tls_handshakes_count_against_the_connection_budgets() {
     let path = "live/budget";
     let out = dir.join("played.flv");
     let player = play_ffmpeg(&server.rtmps_url(path), &out);
-    server.wait_for_players(path, 1, Duration::from_secs(10));
-    // In real time, so it is still live when the third connection comes.
-    let publisher = publish_looped(&server.rtmps_url(path), &fixture("av.flv"), 0);
-    server.wait_for_frames(path, Duration::from_secs(10));
+    server.wait_for_players(path, 1, WAIT);
+    // Looped, so it is still live when the third connection comes however slowly
+    // that is; stopped once the player has had enough.
+    let (input, published) = looped_fixture(&dir, "av.flv", 100);
+    let publisher = publish_looped(&server.rtmps_url(path), &input, 0);
+    server.wait_for_frames(path, WAIT);
 
     // Two RTMPS connections are established: a third is one too many.
     let mut rtmp = rtmpd::client::Client::connect(
@@ -356,13 +350,10 @@ fn tls_handshakes_count_against_the_connection_budgets() {
     }
     drop(flood);
     assert_eq!(server.players(path), 1);
-    wait_success(
-        publisher,
-        Duration::from_secs(20),
-        "ffmpeg publishing over RTMPS",
-    );
-    wait_success(player, Duration::from_secs(20), "ffmpeg playing over RTMPS");
-    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
+    wait_for_received(&out, WAIT);
+    stop(publisher, WAIT);
+    wait_success(player, WAIT, "ffmpeg playing over RTMPS");
+    assert_received_from_start(&published, &read_flv(&out));
 }
 
 /// A client that fails its handshakes over and over costs one warning line
@@ -404,7 +395,7 @@ fn handshake_failures_are_logged_once_per_address_and_counted() {
         read_until_closed(&mut socket, CLOSE_WITHIN, "plain RTMP");
     }
     let http = server.http.expect("HTTP");
-    wait_for("five failures counted", Duration::from_secs(10), || {
+    wait_for("five failures counted", WAIT, || {
         let metrics = crate::http_support::get(http, "/metrics").text();
         metrics.contains("rtmpd_tls_handshake_failures_total 5")
     });
@@ -512,7 +503,7 @@ fn short_rtmps_sessions_are_all_closed() {
         let mut s0 = [0u8; 1];
         s.read_exact(&mut s0).unwrap();
     }
-    wait_for("every session to end", Duration::from_secs(10), || {
+    wait_for("every session to end", WAIT, || {
         let (_, doc) = get_json(server.http_addr(), "/api/server");
         doc["connections"]["rtmp"]["open"] == 0
     });
@@ -544,11 +535,7 @@ fn https_hooks_verify_the_backend_against_the_system_roots() {
                 .env_remove("SSL_CERT_DIR");
         });
     let publisher = publish_ffmpeg(&trusting.url("live/hooked"), &fixture("av.flv"), false);
-    wait_success(
-        publisher,
-        Duration::from_secs(20),
-        "publishing with an https hook",
-    );
+    wait_success(publisher, WAIT, "publishing with an https hook");
     let call = hooks.wait_call("publish");
     assert_eq!(
         (call.path.as_str(), call.field("name")),
@@ -563,7 +550,7 @@ fn https_hooks_verify_the_backend_against_the_system_roots() {
             cmd.env("SSL_CERT_FILE", &empty).env_remove("SSL_CERT_DIR");
         });
     let publisher = publish_ffmpeg(&doubting.url("live/doubted"), &fixture("av.flv"), false);
-    let (status, _) = wait_with_stderr(publisher, Duration::from_secs(20));
+    let (status, _) = wait_with_stderr(publisher, WAIT);
     assert!(!status.success(), "published without an approved hook");
     let log = doubting.log();
     assert!(
@@ -591,13 +578,15 @@ fn https_flv_wss_flv_and_the_api_over_tls() {
     let ca_file = dir.join("ca.pem");
     ca.write(&ca_file);
     let path = "live/web";
-    let published = fixture_tags("av.flv");
-    let publisher = publish_ffmpeg(&server.rtmps_url(path), &fixture("av.flv"), true);
-    server.wait_for_frames(path, Duration::from_secs(10));
+    // Looped, and stopped once both readers have had enough of it: a real-time
+    // stream could end before a busy machine has them going.
+    let (input, published) = looped_fixture(&dir, "av.flv", 100);
+    let publisher = publish_ffmpeg(&server.rtmps_url(path), &input, true);
+    server.wait_for_frames(path, WAIT);
 
     let out = dir.join("curl.flv");
     let mut curl = Command::new("curl");
-    curl.args(["-sSk", "--max-time", "20", "-o"])
+    curl.args(["-sSk", "--max-time", "600", "-o"])
         .arg(&out)
         .arg(format!("https://127.0.0.1:{}/{path}.flv", https.port()));
     let curl = spawn(curl);
@@ -609,7 +598,15 @@ fn https_flv_wss_flv_and_the_api_over_tls() {
     ws.send(tungstenite::Message::Ping("over TLS".into()))
         .unwrap();
     let (mut flv_bytes, mut pongs) = (Vec::new(), 0);
+    let mut publisher = Some(publisher);
     loop {
+        if publisher.is_some()
+            && pongs == 1
+            && holds_enough(&rtmpd::media::flv::parse_lenient(&flv_bytes).1)
+        {
+            wait_for_received(&out, WAIT);
+            stop(publisher.take().unwrap(), WAIT);
+        }
         match ws.read() {
             Ok(tungstenite::Message::Binary(data)) => flv_bytes.extend_from_slice(&data),
             Ok(tungstenite::Message::Pong(data)) => {
@@ -622,8 +619,11 @@ fn https_flv_wss_flv_and_the_api_over_tls() {
             Err(e) => panic!("reading the WSS stream: {e}"),
         }
     }
-    wait_success(publisher, Duration::from_secs(20), "publisher");
-    wait_success(curl, Duration::from_secs(20), "curl -k reading HTTPS-FLV");
+    assert!(
+        publisher.is_none(),
+        "the WSS stream ended before the publisher"
+    );
+    wait_success(curl, WAIT, "curl -k reading HTTPS-FLV");
     assert_eq!(pongs, 1, "the ping is answered");
     let (_, tags) = rtmpd::media::flv::parse(&flv_bytes).unwrap_or_else(|e| panic!("{e}"));
     assert_received_matches(&published, &tags, false);
@@ -720,30 +720,21 @@ fn pushes_and_edge_pulls_go_over_rtmps() {
     });
     let out = dir.join("pushed.flv");
     let player = play_rtmpdump(&destination.url("dest/cam"), &out);
-    destination.wait_for_players("dest/cam", 1, Duration::from_secs(10));
-    let publisher = publish_ffmpeg(&source.url("live/cam"), &fixture("av.flv"), true);
-    wait_push_state(
-        &source,
-        "live/cam",
-        "dest/",
-        "live",
-        Duration::from_secs(10),
-    );
-    wait_push_state(
-        &source,
-        "live/cam",
-        "checked/",
-        "backing_off",
-        Duration::from_secs(10),
-    );
+    destination.wait_for_players("dest/cam", 1, WAIT);
+    // Held halfway while the pushes are looked at: both are there until it ends.
+    let published = fixture_tags("av.flv");
+    let mut publisher = SteppedPublisher::start(&source, "live/cam", published.clone());
+    publisher.send_until(2000);
+    wait_push_state(&source, "live/cam", "dest/", "live", WAIT);
+    wait_push_state(&source, "live/cam", "checked/", "backing_off", WAIT);
     let checked = push_status(&source, "live/cam", "checked/").unwrap();
     let why = checked["last_error"].as_str().unwrap();
     assert!(why.contains("UnknownIssuer"), "{checked}");
     assert!(checked["url"].as_str().unwrap().starts_with("rtmps://"));
-    wait_success(publisher, Duration::from_secs(20), "publisher");
-    wait_success(player, Duration::from_secs(20), "player on the destination");
-    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
-    wait_for("the pushes to end", Duration::from_secs(10), || {
+    publisher.finish();
+    wait_success(player, WAIT, "player on the destination");
+    assert_received_matches(&published, &read_flv(&out), true);
+    wait_for("the pushes to end", WAIT, || {
         relays(&source)["pushes"]
             .as_array()
             .is_some_and(|p| p.is_empty())
@@ -766,14 +757,10 @@ fn pushes_and_edge_pulls_go_over_rtmps() {
     let path = "live/edge";
     let out = dir.join("edge.flv");
     let player = play_rtmpdump(&edge.url(path), &out);
-    destination.wait_for_players(path, 1, Duration::from_secs(10));
+    destination.wait_for_players(path, 1, WAIT);
     let publisher = publish_ffmpeg(&destination.url(path), &fixture("av.flv"), true);
-    wait_success(
-        publisher,
-        Duration::from_secs(20),
-        "publisher at the origin",
-    );
-    wait_success(player, Duration::from_secs(20), "player on the edge");
+    wait_success(publisher, WAIT, "publisher at the origin");
+    wait_success(player, WAIT, "player on the edge");
     assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), false);
 }
 
@@ -801,10 +788,10 @@ fn a_verifying_rtmps_push_checks_the_chain_by_name() {
     });
     let out = dir.join("pushed.flv");
     let player = play_rtmpdump(&destination.url("dest/cam"), &out);
-    destination.wait_for_players("dest/cam", 1, Duration::from_secs(10));
+    destination.wait_for_players("dest/cam", 1, WAIT);
     let publisher = publish_ffmpeg(&source.url("live/cam"), &fixture("av.flv"), false);
-    wait_success(publisher, Duration::from_secs(20), "publisher");
-    wait_success(player, Duration::from_secs(20), "player on the destination");
+    wait_success(publisher, WAIT, "publisher");
+    wait_success(player, WAIT, "player on the destination");
     assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
     let log = source.log();
     assert!(log.contains("push live/cam to rtmps://localhost"), "{log}");
