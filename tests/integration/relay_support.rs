@@ -89,12 +89,9 @@ pub fn wait_push_state(
 }
 
 /// The waits a failing push chose, as the API shows them: (reconnects so far,
-/// seconds from its failure to its next attempt), once for each failure seen
-/// while it backs off, until one after at least `n - 1` reconnects. The server
-/// starts the state and sets the retry from one clock reading, so
-/// `state_seconds + retry_in_seconds` is the wait it chose, exactly (to the API's
-/// milliseconds), however late the poll; a failure a busy machine kept the poll
-/// from seeing is left out, not guessed.
+/// `backoff_seconds`, the wait chosen after that failure), once for each failure
+/// seen while it backs off, until one after at least `n - 1` reconnects. A
+/// failure a busy machine kept the poll from seeing is left out, not guessed.
 pub fn observe_backoff(
     server: &TestServer,
     path: &str,
@@ -109,14 +106,10 @@ pub fn observe_backoff(
         || {
             if let Some(p) = push_status(server, path, url_part) {
                 let reconnects = p["reconnects"].as_u64().unwrap_or_default();
-                let left = p["retry_in_seconds"].as_f64().unwrap_or_default();
-                // Past its retry time, the state is on its way out.
-                if p["state"] == "backing_off"
-                    && left > 0.0
-                    && waits.last().is_none_or(|(m, _)| *m != reconnects)
-                {
-                    let since = p["state_seconds"].as_f64().unwrap_or_default();
-                    waits.push((reconnects, since + left));
+                if let Some(wait) = p["backoff_seconds"].as_f64() {
+                    if waits.last().is_none_or(|(m, _)| *m != reconnects) {
+                        waits.push((reconnects, wait));
+                    }
                 }
             }
             waits.last().is_some_and(|(m, _)| *m >= last)
