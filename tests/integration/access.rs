@@ -361,7 +361,7 @@ impl HookServer {
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let record = record.clone();
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = stream.set_read_timeout(Some(FINISH));
                 match &tls {
                     None => thread::spawn(move || answer(stream, &record)),
                     Some(config) => {
@@ -811,7 +811,7 @@ fn ipv6_and_mapped_peers_meet_hooks_and_ip_rules_as_themselves() {
 fn api_get(addr: SocketAddr, path: &str, token: Option<&str>) -> HttpResponse {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    exchange(addr, req.as_bytes(), Duration::from_secs(10))
+    exchange(addr, req.as_bytes(), FINISH)
 }
 
 #[test]
@@ -883,7 +883,7 @@ fn no_secret_token_or_query_reaches_the_log() {
     std::fs::write(
         &config,
         format!(
-            "api_token = \"ApiToken3\"\n[app.sec]\npublish_secret = \"PubSecret1\"\n\
+            "api_token = \"ApiToken3\"\nhook_timeout = 60\n[app.sec]\npublish_secret = \"PubSecret1\"\n\
              play_secret = \"PlaySecret2\"\non_play = \"{}\"\non_play_done = \"{}\"\n",
             hooks.url("allow/play"),
             hooks.url("allow/play_done"),
@@ -898,9 +898,11 @@ fn no_secret_token_or_query_reaches_the_log() {
     let signed = token("PlaySecret2", Verb::Play, "sec/cam", now() + 600);
     let sig = signed.split_once("sig=").unwrap().1.to_owned();
 
+    // Looped: live until both players are on, however slowly they come.
+    let (input, _) = looped_fixture(&dir, "av.flv", 100);
     let publisher = publish_ffmpeg(
         &server.url("sec/cam?secret=PubSecret1&token=Token4"),
-        &fixture("av.flv"),
+        &input,
         true,
     );
     let publisher = ChildGuard::new(publisher);
@@ -915,26 +917,27 @@ fn no_secret_token_or_query_reaches_the_log() {
     let played = dir.join("played.flv");
     let rtmp_player = play_rtmpdump(&server.url("sec/cam?secret=PlaySecret2"), &played);
     let http_player = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "15"])
+        .args(["-s", "-o", "/dev/null", "--max-time", "600"])
         .arg(format!("http://{http}/sec/cam.flv?{signed}"))
         .spawn()
         .expect("running curl");
     let http_player = ChildGuard::new(http_player);
     let head = |query: &str| {
         let req = format!("HEAD /sec/cam.flv?{query} HTTP/1.1\r\nHost: {http}\r\n\r\n");
-        exchange(http, req.as_bytes(), Duration::from_secs(10)).status
+        exchange(http, req.as_bytes(), FINISH).status
     };
     assert_eq!(head("secret=PlaySecret2"), 200);
     assert_eq!(head("secret=Wrong7"), 403);
     let malformed = b"GET /sec/my cam.flv?secret=PlaySecret2 HTTP/1.1\r\n\r\n";
-    assert_eq!(
-        exchange(http, malformed, Duration::from_secs(10)).status,
-        400
-    );
+    assert_eq!(exchange(http, malformed, FINISH).status, 400);
     assert_eq!(api_get(http, "/api/streams", Some("ApiToken3")).status, 200);
     assert_eq!(api_get(http, "/api/streams", Some("Wrong6")).status, 401);
 
-    wait_success(publisher.take(), FINISH, "the publisher");
+    wait_for("both players", SUBSCRIBE, || {
+        let doc = api_get(http, "/api/streams/sec/cam", Some("ApiToken3")).json();
+        doc["players"].as_array().is_some_and(|p| p.len() == 2)
+    });
+    stop(publisher.take(), FINISH);
     wait_success(rtmp_player, FINISH, "rtmpdump");
     wait_success(http_player.take(), FINISH, "curl");
     let done = hooks.wait_call("play_done");

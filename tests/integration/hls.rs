@@ -521,7 +521,7 @@ fn hls_over_https_serves_what_http_serves() {
     let curl = |file: &str| -> Vec<u8> {
         let url = format!("https://localhost:{}/{path}/{file}", https.port());
         let out = std::process::Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "20", "--cacert"])
+            .args(["-sS", "--fail", "--max-time", "60", "--cacert"])
             .arg(&ca_file)
             .arg(&url)
             .output()

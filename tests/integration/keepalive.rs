@@ -223,12 +223,12 @@ fn waiting_players_whose_peer_vanished_are_released() {
         })
         .collect();
     for path in ["live/idle", "live/busy"] {
-        server.wait_for_players(path, 1, Duration::from_secs(20));
+        server.wait_for_players(path, 1, Duration::from_secs(60));
     }
     // The play replies are out and acknowledged: the connections are idle.
     wait_for(
         "the play replies to be acknowledged",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         || {
             let queues = send_queues(server.addr.port());
             queues.len() == 2 && queues.iter().all(|&q| q == 0)

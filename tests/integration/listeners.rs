@@ -206,7 +206,7 @@ fn a_stop_is_clean_where_a_sysctl_turned_ipv6_off() {
     let pid = child.id().to_string();
     let child = ChildGuard::new(child);
     let read_log = || std::fs::read_to_string(&log_path).unwrap();
-    wait_for("four listeners", Duration::from_secs(20), || {
+    wait_for("four listeners", Duration::from_secs(60), || {
         read_log().matches("listening for ").count() == 4
     });
     let text = read_log();
@@ -215,7 +215,7 @@ fn a_stop_is_clean_where_a_sysctl_turned_ipv6_off() {
     }
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
-    let status = wait_with_timeout(child.take(), Duration::from_secs(10));
+    let status = wait_with_timeout(child.take(), Duration::from_secs(60));
     let text = read_log();
     assert!(status.success(), "{status}: {text}");
     assert!(text.contains("stopped: every connection closed"), "{text}");

@@ -108,7 +108,7 @@ fn every_line_about_a_client_names_it_and_refusals_tell_no_one_else() {
     let (status, _) = get_json(http, "/api/streams");
     assert_eq!(status, 200);
     drop((first, player, second, long));
-    wait_for("the player's close", Duration::from_secs(10), || {
+    wait_for("the player's close", Duration::from_secs(60), || {
         server
             .log()
             .contains(&format!("{player_addr}: closed after"))

@@ -185,7 +185,7 @@ pub fn publish_paced(url: &str, tags: Vec<FlvTag>) -> thread::JoinHandle<Result<
         Ok(())
     });
     started
-        .recv_timeout(Duration::from_secs(10))
+        .recv_timeout(Duration::from_secs(60))
         .expect("the paced publisher to start publishing");
     handle
 }

@@ -117,16 +117,16 @@ pub fn ffmpeg_plays_every_tag(server: &TestServer, url: &str, path: &str) {
     let dir = TempDir::new("ffmpeg-plays");
     let out = dir.join("played.flv");
     let player = play_ffmpeg(url, &out);
-    server.wait_for_players(path, 1, Duration::from_secs(10));
+    server.wait_for_players(path, 1, Duration::from_secs(60));
     let publisher = publish_ffmpeg(url, &fixture("av.flv"), false);
     wait_success(
         publisher,
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         &format!("ffmpeg publishing {url}"),
     );
     wait_success(
         player,
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         &format!("ffmpeg playing {url}"),
     );
     assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);

@@ -632,7 +632,7 @@ fn https_flv_wss_flv_and_the_api_over_tls() {
     // curl, verifying the server by name against the test CA: the body.
     let curl_https = |path: &str| {
         let out = Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
+            .args(["-sS", "--fail", "--max-time", "60", "--cacert"])
             .arg(&ca_file)
             .arg(format!("https://localhost:{}{path}", https.port()))
             .output()
@@ -662,7 +662,7 @@ fn https_flv_wss_flv_and_the_api_over_tls() {
     let (page, _) = both("/");
     assert!(String::from_utf8_lossy(&page).contains("<title>rtmpd"));
     let media = format!("/{path}/media.m3u8");
-    wait_for("the playlist to end", Duration::from_secs(10), || {
+    wait_for("the playlist to end", WAIT, || {
         let plain = crate::http_support::get(server.http_addr(), &media);
         plain.status == 200 && plain.text().contains("#EXT-X-ENDLIST")
     });
@@ -845,7 +845,7 @@ fn secrets_hooks_waiting_players_and_the_gop_cache_work_over_rtmps() {
     let mut waiting = connect("secret=ply");
     waiting.play("same?secret=ply").unwrap();
     play_preamble(&mut waiting);
-    server.wait_for_players(path, 1, Duration::from_secs(10));
+    server.wait_for_players(path, 1, WAIT);
 
     // Without the file's onMetaData: its duration would make rtmpdump call a
     // live stream joined late incomplete (a live encoder sends none).
@@ -881,7 +881,7 @@ fn secrets_hooks_waiting_players_and_the_gop_cache_work_over_rtmps() {
         &format!("{}?{play_token}", server.rtmps_url(path)),
         &late_out,
     );
-    server.wait_for_players(path, 2, Duration::from_secs(10));
+    server.wait_for_players(path, 2, WAIT);
     let plays = || {
         let calls = hooks.calls();
         calls
@@ -889,9 +889,7 @@ fn secrets_hooks_waiting_players_and_the_gop_cache_work_over_rtmps() {
             .filter(|c| c.fields.iter().any(|(n, v)| n == "call" && v == "play"))
             .collect::<Vec<_>>()
     };
-    wait_for("both players' play hooks", Duration::from_secs(10), || {
-        plays().len() >= 2
-    });
+    wait_for("both players' play hooks", WAIT, || plays().len() >= 2);
     for call in plays() {
         assert!(call.field("tcurl").starts_with("rtmps://"), "{call:?}");
     }
@@ -903,11 +901,7 @@ fn secrets_hooks_waiting_players_and_the_gop_cache_work_over_rtmps() {
         "the waiting RTMPS player, second half",
     );
     publisher.close();
-    wait_success(
-        late,
-        Duration::from_secs(20),
-        "rtmpdump joining late over RTMPS",
-    );
+    wait_success(late, WAIT, "rtmpdump joining late over RTMPS");
     let received = read_flv(&late_out);
     assert_received_matches(&published, &received, false);
     let (_, video) = media_tracks(&received);
