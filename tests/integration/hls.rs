@@ -4,7 +4,8 @@
 //! for exists and not before; sessions are admitted once (one `on_play`), listed
 //! in the API and metrics, carry a signed URL's authority to the segment URLs,
 //! and end (`on_play_done`) after 30 s without a request; the HTTPS listener
-//! serves the same bytes as the HTTP one.
+//! serves the same bytes as the HTTP one; a stop answers a waiting reload with
+//! the ended playlist.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -560,4 +561,50 @@ fn hls_over_https_serves_what_http_serves() {
         .collect();
     tracks.sort();
     assert_eq!(tracks, ["audio:aac", "video:h264"], "{streams:?}");
+}
+
+/// A stop answers a viewer's waiting blocking reload at once with the ended
+/// playlist (`EXT-X-ENDLIST`): not after the hold of three target durations,
+/// which would answer 503, and not by cutting the connection.
+#[test]
+fn a_stop_answers_a_waiting_reload_with_the_ended_playlist() {
+    let server = start_server();
+    let path = "live/hls-stop";
+    let mut publisher = new_publisher(&server, path);
+    send_tags(&mut publisher, &fixture_tags("av.flv"));
+    let addr = server.http_addr();
+    let multivariant = fetch_text(addr, &format!("/{path}/index.m3u8"));
+    let session = multivariant
+        .lines()
+        .last()
+        .unwrap()
+        .trim_end_matches("media.m3u8");
+    let base = format!("/{path}/{session}");
+    let media = fetch_text(addr, &format!("{base}media.m3u8"));
+    // The segment after the hinted part's never comes: av.flv's keyframes are
+    // 1 s apart and it ends before the one that would start it (the hint is
+    // in segment 1 at the latest, as seg-0 is complete; the server may still
+    // be taking in the last frames, so the hinted part itself may yet appear).
+    let (msn, _) = preload_hint(&media);
+    let next = msn + 1;
+    let mut waiting = get_later(
+        addr,
+        &format!("{base}media.m3u8?_HLS_msn={next}&_HLS_part=0"),
+    );
+    // The server has read the reload when no HTTP connection is between
+    // requests and two are open (the reload's and this API request's).
+    wait_for("the reload to wait in the server", TIMEOUT, || {
+        let (_, doc) = get_json(addr, "/api/server");
+        let http = &doc["connections"]["http"];
+        http["pending"] == 0 && http["open"].as_u64() >= Some(2)
+    });
+    assert!(server.handle.shutdown("test"));
+    let answer = parse_response(&read_to_close(&mut waiting, TIMEOUT));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer.text().contains("#EXT-X-ENDLIST"),
+        "{}",
+        answer.text()
+    );
+    drop(publisher);
 }
