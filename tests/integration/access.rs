@@ -734,6 +734,80 @@ fn done_hooks_carry_byte_counts_and_players_go_through_on_play() {
     assert_eq!(err.status_code(), Some("NetStream.Play.Failed"), "{err}");
 }
 
+/// What a WebSocket-FLV player to `path` (with its query) gets: the HTTP status
+/// of a refused upgrade, or 101 and the start of the FLV.
+fn websocket_status(server: &TestServer, path: &str) -> u16 {
+    match crate::http_support::websocket(server.http_addr(), path, SUBSCRIBE) {
+        Ok(mut ws) => {
+            match ws.read() {
+                Ok(tungstenite::Message::Binary(data)) => {
+                    assert!(data.starts_with(b"FLV"), "{path}: {data:?}")
+                }
+                other => panic!("{path}: admitted, then {other:?}"),
+            }
+            101
+        }
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+/// WebSocket-FLV players are admitted as HTTP-FLV players are: the play secret
+/// or a play token in the URL's query, then `on_play` (asked with the query's
+/// arguments); a refusal is a 403 before the upgrade.
+#[test]
+fn websocket_flv_players_pass_the_same_checks() {
+    let hooks = HookServer::start();
+    let server = start_with_rules(&format!(
+        "on_play = \"{}\"\n[app.closed]\non_play = \"{}\"\n\
+         [app.sec]\nplay_secret = \"ply\"\npublish_secret = \"pub\"\n",
+        hooks.url("allow/play"),
+        hooks.url("deny/play"),
+    ));
+    let mut publishers = Vec::new();
+    for path in ["closed/cam", "sec/cam?secret=pub"] {
+        let mut publisher = new_publisher(&server, path);
+        send_keyframe(&mut publisher);
+        let key = path.split('?').next().unwrap();
+        server.wait_for_frames(key, SUBSCRIBE);
+        publishers.push(publisher);
+    }
+    assert_eq!(websocket_status(&server, "closed/cam.flv?who=ws"), 403);
+    let asked = hooks.wait_call("play");
+    assert_eq!(
+        (asked.path.as_str(), asked.field("app"), asked.field("name")),
+        ("/deny/play", "closed", "cam")
+    );
+    assert_eq!(asked.field("who"), "ws", "the query's arguments");
+
+    let later = now() + 600;
+    assert_eq!(websocket_status(&server, "sec/cam.flv"), 403);
+    assert_eq!(websocket_status(&server, "sec/cam.flv?secret=pub"), 403);
+    let publish_token = token("pub", Verb::Publish, "sec/cam", later);
+    assert_eq!(
+        websocket_status(&server, &format!("sec/cam.flv?{publish_token}")),
+        403
+    );
+    let expired = token("ply", Verb::Play, "sec/cam", now() - 1);
+    assert_eq!(
+        websocket_status(&server, &format!("sec/cam.flv?{expired}")),
+        403
+    );
+    assert_eq!(websocket_status(&server, "sec/cam.flv?secret=ply"), 101);
+    let play_token = token("ply", Verb::Play, "sec/cam", later);
+    assert_eq!(
+        websocket_status(&server, &format!("sec/cam.flv?{play_token}")),
+        101
+    );
+    // Admitted by the secret, then asked: the global on_play allowed both.
+    let allowed = hooks
+        .calls()
+        .into_iter()
+        .filter(|c| c.path == "/allow/play" && c.field("app") == "sec")
+        .count();
+    assert_eq!(allowed, 2, "{:?}", hooks.calls());
+}
+
 // ---------------------------------------------------------------------------------
 // IP rules, the API token, brute force
 
