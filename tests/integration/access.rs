@@ -320,7 +320,7 @@ impl HookCall {
 
 /// A hook backend on 127.0.0.1: records every call, and answers by path:
 /// `/allow*` 200, `/deny*` 403, `/rename*` 302 to `renamed`, `/relay*` 302 to an
-/// rtmp:// URL, `/slow*` 200 after 600 s.
+/// rtmp:// URL, `/moved*` 302 without a Location, `/slow*` 200 after 600 s.
 pub struct HookServer {
     addr: SocketAddr,
     calls: Arc<Mutex<Vec<HookCall>>>,
@@ -446,6 +446,8 @@ fn answer(stream: impl Read + Write, record: &Mutex<Vec<HookCall>>) {
         "302 Found\r\nLocation: re%6Eamed\r\n".to_owned()
     } else if path.starts_with("/relay") {
         "302 Found\r\nLocation: rtmp://elsewhere/live/x\r\n".to_owned()
+    } else if path.starts_with("/moved") {
+        "302 Found\r\n".to_owned()
     } else {
         if path.starts_with("/slow") {
             // Longer than any test: the server's hook_timeout ends the call.
@@ -579,6 +581,45 @@ fn done_hooks_never_delay_teardown_or_the_next_publisher() {
     let mut second = new_publisher(&server, "live/cam");
     send_keyframe(&mut second);
     server.wait_for_frames("live/cam", SUBSCRIBE);
+}
+
+/// `on_play` answers as `on_publish` does: a 3xx with Location plays that
+/// stream of the app instead (RTMP and HTTP-FLV players alike), and a 3xx
+/// without Location admits (either verb).
+#[test]
+fn on_play_redirects_and_a_3xx_without_location_admits() {
+    let hooks = HookServer::start();
+    let server = start_with_rules(&format!(
+        "[app.pr]\non_play = \"{}\"\n\
+         [app.moved]\non_publish = \"{}\"\non_play = \"{}\"\n",
+        hooks.url("rename/play"),
+        hooks.url("moved/publish"),
+        hooks.url("moved/play"),
+    ));
+    let dir = TempDir::new("play-redirect");
+    let out = dir.join("played.flv");
+    let player = play_rtmpdump(&server.url("pr/cam"), &out);
+    server.wait_for_players("pr/renamed", 1, SUBSCRIBE);
+    let publisher = publish_ffmpeg(&server.url("pr/renamed"), &fixture("av.flv"), false);
+    wait_success(publisher, FINISH, "publisher of pr/renamed");
+    wait_success(player, FINISH, "rtmpdump playing pr/cam");
+    assert_received_matches(&fixture_tags("av.flv"), &read_flv(&out), true);
+
+    let mut publisher = new_publisher(&server, "pr/renamed");
+    send_keyframe(&mut publisher);
+    server.wait_for_frames("pr/renamed", SUBSCRIBE);
+    let mut http_player = TcpStream::connect(server.http_addr()).unwrap();
+    http_player
+        .write_all(b"GET /pr/cam.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    server.wait_for_players("pr/renamed", 1, SUBSCRIBE);
+    assert!(!server.is_live("pr/cam"));
+
+    publish_admitted(&server, "moved/cam", "moved/cam", "hook-3xx-no-location");
+    let paths: Vec<String> = hooks.calls().into_iter().map(|c| c.path).collect();
+    for path in ["/moved/publish", "/moved/play"] {
+        assert!(paths.iter().any(|p| p == path), "{path}: {paths:?}");
+    }
 }
 
 /// Each refusal is one warning in the log (the real binary's) that names the
