@@ -698,7 +698,7 @@ fn a_slow_or_unreachable_hook_refuses_unless_fail_open() {
          [app.open]\non_publish = \"http://{dead}/x\"\nhook_fail_open = true\n",
         hooks.url("slow"),
     ));
-    // The hook answers 200 only after 30 s: a refusal within publish_refused's
+    // The hook answers 200 only after 600 s: a refusal within publish_refused's
     // 10 s can only come from the 0.5 s timeout.
     let stderr = publish_refused(&server, "slow/cam");
     assert!(stderr.contains("could not check it"), "{stderr}");
