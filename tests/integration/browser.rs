@@ -351,7 +351,12 @@ fn native_playback_starts_within_three_segments_of_the_live_edge() {
 
 #[test]
 fn the_page_lists_the_stream_and_its_video_plays_natively() {
-    let server = start_server();
+    // Recorded too, so the page shows a recording's state.
+    let records = TempDir::new("page-records");
+    let record_dir = rtmpd::config::record::RecordDir(records.path().to_owned());
+    let server = start_server_with(|c| {
+        std::sync::Arc::make_mut(&mut c.policy).set_record_everywhere(Some(record_dir));
+    });
     let path = "live/page";
     let publisher = publish_three_segments(&server, path);
     let mut browser = Browser::open(&server.http_url("/"));
@@ -382,7 +387,18 @@ fn the_page_lists_the_stream_and_its_video_plays_natively() {
         .as_str()
         .unwrap()
         .to_owned();
-    for expected in ["h264", "aac", "320×240", "RTMP", "HTTP-FLV", "HLS", "rtmp"] {
+    for expected in [
+        "h264",
+        "aac",
+        "320×240",
+        "RTMP",
+        "HTTP-FLV",
+        "HLS",
+        "rtmp",
+        "Recording",
+        "on · ",
+        ".flv, ",
+    ] {
         assert!(
             text.contains(expected),
             "{expected:?} missing from the page:\n{text}"
