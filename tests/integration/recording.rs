@@ -513,33 +513,46 @@ fn wait_for_failure(server: &TestServer, path: &str) -> serde_json::Value {
     recording
 }
 
+/// A 96 KiB tmpfs under `dir`, unmounted when dropped; `None` (having said so)
+/// where it cannot be mounted and RTMPD_TEST_SKIP_TMPFS is set.
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn mount(dir: &TempDir, test: &str) -> Option<TinyDisk> {
+        let mount = dir.join("tiny");
+        std::fs::create_dir(&mount).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
+            .arg(&mount)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            // Root can mount a tmpfs (CI runs the tests as root); elsewhere say so.
+            assert!(
+                std::env::var_os("RTMPD_TEST_SKIP_TMPFS").is_some(),
+                "cannot mount a tmpfs at {} (the full-disk tests need root); \
+                 RTMPD_TEST_SKIP_TMPFS=1 skips them",
+                mount.display()
+            );
+            eprintln!("{test}: skipped (RTMPD_TEST_SKIP_TMPFS)");
+            return None;
+        }
+        Some(TinyDisk(mount))
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 #[test]
 fn a_full_disk_stops_only_the_recording() {
     let dir = TempDir::new("rec-full");
-    let mount = dir.join("tiny");
-    std::fs::create_dir(&mount).unwrap();
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
-        .arg(&mount)
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        // Root can mount a tmpfs (CI runs the tests as root); elsewhere say so.
-        assert!(
-            std::env::var_os("RTMPD_TEST_SKIP_TMPFS").is_some(),
-            "cannot mount a tmpfs at {} (the full-disk test needs root); \
-             RTMPD_TEST_SKIP_TMPFS=1 skips it",
-            mount.display()
-        );
-        eprintln!("a_full_disk_stops_only_the_recording: skipped (RTMPD_TEST_SKIP_TMPFS)");
+    let Some(tiny) = TinyDisk::mount(&dir, "a_full_disk_stops_only_the_recording") else {
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mount.clone());
+    };
+    let mount = tiny.0.clone();
     let server = start_server_with(recording_into(&mount, |_| {}));
     stream_goes_on(&server, "live/full", || {
         let recording = wait_for_failure(&server, "live/full");
@@ -557,6 +570,36 @@ fn a_full_disk_stops_only_the_recording() {
     let files = flv_files(&mount);
     let (header, tags) = flv::parse_lenient(&std::fs::read(&files[0]).unwrap());
     assert!(header.is_some() && tags.len() > 10, "{} tags", tags.len());
+}
+
+/// The real binary's log when a disk fills: one error line that names the
+/// stream, the file and the cause, and no other error or warning, while the
+/// publisher goes on to its end.
+#[test]
+fn a_failed_recording_is_one_error_line() {
+    let dir = TempDir::new("rec-full-log");
+    let Some(tiny) = TinyDisk::mount(&dir, "a_failed_recording_is_one_error_line") else {
+        return;
+    };
+    let record = tiny.0.to_str().unwrap();
+    let server = ServerProcess::start("rec-full-log", false, &["--record", record]);
+    let publisher = publish_ffmpeg(&server.url("live/full"), &fixture("av.flv"), true);
+    wait_for("the recording's error", TIMEOUT, || {
+        server.log().contains("recording live/full stopped")
+    });
+    wait_success(publisher, TIMEOUT, "the publisher, unaware of the disk");
+    let log = server.log();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains("ERROR")
+            && errors[0].contains("No space left on device")
+            && errors[0].contains(record),
+        "{log}"
+    );
 }
 
 /// A disk whose writes fail once `limit` bytes are written, or that hangs in
