@@ -190,6 +190,7 @@ fn getopts_error(fail: getopts::Fail) -> UsageError {
 mod tests {
     use super::*;
     use crate::config::{ListenAddr, LogFormat};
+    use crate::player::MergeMode;
     use std::time::Duration;
 
     fn run(args: &[&str]) -> Config {
@@ -451,6 +452,16 @@ mod tests {
         assert_eq!(err(&["-l"]), "-l needs a value");
         assert_eq!(err(&["--help=yes"]), "--help takes no value");
         assert_eq!(err(&["stray"]), "unexpected argument 'stray'");
+    }
+
+    #[test]
+    fn merge_mode_is_adaptive_or_fixed() {
+        assert_eq!(run(&[]).merge_mode, MergeMode::Adaptive);
+        assert_eq!(run(&["--merge-mode", "fixed"]).merge_mode, MergeMode::Fixed);
+        assert_eq!(
+            parse(["--merge-mode", "fast"]).unwrap_err().to_string(),
+            "--merge-mode: 'fast' must be adaptive or fixed"
+        );
     }
 
     #[test]

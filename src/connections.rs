@@ -20,7 +20,7 @@ use crate::hls::Hls;
 use crate::lifecycle::{ConnectionKind, Lifecycle, Phase, Registration};
 use crate::net::tls::HandshakeError;
 use crate::net::{keepalive, Socket, TcpTransport, TlsTransport, Transport};
-use crate::player::PlayerConfig;
+use crate::player::{MergeWindow, PlayerConfig};
 use crate::record::Recorders;
 use crate::registry::Registry;
 use crate::relay::Relay;
@@ -123,7 +123,11 @@ impl Context {
     /// What a player's engine runs with.
     pub fn player_config(&self) -> PlayerConfig {
         PlayerConfig {
-            merge: self.config.merge_writes,
+            merge: MergeWindow::new(
+                self.config.merge_writes,
+                self.config.merge_mode,
+                self.registry.audience(),
+            ),
             stall: self.config.write_stall_timeout,
             epoch: self.started,
             lifecycle: self.lifecycle.clone(),

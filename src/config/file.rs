@@ -357,7 +357,7 @@ mod tests {
         let c = load(
             "max_connections = 500\nhttp = \"off\"\ngop_cache = false\n\
              handshake_timeout = 2.5\npublish_timeout = 3\nlisten = \"127.0.0.1:1999\"\n\
-             merge_writes_ms = 0\n",
+             merge_writes_ms = 0\nmerge_mode = \"fixed\"\n",
         )
         .unwrap();
         assert_eq!(c.max_connections, 500);
@@ -370,6 +370,11 @@ mod tests {
             [ListenAddr::Addr("127.0.0.1:1999".parse().unwrap())]
         );
         assert_eq!(c.merge_writes, Duration::ZERO);
+        assert_eq!(c.merge_mode, crate::player::MergeMode::Fixed);
+        assert_eq!(
+            load("merge_mode = \"slow\"\n").unwrap_err().lines().last(),
+            Some("merge_mode: must be adaptive or fixed")
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub use file::{FileError, Source};
 pub use policy::{AppPolicy, Policy, Verb};
 
 use crate::amf::amf0::AmfLimits;
+use crate::player::MergeMode;
 use crate::rtmp::chunk::ChunkLimits;
 
 /// Everything the server needs to run, already validated.
@@ -82,7 +83,11 @@ pub struct Config {
     pub max_name_len: usize,
     /// A busy player gets at most one socket write per window; zero writes every
     /// frame as it comes. The cost of serving a player is per write, not per byte.
+    /// The most it may be; `merge_mode` says how it is chosen.
     pub merge_writes: Duration,
+    /// Adaptive: no window while the server has few players, then one that grows
+    /// with their number up to `merge_writes`; fixed: always `merge_writes`.
+    pub merge_mode: MergeMode,
     /// How long an accepted connection may be idle before TCP keepalive probes ask
     /// whether its peer is still there (`--tcp-keepalive`); a peer that answers none
     /// is given up about 30 s later. Zero sends no probes.
@@ -179,6 +184,7 @@ impl Default for Config {
             amf_limits: AmfLimits::default(),
             max_name_len: 256,
             merge_writes: Duration::from_millis(DEFAULT_MERGE_WRITES_MS),
+            merge_mode: MergeMode::Adaptive,
             tcp_keepalive: Duration::from_secs(30),
             log_format: LogFormat::Text,
             policy: Arc::default(),

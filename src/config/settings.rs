@@ -18,6 +18,7 @@ use std::time::Duration;
 use super::record::RecordDir;
 use super::relay::{PushEntry, UpstreamUrl};
 use super::{Config, ListenAddr, LogFormat};
+use crate::player::MergeMode;
 use crate::rtmp::chunk::{MAX_CHUNK_SIZE, MAX_MESSAGE_LEN};
 
 /// One setting: a flag, and a config file key (`config::file`).
@@ -86,6 +87,7 @@ pub enum Kind {
 #[derive(Clone, Copy)]
 pub enum ChoiceField {
     LogFormat(Field<LogFormat>),
+    MergeMode(Field<MergeMode>),
 }
 
 impl ChoiceField {
@@ -93,12 +95,14 @@ impl ChoiceField {
     pub fn names(self) -> Vec<&'static str> {
         match self {
             ChoiceField::LogFormat(_) => LogFormat::ALL.map(LogFormat::as_str).to_vec(),
+            ChoiceField::MergeMode(_) => MergeMode::ALL.map(MergeMode::as_str).to_vec(),
         }
     }
 
     fn get(self, config: &mut Config) -> &'static str {
         match self {
             ChoiceField::LogFormat(field) => field(config).as_str(),
+            ChoiceField::MergeMode(field) => field(config).as_str(),
         }
     }
 
@@ -106,13 +110,28 @@ impl ChoiceField {
     fn set(self, config: &mut Config, name: &str) -> bool {
         match self {
             ChoiceField::LogFormat(field) => {
-                match LogFormat::ALL.into_iter().find(|f| f.as_str() == name) {
-                    Some(format) => *field(config) = format,
-                    None => return false,
-                }
+                choose(field(config), LogFormat::ALL, LogFormat::as_str, name)
+            }
+            ChoiceField::MergeMode(field) => {
+                choose(field(config), MergeMode::ALL, MergeMode::as_str, name)
             }
         }
-        true
+    }
+}
+
+/// Sets `slot` to the one of `all` called `name`; false if none is.
+fn choose<T: Copy, const N: usize>(
+    slot: &mut T,
+    all: [T; N],
+    name_of: fn(T) -> &'static str,
+    name: &str,
+) -> bool {
+    match all.into_iter().find(|&v| name_of(v) == name) {
+        Some(value) => {
+            *slot = value;
+            true
+        }
+        None => false,
     }
 }
 
@@ -324,12 +343,19 @@ pub const SETTINGS: &[Setting] = &[
         name: "merge-writes-ms",
         short: None,
         hint: "MS",
-        help: "send a busy player's queued frames at most once per MS milliseconds; 0 writes each frame at once",
+        help: "send a busy player's queued frames at most once per MS milliseconds (the most the adaptive window grows to; the fixed window); 0 writes each frame at once",
         kind: Kind::Millis {
             min: 0,
             max: 1000,
             field: |c| &mut c.merge_writes,
         },
+    },
+    Setting {
+        name: "merge-mode",
+        short: None,
+        hint: "adaptive|fixed",
+        help: "adaptive: no merge window while the server has 64 players or fewer, then one that grows by 1 ms per 5 players, from 20 ms up to --merge-writes-ms; fixed: always --merge-writes-ms",
+        kind: Kind::Choice(ChoiceField::MergeMode(|c| &mut c.merge_mode)),
     },
     Setting {
         name: "handshake-timeout",

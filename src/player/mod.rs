@@ -32,7 +32,7 @@ use crate::net::{self, Transport};
 use crate::registry::{self, PlayerItem, Subscription};
 
 pub use batch::{Batch, WritePieces};
-pub use pace::Pace;
+pub use pace::{adaptive_window, MergeMode, MergeWindow, Pace};
 
 /// How often a player whose frames flow looks at what the client sent: often
 /// enough that a pause or a closed connection is acted on at once to a person,
@@ -117,8 +117,9 @@ pub trait Sink {
 /// and the server's stop.
 #[derive(Clone)]
 pub struct PlayerConfig {
-    /// A busy player's writes are at most one per window (`--merge-writes-ms`).
-    pub merge: Duration,
+    /// A busy player's writes are at most one per window (`--merge-writes-ms`,
+    /// `--merge-mode`).
+    pub merge: MergeWindow,
     /// The peer may take nothing for this long (`--play-timeout`); the transport
     /// enforces it, the engine names it.
     pub stall: Duration,
@@ -139,7 +140,7 @@ impl Player {
     pub fn new(config: PlayerConfig) -> Player {
         let now = Instant::now();
         Player {
-            pace: Pace::new(config.merge),
+            pace: Pace::new(),
             config,
             // So the first round already looks at the peer's input.
             polled: now.checked_sub(INPUT_POLL).unwrap_or(now),
@@ -171,7 +172,8 @@ impl Player {
             return Err(sink.end(End::Stopping));
         }
         let epoch = self.config.epoch;
-        let more = match self.wait(sink, self.pace.doorbell_wait(epoch.elapsed()))? {
+        let window = self.config.merge.now();
+        let more = match self.wait(sink, self.pace.doorbell_wait(epoch.elapsed(), window))? {
             true => self.gather(sink)?,
             false => false,
         };
@@ -180,7 +182,7 @@ impl Player {
         }
         let media = sink.batch().has_media();
         self.write(transport, sink)?;
-        let sleep = self.pace.after_round(epoch.elapsed(), media, more);
+        let sleep = self.pace.after_round(epoch.elapsed(), window, media, more);
         if !sleep.is_zero() {
             thread::sleep(sleep);
         }

@@ -39,12 +39,12 @@ use crate::media::frame::Frame;
 use crate::media::gop::{GopCache, GopLimits};
 use crate::stream_key::StreamKey;
 use fanout::{Clock, Lossless, PlayerSlot, Queued};
-use stats::{Ingress, Totals};
+use stats::{Ingress, Seat, Totals};
 
 pub use doorbell::{wait_for, Doorbell};
 pub use fanout::{Bound, Overflow, PlayerItem, FRAME_OVERHEAD};
 pub use stats::{
-    PlayerInfo, PlayerProtocol, PlayerStats, PublisherStats, RegistryTotals, StreamInfo,
+    Audience, PlayerInfo, PlayerProtocol, PlayerStats, PublisherStats, RegistryTotals, StreamInfo,
     StreamStats,
 };
 use tap::ViewerSlot;
@@ -100,6 +100,8 @@ pub struct Registry {
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     next_id: AtomicU64,
     totals: Totals,
+    /// Players subscribed now, every stream together.
+    audience: Audience,
     /// Set by `close`: no more publishing; every subscription ends at once.
     closed: AtomicBool,
     clock: Clock,
@@ -113,6 +115,7 @@ impl Registry {
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             totals: Totals::default(),
+            audience: Audience::default(),
             closed: AtomicBool::new(false),
             clock: Clock(Instant::now()),
             tap: OnceLock::new(),
@@ -321,9 +324,13 @@ impl Registry {
         if self.closed.load(Ordering::SeqCst) {
             slot.send(PlayerItem::PublishStop, now);
         }
-        if lossless.is_none() {
-            self.totals.add_play(slot.info.protocol);
-        }
+        let seat = match lossless {
+            None => {
+                self.totals.add_play(slot.info.protocol);
+                Some(self.audience.join())
+            }
+            Some(_) => None,
+        };
         if alive {
             state.players.push(slot);
         } else {
@@ -334,6 +341,7 @@ impl Registry {
             rx,
             doorbell,
             lossless,
+            seat,
         }
     }
 
@@ -376,6 +384,12 @@ impl Registry {
 
     pub fn totals(&self) -> RegistryTotals {
         self.totals.snapshot()
+    }
+
+    /// The players subscribed now, every stream together (lossless subscribers
+    /// are not players).
+    pub fn audience(&self) -> Audience {
+        self.audience.clone()
     }
 }
 
@@ -505,6 +519,7 @@ struct NewSlot {
     rx: Receiver<Queued>,
     doorbell: Arc<Doorbell>,
     lossless: Option<Arc<Lossless>>,
+    seat: Option<Seat>,
 }
 
 /// A subscriber's place on a key: its queue, read by one thread. Dropping it
@@ -517,6 +532,8 @@ pub struct Subscription {
     doorbell: Arc<Doorbell>,
     /// The bound of a lossless subscription, which taking an item shrinks.
     lossless: Option<Arc<Lossless>>,
+    /// A player's place in the server's audience; none for a lossless subscriber.
+    _seat: Option<Seat>,
 }
 
 /// How far a lossless subscriber is behind, for its owner to report.
@@ -565,6 +582,7 @@ impl Subscription {
             rx: slot.rx,
             doorbell: slot.doorbell,
             lossless: slot.lossless,
+            _seat: slot.seat,
         }
     }
 
@@ -929,6 +947,26 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn the_audience_counts_players_of_every_stream_while_they_are_subscribed() {
+        let reg = registry(10);
+        let audience = reg.audience();
+        let publisher = reg.publish(&key("a"), peer(1)).unwrap();
+        let a = reg.play(&key("a"), peer(2));
+        let waiting = reg.play(&key("b"), peer(3));
+        let http = reg.play_if_live(&key("a"), PlayerInfo::new(peer(4), PlayerProtocol::HttpFlv));
+        assert!(reg
+            .play_if_live(&key("c"), PlayerInfo::new(peer(5), PlayerProtocol::WsFlv))
+            .is_none());
+        // A recorder is no player.
+        let recorder = lossless(&reg, "a", ROOMY);
+        assert_eq!(audience.players(), 3);
+        drop((a, http));
+        assert_eq!(audience.players(), 1);
+        drop((waiting, recorder, publisher));
+        assert_eq!(audience.players(), 0);
     }
 
     #[test]

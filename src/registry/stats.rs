@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,36 @@ impl PlayerInfo {
             protocol,
             bytes_out: Arc::new(AtomicU64::new(0)),
         }
+    }
+}
+
+/// How many players the server has now, every stream together: what the adaptive
+/// merge window grows with (`crate::player::MergeWindow`). Each player's
+/// subscription holds a [`Seat`] in it; lossless subscribers (recorders) are no
+/// players and hold none.
+#[derive(Debug, Clone, Default)]
+pub struct Audience(Arc<AtomicUsize>);
+
+impl Audience {
+    /// Players now.
+    pub fn players(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A place in the audience, given up when dropped.
+    pub fn join(&self) -> Seat {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Seat(self.0.clone())
+    }
+}
+
+/// One player's place in the [`Audience`].
+#[derive(Debug)]
+pub struct Seat(Arc<AtomicUsize>);
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

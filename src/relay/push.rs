@@ -248,8 +248,9 @@ impl Worker {
             bytes: &self.status.bytes,
             state: State::Playing,
         };
-        // Paced like every player (merge window, tick groups); stalled writes
-        // give up after the relay's own limit.
+        // Paced like every player (merge window, tick groups): a push is no player
+        // (the audience counts none), but it follows the window the audience sets;
+        // stalled writes give up after the relay's own limit.
         let mut player = Player::new(PlayerConfig {
             stall: RELAY_TIMEOUT,
             ..self.ctx.player_config()
