@@ -40,14 +40,43 @@ impl Doorbell {
         self.armed.store(false, Ordering::Relaxed);
     }
 
+    /// Wakes the waiting thread if it is parked (or about to park) on this bell.
     pub(super) fn ring(&self) {
+        if let Some(thread) = self.answer() {
+            thread.unpark();
+        }
+    }
+
+    /// Rings without waking yet: the thread to unpark, if the bell was armed, goes
+    /// into `wake`, for [`wake_all`] once the ringer has let go of its locks. A
+    /// publisher fanning a frame out to hundreds of players unparks none of them
+    /// while it holds the stream's lock.
+    pub(super) fn ring_into(&self, wake: &mut Vec<Thread>) {
+        if let Some(thread) = self.answer() {
+            wake.push(thread.clone());
+        }
+    }
+
+    /// Disarms the bell for the ringer who finds it armed, and names the thread
+    /// to wake.
+    fn answer(&self) -> Option<&Thread> {
         // Orders the queue write before the check, against `arm`'s store and fence.
         fence(Ordering::SeqCst);
-        if self.armed.swap(false, Ordering::SeqCst) {
-            if let Some(thread) = self.thread.get() {
-                thread.unpark();
-            }
+        // A plain load first: most rings find the bell unarmed (a ticking player
+        // only looks), and reading the flag leaves its cache line shared with the
+        // player's thread where a swap would take it over every time.
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::SeqCst) {
+            self.thread.get()
+        } else {
+            None
         }
+    }
+}
+
+/// Unparks the threads [`Doorbell::ring_into`] collected, emptying `wake`.
+pub(super) fn wake_all(wake: &mut Vec<Thread>) {
+    for thread in wake.drain(..) {
+        thread.unpark();
     }
 }
 

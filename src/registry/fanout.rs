@@ -7,6 +7,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -206,19 +207,28 @@ pub(super) struct PlayerSlot {
 }
 
 impl PlayerSlot {
-    /// Queues an item stamped `now`; false once the subscriber is gone.
+    /// Queues an item stamped `now` and rings; false once the subscriber is gone.
     pub fn send(&self, item: PlayerItem, now: u64) -> bool {
-        let stamp = if self.lossless.is_some() { now } else { 0 };
-        let sent = self.tx.send(Queued::new(item, stamp)).is_ok();
+        let sent = self.queue(item, now);
         self.doorbell.ring();
         sent
+    }
+
+    /// Queues an item stamped `now` without ringing: the caller rings (see
+    /// [`PlayerSlot::offer`]); false once the subscriber is gone.
+    fn queue(&self, item: PlayerItem, now: u64) -> bool {
+        let stamp = if self.lossless.is_some() { now } else { 0 };
+        self.tx.send(Queued::new(item, stamp)).is_ok()
     }
 
     /// Queues `frame` unless the player is joining or skipping and this is not a
     /// place to resume (see [`is_resume_point`]), or the subscriber is too far
     /// behind: a player then skips to the next resume point (the frame is counted
     /// in `dropped_total`, unless the player never had the stream); a lossless
-    /// subscriber is dropped (false). False once the subscriber is gone.
+    /// subscriber is dropped (false). False once the subscriber is gone. A
+    /// subscriber given something to take has its bell rung into `wake`: the
+    /// caller unparks those threads once it has released the stream.
+    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &mut self,
         frame: &Arc<Frame>,
@@ -227,6 +237,7 @@ impl PlayerSlot {
         key: &StreamKey,
         dropped_total: &AtomicU64,
         now: u64,
+        wake: &mut Vec<Thread>,
     ) -> bool {
         if self.joining && !frame.is_essential() && frame.kind != FrameKind::Data {
             if !resume_here {
@@ -246,12 +257,15 @@ impl PlayerSlot {
                     );
                     let overflow = Arc::new(overflow);
                     *lossless.dropped.lock() = Some(overflow.clone());
-                    self.send(PlayerItem::Dropped(overflow), now);
+                    self.queue(PlayerItem::Dropped(overflow), now);
+                    self.doorbell.ring_into(wake);
                     return false;
                 }
             }
         }
-        self.send(PlayerItem::Frame(frame.clone()), now)
+        let sent = self.queue(PlayerItem::Frame(frame.clone()), now);
+        self.doorbell.ring_into(wake);
+        sent
     }
 
     /// A player's skipping: whether `frame` goes out.

@@ -28,6 +28,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Instant;
 
 use crossbeam_channel::{unbounded, Receiver, TryRecvError};
@@ -208,6 +209,7 @@ impl Registry {
             stream,
             id,
             tap,
+            wake: Mutex::new(Vec::new()),
         })
     }
 
@@ -317,9 +319,13 @@ impl Registry {
             slot.joining = state.cache.has_video() && !burst.iter().any(|f| f.is_keyframe());
             let dropped = &self.totals.dropped_frames;
             let cap = usize::MAX;
+            let mut wake = Vec::new();
             for frame in burst {
-                alive = alive && slot.offer(&frame, false, cap, key, dropped, now);
+                alive = alive && slot.offer(&frame, false, cap, key, dropped, now, &mut wake);
             }
+            // Nobody waits on a subscription being made; should someone (a
+            // subscription read elsewhere), it is woken.
+            doorbell::wake_all(&mut wake);
         }
         if self.closed.load(Ordering::SeqCst) {
             slot.send(PlayerItem::PublishStop, now);
@@ -401,6 +407,9 @@ pub struct Publisher {
     /// Behind a lock only so `push` can take `&self`; only this publisher's
     /// thread ever takes it.
     tap: Option<Mutex<Box<dyn FrameTap>>>,
+    /// The subscribers' threads a push wakes once it has released the stream;
+    /// kept to reuse its room (only the publisher's thread takes it).
+    wake: Mutex<Vec<Thread>>,
 }
 
 impl Publisher {
@@ -418,7 +427,9 @@ impl Publisher {
         }
     }
 
-    /// Caches the frame for fast start and hands it to every player that keeps up.
+    /// Caches the frame for fast start and hands it to every player that keeps up,
+    /// then wakes those parked for it, after releasing the stream's lock: a thread
+    /// unparked may preempt the publisher, which should not hold the lock then.
     pub fn push(&self, frame: Frame) {
         let frame = Arc::new(frame);
         let registry = &self.registry;
@@ -442,10 +453,13 @@ impl Publisher {
         let key = &self.stream.key;
         let dropped = &totals.dropped_frames;
         let now = registry.clock.at(now);
+        let mut wake = self.wake.lock();
         state
             .players
-            .retain_mut(|p| p.offer(&frame, resume_here, cap, key, dropped, now));
+            .retain_mut(|p| p.offer(&frame, resume_here, cap, key, dropped, now, &mut wake));
         drop(state);
+        doorbell::wake_all(&mut wake);
+        drop(wake);
         if let Some(tap) = &self.tap {
             tap.lock().frame(&frame);
         }
