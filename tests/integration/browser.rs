@@ -5,8 +5,8 @@
 //! phone's screen; served over HTTPS it plays the HTTPS HLS URL; with an API
 //! token the page asks for it. Natively Chromium starts three segments from the
 //! live edge (its requests seen through a logging proxy). hls.js (test-only,
-//! installed by scripts/test.sh) plays the Low-Latency HLS, aiming within 2 s
-//! of the live edge. Chromium is driven over the DevTools protocol (a WebSocket, with
+//! installed by scripts/test.sh) plays the Low-Latency HLS less than 2 s behind
+//! the frames' arrival at the server. Chromium is driven over the DevTools protocol (a WebSocket, with
 //! tungstenite); a screenshot of the page is saved under target/ for people to
 //! look at.
 
@@ -535,8 +535,10 @@ fn hls_js_plays_low_latency_hls_within_two_seconds_of_the_live_edge() {
         "hls.js aims {target:?} s behind the live edge"
     );
     // How far behind the frames' arrival at the server (EXT-X-PROGRAM-DATE-TIME)
-    // hls.js shows them depends on how busy the machine is (a loaded one measured
-    // 2.0-2.4 s without a stall): printed, not asserted; benchmarks time.
+    // hls.js shows them: issue 15 asks for less than 2 s behind an RTMP player of
+    // the same stream, which itself plays after that arrival, so this is the
+    // stricter bound. 1.2-1.5 s on an idle machine; a machine loaded by several
+    // suites at once (load average in the hundreds) measured 2.0-2.4 s.
     let mut samples = Vec::new();
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(300));
@@ -554,6 +556,11 @@ fn hls_js_plays_low_latency_hls_within_two_seconds_of_the_live_edge() {
     eprintln!(
         "hls.js aims {target:?} s behind the live edge ({parts} parts); plays a median \
          {median:.2} s behind the server's arrival time, of {samples:?} ({stalls} stalls)"
+    );
+    assert!(
+        median < 2.0,
+        "hls.js plays a median {median:.2} s behind the server's arrival time, of \
+         {samples:?} ({stalls} stalls)"
     );
     drop(publisher);
 }
