@@ -22,11 +22,10 @@ use std::sync::Arc;
 use super::metadata::{duration_bytes, filesize_bytes, FieldOffsets};
 use super::naming::with_counter;
 use crate::media::frame::Frame;
+use crate::net::transport::in_groups;
 use crate::player::flv::FlvFraming;
 use crate::player::{Batch, WritePieces};
 
-/// Pieces handed to the kernel per `writev` (its limit is 1024).
-const PIECES_PER_WRITE: usize = 256;
 /// Names tried for a new file before giving up (`name`, `name-1`, ...).
 const MAX_COUNTER: u32 = 1000;
 
@@ -102,14 +101,7 @@ struct FileOut<'a>(&'a mut dyn RecordFile);
 
 impl WritePieces for FileOut<'_> {
     fn write_pieces(&mut self, parts: &mut dyn Iterator<Item = &[u8]>) -> io::Result<()> {
-        let mut parts = parts.peekable();
-        while parts.peek().is_some() {
-            let mut group: Vec<IoSlice> = parts
-                .by_ref()
-                .take(PIECES_PER_WRITE)
-                .map(IoSlice::new)
-                .collect();
-            let mut slices = &mut group[..];
+        in_groups(parts, |mut slices| {
             while !slices.is_empty() {
                 match self.0.write_vectored(slices) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -118,8 +110,8 @@ impl WritePieces for FileOut<'_> {
                     Err(e) => return Err(e),
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
