@@ -74,9 +74,9 @@ pub struct Segments {
     started: bool,
     /// Started on audio: video waits for its first keyframe.
     video_needs_key: bool,
-    /// The latest step between two frames of the leading track, for the gap
-    /// between two publishes in one file.
-    last_media: Option<(FrameKind, u32)>,
+    /// The leading track's latest frame time, and the latest step between two
+    /// of its frames, for the gap between two publishes in one file.
+    last_media: Option<u32>,
     step: u32,
 }
 
@@ -214,13 +214,13 @@ impl Segments {
         if frame.kind != leading {
             return;
         }
-        if let Some((_, last)) = self.last_media {
+        if let Some(last) = self.last_media {
             let step = frame.timestamp.wrapping_sub(last);
             if (1..=1000).contains(&step) {
                 self.step = step;
             }
         }
-        self.last_media = Some((frame.kind, frame.timestamp));
+        self.last_media = Some(frame.timestamp);
     }
 
     /// The publish's first frame: a new file, or the continued one.
