@@ -479,13 +479,13 @@ fn unescape_rbsp(data: &[u8]) -> Vec<u8> {
 }
 
 /// MSB-first bit reader with Exp-Golomb codes; `None` past the end.
-struct BitReader<'a> {
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         BitReader { data, pos: 0 }
     }
 
@@ -496,7 +496,7 @@ impl<'a> BitReader<'a> {
         Some(bit == 1)
     }
 
-    fn bits(&mut self, n: u32) -> Option<u32> {
+    pub(crate) fn bits(&mut self, n: u32) -> Option<u32> {
         debug_assert!(n <= 32);
         let mut v: u64 = 0;
         for _ in 0..n {
@@ -542,7 +542,7 @@ fn legacy_audio_codec(id: u8) -> Option<&'static str> {
     })
 }
 
-const AAC_SAMPLE_RATES: [u32; 13] = [
+pub(crate) const AAC_SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 

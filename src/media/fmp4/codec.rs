@@ -15,7 +15,7 @@
 use std::fmt;
 
 use super::boxes::BoxWriter;
-use crate::media::codec::parse_h264_sps;
+use crate::media::codec::{parse_h264_sps, BitReader, AAC_SAMPLE_RATES};
 use crate::media::frame::{EX_CODED_FRAMES, EX_CODED_FRAMES_X, EX_SEQUENCE_END, EX_SEQUENCE_START};
 
 /// The codecs HLS carries.
@@ -464,40 +464,20 @@ fn av1_codec_string(r: &[u8]) -> String {
 
 /// AudioSpecificConfig: (audio object type, sampling rate, channels).
 fn aac_config(asc: &[u8]) -> Option<(u32, u32, u16)> {
-    let mut bits = Bits { data: asc, pos: 0 };
-    let mut object_type = bits.take(5)?;
+    let mut r = BitReader::new(asc);
+    let mut object_type = r.bits(5)?;
     if object_type == 31 {
-        object_type = 32 + bits.take(6)?;
+        object_type = 32 + r.bits(6)?;
     }
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
-    let rate = match bits.take(4)? {
-        15 => bits.take(24)?,
-        i => *RATES.get(i as usize)?,
+    let rate = match r.bits(4)? {
+        15 => r.bits(24)?,
+        i => *AAC_SAMPLE_RATES.get(i as usize)?,
     };
-    let channels = match bits.take(4)? {
+    let channels = match r.bits(4)? {
         7 => 8,
         c => c as u16,
     };
     (rate > 0).then_some((object_type, rate, channels))
-}
-
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn take(&mut self, n: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = self.data.get(self.pos / 8)?;
-            v = v << 1 | u32::from(byte >> (7 - self.pos % 8) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
 }
 
 /// The `esds` body (ISO 14496-1 descriptors) for AAC with this AudioSpecificConfig.
@@ -564,28 +544,25 @@ fn ac3_header(frame: &[u8]) -> Option<Ac3Header> {
     if frame.len() < 7 || frame[..2] != [0x0b, 0x77] {
         return None;
     }
-    let mut b = Bits {
-        data: &frame[4..],
-        pos: 0,
-    };
-    let fscod = b.take(2)?;
-    let frmsizecod = b.take(6)?;
-    let bsid = b.take(5)?;
-    let bsmod = b.take(3)?;
-    let acmod = b.take(3)?;
+    let mut b = BitReader::new(&frame[4..]);
+    let fscod = b.bits(2)?;
+    let frmsizecod = b.bits(6)?;
+    let bsid = b.bits(5)?;
+    let bsmod = b.bits(3)?;
+    let acmod = b.bits(3)?;
     if fscod == 3 || bsid > 10 {
         return None;
     }
     if acmod & 1 != 0 && acmod != 1 {
-        b.take(2)?; // cmixlev
+        b.bits(2)?; // cmixlev
     }
     if acmod & 4 != 0 {
-        b.take(2)?; // surmixlev
+        b.bits(2)?; // surmixlev
     }
     if acmod == 2 {
-        b.take(2)?; // dsurmod
+        b.bits(2)?; // dsurmod
     }
-    let lfeon = b.take(1)?;
+    let lfeon = b.bits(1)?;
     let dac3 =
         fscod << 22 | bsid << 17 | bsmod << 14 | acmod << 11 | lfeon << 10 | (frmsizecod >> 1) << 5;
     Some(Ac3Header {
@@ -599,18 +576,15 @@ fn eac3_header(frame: &[u8]) -> Option<Ac3Header> {
     if frame.len() < 6 || frame[..2] != [0x0b, 0x77] {
         return None;
     }
-    let mut b = Bits {
-        data: &frame[2..],
-        pos: 0,
-    };
-    let _strmtyp = b.take(2)?;
-    let _substreamid = b.take(3)?;
-    let frmsiz = b.take(11)?;
-    let fscod = b.take(2)?;
-    let fscod2_or_blocks = b.take(2)?;
-    let acmod = b.take(3)?;
-    let lfeon = b.take(1)?;
-    let bsid = b.take(5)?;
+    let mut b = BitReader::new(&frame[2..]);
+    let _strmtyp = b.bits(2)?;
+    let _substreamid = b.bits(3)?;
+    let frmsiz = b.bits(11)?;
+    let fscod = b.bits(2)?;
+    let fscod2_or_blocks = b.bits(2)?;
+    let acmod = b.bits(3)?;
+    let lfeon = b.bits(1)?;
+    let bsid = b.bits(5)?;
     if !(11..=16).contains(&bsid) {
         return None;
     }
