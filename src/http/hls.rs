@@ -314,22 +314,12 @@ fn send(conn: &mut Conn, session: &SessionRef, reply: Reply, head_only: bool) ->
 /// An error answer that keeps a kept-alive connection open (players retry).
 fn reply_error(conn: &mut Conn, status: u16, message: &str, head: bool) -> bool {
     log::debug!("{}: HLS {status}: {message}", conn.peer);
-    let body = format!("{status} {}: {message}\n", response::reason(status));
     let extra: &[(&str, &str)] = if status == 503 {
         &[("Retry-After", "1")]
     } else {
         &[]
     };
-    let mut out = response::head_with(
-        status,
-        Some("text/plain; charset=utf-8"),
-        Body::Length(body.len()),
-        extra,
-        conn.options("no-cache"),
-    );
-    if !head {
-        out.extend_from_slice(body.as_bytes());
-    }
+    let out = response::text_with(status, message, !head, extra, conn.options("no-cache"));
     conn.send(&out) && conn.keep_alive
 }
 

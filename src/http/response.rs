@@ -110,12 +110,24 @@ pub fn head_with(
 
 /// A complete response with a short plain-text body saying what went wrong.
 pub fn text(status: u16, message: &str, with_body: bool, extra: &[(&str, &str)]) -> Vec<u8> {
+    text_with(status, message, with_body, extra, Options::CLOSE)
+}
+
+/// [`text`] with a say on keep-alive and caching.
+pub fn text_with(
+    status: u16,
+    message: &str,
+    with_body: bool,
+    extra: &[(&str, &str)],
+    options: Options,
+) -> Vec<u8> {
     let body = format!("{status} {}: {message}\n", reason(status));
-    let mut out = head(
+    let mut out = head_with(
         status,
         Some("text/plain; charset=utf-8"),
         Body::Length(body.len()),
         extra,
+        options,
     );
     if with_body {
         out.extend_from_slice(body.as_bytes());
