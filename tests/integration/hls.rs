@@ -73,6 +73,20 @@ fn preload_hint(playlist: &str) -> (u64, usize) {
     (msn.parse().unwrap(), part.parse().unwrap())
 }
 
+/// Starts a session on `path`: the multivariant playlist, the session's base
+/// (`/{path}/s-{token}/`) and its first media playlist.
+fn start_session(addr: SocketAddr, path: &str) -> (String, String, String) {
+    let multivariant = fetch_text(addr, &format!("/{path}/index.m3u8"));
+    let session = multivariant
+        .lines()
+        .last()
+        .unwrap()
+        .trim_end_matches("media.m3u8");
+    let base = format!("/{path}/{session}");
+    let media = fetch_text(addr, &format!("{base}media.m3u8"));
+    (multivariant, base, media)
+}
+
 fn sha256(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
@@ -428,14 +442,7 @@ fn on_play_once_per_session_and_on_play_done_after_30_s_without_a_request() {
     send_tags(&mut publisher, &fixture_tags("av.flv"));
     let addr = server.http_addr();
 
-    let multivariant = fetch_text(addr, &format!("/{path}/index.m3u8"));
-    let session = multivariant
-        .lines()
-        .last()
-        .unwrap()
-        .trim_end_matches("media.m3u8");
-    let base = format!("/{path}/{session}");
-    let media = fetch_text(addr, &format!("{base}media.m3u8"));
+    let (multivariant, base, media) = start_session(addr, path);
     let mut bodies = multivariant.len() + media.len();
     let first_segment = &segment_uris(&media)[0];
     let mut files = vec!["init-0.mp4".to_owned(), first_segment.clone()];
@@ -573,14 +580,7 @@ fn a_stop_answers_a_waiting_reload_with_the_ended_playlist() {
     let mut publisher = new_publisher(&server, path);
     send_tags(&mut publisher, &fixture_tags("av.flv"));
     let addr = server.http_addr();
-    let multivariant = fetch_text(addr, &format!("/{path}/index.m3u8"));
-    let session = multivariant
-        .lines()
-        .last()
-        .unwrap()
-        .trim_end_matches("media.m3u8");
-    let base = format!("/{path}/{session}");
-    let media = fetch_text(addr, &format!("{base}media.m3u8"));
+    let (_, base, media) = start_session(addr, path);
     // The segment after the hinted part's never comes: av.flv's keyframes are
     // 1 s apart and it ends before the one that would start it (the hint is
     // in segment 1 at the latest, as seg-0 is complete; the server may still
