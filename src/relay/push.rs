@@ -25,7 +25,7 @@ use log::{info, warn};
 use super::backoff::Backoff;
 use super::status::{Direction, RelayState, RelayStatus};
 use super::{client_options, RELAY_TIMEOUT};
-use crate::amf::amf0::{self, Amf0Value};
+use crate::amf::amf0::Amf0Value;
 use crate::client::{Client, ClientError, ClientEvent, RtmpUrl};
 use crate::connections::Context;
 use crate::media::frame::{Frame, FrameKind, FrameRole};
@@ -35,6 +35,7 @@ use crate::player::rtmp::RtmpFraming;
 use crate::player::{Batch, End, Feed, Player, PlayerConfig, Sink};
 use crate::registry::{Bound, PlayerItem, PublishSession, Publisher, Subscription};
 use crate::rtmp::client_session::ClientSession;
+use crate::rtmp::message as msg;
 
 /// The pushes of one publish; dropping it (the publisher left) ends them: a
 /// connected worker sends what its queue still holds and unpublishes, one that
@@ -312,11 +313,7 @@ impl PushSink<'_> {
         let ts = frame.timestamp;
         let frame = match frame.role {
             // Encoders send metadata as `@setDataFrame onMetaData ...`.
-            FrameRole::Metadata => {
-                let mut payload = amf0::encode_all_to_vec(&["@setDataFrame".into()]);
-                payload.extend_from_slice(&frame.payload);
-                Arc::new(Frame::data(ts, payload))
-            }
+            FrameRole::Metadata => Arc::new(Frame::data(ts, msg::set_data_frame(&frame.payload))),
             _ => frame,
         };
         self.framing.frame(&mut self.batch, frame, ts, stream_id);

@@ -12,7 +12,7 @@
 //! publishes upstream can drive one too, reading acknowledgements, pings and error
 //! statuses while it sends.
 
-use crate::amf::amf0::{self, Amf0Value, AmfLimits};
+use crate::amf::amf0::{Amf0Value, AmfLimits};
 use crate::rtmp::chunk::{ChunkEncoder, ChunkError, ChunkLimits, RawMessage, MAX_CHUNK_SIZE};
 use crate::rtmp::control::{Control, Inbound, InputError};
 use crate::rtmp::message::{self as msg, Command, UserControl};
@@ -329,8 +329,7 @@ impl ClientSession {
         timestamp: u32,
         script_data: &[u8],
     ) -> Result<(), ChunkError> {
-        let mut payload = amf0::encode_all_to_vec(&["@setDataFrame".into()]);
-        payload.extend_from_slice(script_data);
+        let payload = msg::set_data_frame(script_data);
         self.send_media(stream_id, msg::DATA_AMF0, timestamp, &payload)
     }
 }

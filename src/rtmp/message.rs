@@ -264,6 +264,14 @@ pub fn data_name(payload: &[u8]) -> Option<(String, usize)> {
     Some((name, reader.position()))
 }
 
+/// FLV script data (`onMetaData` and its values, as an FLV script tag holds
+/// them) as encoders send it: `@setDataFrame` + the data.
+pub fn set_data_frame(script_data: &[u8]) -> Vec<u8> {
+    let mut payload = amf0::encode_all_to_vec(&["@setDataFrame".into()]);
+    payload.extend_from_slice(script_data);
+    payload
+}
+
 /// One message taken out of an aggregate (type 22).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubMessage {
