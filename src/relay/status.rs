@@ -115,10 +115,11 @@ impl RelayStatus {
         Self::enter(&mut inner, RelayState::Connecting);
     }
 
-    /// Failed with `error`; the state follows.
+    /// Failed with `error`; the state follows, under the same lock.
     pub fn failed(&self, error: String, state: RelayState) {
-        self.inner.lock().last_error = Some(error);
-        self.set(state);
+        let mut inner = self.inner.lock();
+        inner.last_error = Some(error);
+        Self::enter(&mut inner, state);
     }
 
     /// Failed with `error`; the next attempt is `wait` from now. One clock
