@@ -142,22 +142,20 @@ impl RelayStatus {
 
     pub fn snapshot(&self, now: Instant) -> RelaySnapshot {
         let inner = self.inner.lock();
+        let (retry_in, backoff) = match inner.state {
+            RelayState::BackingOff { retry_at, wait } => {
+                (Some(retry_at.saturating_duration_since(now)), Some(wait))
+            }
+            _ => (None, None),
+        };
         RelaySnapshot {
             direction: self.direction,
             key: self.key.clone(),
             url: self.url.clone(),
             state: inner.state.as_str(),
             state_for: now.saturating_duration_since(inner.since),
-            retry_in: match inner.state {
-                RelayState::BackingOff { retry_at, .. } => {
-                    Some(retry_at.saturating_duration_since(now))
-                }
-                _ => None,
-            },
-            backoff: match inner.state {
-                RelayState::BackingOff { wait, .. } => Some(wait),
-                _ => None,
-            },
+            retry_in,
+            backoff,
             last_error: inner.last_error.clone(),
             bytes: self.bytes.load(Ordering::Relaxed),
             reconnects: inner.reconnects,
