@@ -334,12 +334,12 @@ impl AppPolicy {
         self.0.push_buffer.map_or(DEFAULT_PUSH_BUFFER, |s| s.0)
     }
 
-    /// The first and the longest wait before a reconnect; the longest is never
-    /// shorter than the first.
+    /// The first and the longest wait before a reconnect, as set (the relay's
+    /// `Backoff` takes a longest below the first as the first).
     pub fn backoff(&self) -> (Duration, Duration) {
         let min = self.0.push_backoff_min.map_or(DEFAULT_BACKOFF_MIN, |s| s.0);
         let max = self.0.push_backoff_max.map_or(DEFAULT_BACKOFF_MAX, |s| s.0);
-        (min, max.max(min))
+        (min, max)
     }
 
     /// The server an edge app pulls missing keys from.
