@@ -91,20 +91,15 @@ impl Relay {
             .iter()
             .map(|s| s.snapshot(now))
             .collect();
-        all.sort_by(|a, b| {
+        fn order(s: &RelaySnapshot) -> (bool, &str, &str, &str) {
             (
-                a.direction != Direction::Push,
-                &a.key.app,
-                &a.key.name,
-                &a.url,
+                s.direction != Direction::Push,
+                &s.key.app,
+                &s.key.name,
+                &s.url,
             )
-                .cmp(&(
-                    b.direction != Direction::Push,
-                    &b.key.app,
-                    &b.key.name,
-                    &b.url,
-                ))
-        });
+        }
+        all.sort_by(|a, b| order(a).cmp(&order(b)));
         all
     }
 
